@@ -1,0 +1,1 @@
+"""The .scdc bitstream: a packed, versioned, streamable container for SemantiCodec tokens."""
