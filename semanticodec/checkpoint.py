@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -150,7 +151,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def check_keys(
-    state: dict[str, torch.Tensor], expected: list[tuple[str, tuple[int, ...], str]], what: str
+    state: Mapping[str, torch.Tensor], expected: list[tuple[str, tuple[int, ...], str]], what: str
 ) -> None:
     """Strict check of ``state`` against ``(key, shape, dtype)`` entries; errors name the keys.
 

@@ -1,0 +1,215 @@
+"""Acoustic branch: BiLSTM over [AudioMAE feature ‖ semantic centroid] and a single VQ.
+
+Per 10.24 s window of N = 512 / K tokens of width D (768 / 1536 / 3072 at 100 / 50 / 25
+tokens/s):
+
+1. LSTM input ``cat([features, semantic_vectors], -1)`` ``[B, N, 2D]``, rows from the
+   window's valid length on set to -1 (the official ``mark_out_padding``);
+2. bidirectional ``nn.LSTM(2D -> 2D, L layers)`` (L = 4 / 3 / 2), state zero per window;
+3. ``Linear(4D -> D, bias=False)`` gives the pre-VQ vectors ``[B, N, D]``;
+4. nearest row of the 8192-entry codebook (Euclidean, as vector-quantize-pytorch) gives the
+   acoustic ids ``[B, N]`` and their code vectors.
+
+The state-dict keys are the official ``encoder.ckpt`` keys of these parts (``encoder.*``,
+``encoder_output_linear.weight``, ``quantizer._codebook.embed``); the checkpoint's AudioMAE
+weights (``audiomae.model.*``) and the EMA training state of the quantizer
+(:data:`UNUSED_OFFICIAL_KEYS`) are not part of this module, see :func:`acoustic_state_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from semanticodec.conditioning import check_vector_pair, describe, mark_padding, stack_factor
+
+AUDIOMAE_PREFIX = "audiomae.model."
+"""Prefix of the AudioMAE weights in the official ``encoder.ckpt`` (not in this module)."""
+
+UNUSED_OFFICIAL_KEYS = (
+    "quantizer._codebook.initted",
+    "quantizer._codebook.cluster_size",
+    "quantizer._codebook.embed_avg",
+)
+"""Official ``encoder.ckpt`` keys of the quantizer's EMA training state, unused at inference."""
+
+
+@dataclass(frozen=True)
+class AcousticConfig:
+    """Sizes of the acoustic branch; the defaults are the official 100 tokens/s model.
+
+    Attributes:
+        feature_dim: D, width of a (stacked) AudioMAE feature and of a code vector.
+        lstm_layers: L, layers of the bidirectional LSTM (hidden size 2D per direction).
+        codebook_size: entries of the acoustic codebook (13 bits).
+    """
+
+    feature_dim: int = 768
+    lstm_layers: int = 4
+    codebook_size: int = 8192
+
+    def __post_init__(self) -> None:
+        for name in ("feature_dim", "lstm_layers", "codebook_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"AcousticConfig.{name} must be a positive int, got {value!r}")
+
+    @classmethod
+    def for_token_rate(cls, token_rate: int) -> AcousticConfig:
+        """The official sizes: D = 768 / 1536 / 3072 and L = 4 / 3 / 2 for 100 / 50 / 25 tokens/s."""
+        k = stack_factor(token_rate)
+        return cls(feature_dim=768 * k, lstm_layers={1: 4, 2: 3, 4: 2}[k])
+
+
+class AcousticTokens(NamedTuple):
+    """Output of :class:`AcousticEncoder`."""
+
+    ids: Tensor
+    """``[B, N]`` int64 acoustic token ids."""
+    vectors: Tensor
+    """``[B, N, D]`` codebook rows of ``ids`` (the quantized acoustic feature)."""
+    pre_vq: Tensor
+    """``[B, N, D]`` continuous vectors before quantization."""
+
+
+class _Codebook(nn.Module):
+    """Holds ``embed [1, codebook_size, D]`` under the official key ``_codebook.embed``."""
+
+    def __init__(self, codebook_size: int, dim: int) -> None:
+        super().__init__()
+        embed = torch.empty(1, codebook_size, dim)
+        nn.init.kaiming_uniform_(embed)
+        self.register_buffer("embed", embed)
+
+
+class _Quantizer(nn.Module):
+    """Namespace module so that the codebook key is ``quantizer._codebook.embed``."""
+
+    def __init__(self, codebook_size: int, dim: int) -> None:
+        super().__init__()
+        self._codebook = _Codebook(codebook_size, dim)
+
+
+class AcousticEncoder(nn.Module):
+    """BiLSTM + linear + VQ of the official ``AudioMAEConditionQuantResEncoder``.
+
+    Windows are independent: a batch of B windows gives per item what B runs of one window
+    give (up to float32 rounding of the batched matrix products).
+
+    Speed: the recurrence runs inside ``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU). At B = 1 it is
+    memory-bound, since every time step reads each layer's hidden-to-hidden matrices
+    (2 x 38 MB per layer at 100 tokens/s). Put all windows of an input, or of several inputs,
+    in one batch so that those reads are shared.
+    """
+
+    def __init__(self, config: AcousticConfig | None = None, *, quantize_chunk: int = 4096) -> None:
+        super().__init__()
+        self.config = config if config is not None else AcousticConfig()
+        if isinstance(quantize_chunk, bool) or not isinstance(quantize_chunk, int) or quantize_chunk < 1:
+            raise ValueError(f"quantize_chunk must be a positive int, got {quantize_chunk!r}")
+        self.quantize_chunk = quantize_chunk
+        d = self.config.feature_dim
+        self.encoder = nn.LSTM(
+            input_size=2 * d,
+            hidden_size=2 * d,
+            num_layers=self.config.lstm_layers,
+            bias=True,
+            batch_first=True,
+            bidirectional=True,
+        )
+        self.encoder_output_linear = nn.Linear(4 * d, d, bias=False)
+        self.quantizer = _Quantizer(self.config.codebook_size, d)
+
+    @property
+    def codebook(self) -> Tensor:
+        """``[codebook_size, D]`` acoustic code vectors (``quantizer._codebook.embed[0]``)."""
+        return self.quantizer._codebook.embed[0]
+
+    def lstm_input(
+        self, features: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None = None
+    ) -> Tensor:
+        """``[B, N, 2D]`` = [features ‖ semantic_vectors], rows ``>= valid_len`` set to -1.
+
+        Args:
+            features: ``[B, N, D]`` continuous (stacked) AudioMAE features of a window.
+            semantic_vectors: ``[B, N, D]`` k-means centroids of the window's semantic ids.
+            valid_len: ``[B]`` int tokens holding audio (``valid_tokens(padding_cutoff)``);
+                None: all N.
+        """
+        check_vector_pair(features, semantic_vectors, "features", "semantic_vectors")
+        if features.shape[-1] != self.config.feature_dim:
+            raise ValueError(f"feature width {features.shape[-1]} != config.feature_dim {self.config.feature_dim}")
+        return mark_padding(torch.cat([features, semantic_vectors], dim=-1), valid_len)
+
+    def project(self, lstm_in: Tensor) -> Tensor:
+        """BiLSTM then ``Linear(4D -> D)``: ``[B, N, 2D]`` -> pre-VQ vectors ``[B, N, D]``."""
+        if not isinstance(lstm_in, Tensor) or lstm_in.ndim != 3 or lstm_in.shape[-1] != 2 * self.config.feature_dim:
+            raise ValueError(f"lstm_in must be [B, N, {2 * self.config.feature_dim}], got {describe(lstm_in)}")
+        hidden, _ = self.encoder(lstm_in)
+        return self.encoder_output_linear(hidden)
+
+    def quantize(self, pre_vq: Tensor) -> Tensor:
+        """Nearest code of each vector: ``[B, N, D]`` -> ids ``[B, N]`` int64.
+
+        The distance is vector-quantize-pytorch's ``sqrt(clamp(|x|² + |e|² - 2 x·e, 1e-8))``
+        in float32 (first index on ties), which reproduces the official ids bit for bit
+        wherever the float32 products agree.
+        """
+        d = self.config.feature_dim
+        if not isinstance(pre_vq, Tensor) or pre_vq.ndim != 3 or pre_vq.shape[-1] != d:
+            raise ValueError(f"pre_vq must be [B, N, {d}], got {describe(pre_vq)}")
+        codebook = self.codebook.to(pre_vq.dtype)
+        codebook_sq = codebook.pow(2).sum(dim=-1)
+        flat = pre_vq.reshape(-1, d)
+        ids = [
+            ((rows.pow(2).sum(dim=-1, keepdim=True) + codebook_sq) + (rows @ codebook.T) * -2)
+            .clamp(min=1e-8)
+            .sqrt()
+            .argmin(dim=-1)
+            for rows in flat.split(self.quantize_chunk)
+        ]
+        return torch.cat(ids).reshape(pre_vq.shape[:2])
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        """Code vectors of acoustic ids: ``[B, N]`` int -> ``[B, N, D]``."""
+        if not isinstance(ids, Tensor) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be an integer tensor, got {ids.dtype if isinstance(ids, Tensor) else type(ids).__name__}")
+        if ids.numel() and bool(((ids < 0) | (ids >= self.config.codebook_size)).any()):
+            raise ValueError(f"acoustic ids must lie in [0, {self.config.codebook_size}), got min {int(ids.min())} max {int(ids.max())}")
+        return self.codebook[ids]
+
+    def forward(
+        self, features: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None = None
+    ) -> AcousticTokens:
+        """Acoustic tokens of B windows.
+
+        Args:
+            features: ``[B, N, D]`` continuous (stacked) AudioMAE features.
+            semantic_vectors: ``[B, N, D]`` centroids of the semantic ids.
+            valid_len: ``[B]`` int tokens holding audio per window (None: all N).
+
+        Returns:
+            :class:`AcousticTokens` ``(ids [B, N], vectors [B, N, D], pre_vq [B, N, D])``.
+        """
+        pre_vq = self.project(self.lstm_input(features, semantic_vectors, valid_len))
+        ids = self.quantize(pre_vq)
+        return AcousticTokens(ids=ids, vectors=self.codebook[ids], pre_vq=pre_vq)
+
+
+def acoustic_state_dict(official: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The entries of an official ``encoder.ckpt`` state dict that :class:`AcousticEncoder` loads.
+
+    Drops ``audiomae.model.*`` (the AudioMAE, loaded elsewhere) and
+    :data:`UNUSED_OFFICIAL_KEYS`; the result loads with ``load_state_dict(strict=True)``.
+    """
+    if not isinstance(official, Mapping):
+        raise ValueError(f"official must be a state-dict mapping, got {type(official).__name__}")
+    return {
+        key: value
+        for key, value in official.items()
+        if not key.startswith(AUDIOMAE_PREFIX) and key not in UNUSED_OFFICIAL_KEYS
+    }

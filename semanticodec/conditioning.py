@@ -1,0 +1,269 @@
+"""Padding rules, token windows and the decoder's cross-attention context.
+
+Time bookkeeping at 16 kHz: one AudioMAE patch column is 0.16 s (16 fbank frames, 2560
+samples) and holds 8 / 4 / 2 tokens at 100 / 50 / 25 tokens/s (frequency patches, stacked by
+K = 1 / 2 / 4). At 25 tokens/s two columns are stacked, so one 4-token step spans 0.32 s. An
+encoder window is 10.24 s = 1024 fbank frames = 512 / K tokens.
+
+Padding marker: the official code marks conditioning rows that lie after the end of the audio
+in a window by setting them to -1 (``x * 0 - 1``), both on the LSTM input of the acoustic
+branch and on the decoder context; ``mark_padding`` does that for a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+SAMPLE_RATE = 16000
+"""Sample rate of the codec in Hz."""
+
+TOKEN_RATES = (100, 50, 25)
+"""Supported token rates in tokens per second."""
+
+COLUMN_SECONDS = 0.16
+"""Duration of one AudioMAE patch column in seconds."""
+
+COLUMN_SAMPLES = 2560
+"""Samples in one patch column (0.16 s at 16 kHz)."""
+
+WINDOW_TOKENS_TR100 = 512
+"""Tokens per 10.24 s window at 100 tokens/s; ``512 // K`` at other rates."""
+
+OVERLAP_RATIO = 0.0625
+"""Decode-window overlap as a fraction of the window (0.64 s of 10.24 s)."""
+
+PE_DIM = 192
+"""Width of the sinusoidal positional encoding appended to the decoder context."""
+
+PADDING_STD = 1e-7
+"""An fbank frame whose unbiased std over its mel bins is at most this is padding."""
+
+
+def stack_factor(token_rate: int) -> int:
+    """K = 100 / token_rate: AudioMAE patches stacked per token (1, 2 or 4)."""
+    if token_rate not in TOKEN_RATES:
+        raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate!r}")
+    return 100 // token_rate
+
+
+def padding_cutoff(fbank_window: Tensor) -> Tensor:
+    """Fraction of each window that holds audio, by the official padding detector.
+
+    A frame is padding when ``torch.std`` (unbiased) over its mel bins is <= 1e-7; zero
+    padding and digital silence both qualify. The cutoff is (last non-padding frame + 1)
+    divided by the number of frames, so silence inside the audio does not count; a window
+    of padding only gives 0.
+
+    Args:
+        fbank_window: ``[B, T, M]`` normalised Kaldi fbank (T = 1024 frames, M = 128 bins).
+
+    Returns:
+        ``[B]`` float64 cutoffs in [0, 1] (e.g. 276 / 1024 = 0.26953125).
+    """
+    if not isinstance(fbank_window, Tensor) or fbank_window.ndim != 3:
+        raise ValueError(f"fbank_window must be a [B, T, M] tensor, got {describe(fbank_window)}")
+    if not fbank_window.is_floating_point():
+        raise ValueError(f"fbank_window must be floating point, got {fbank_window.dtype}")
+    batch, frames, bins = fbank_window.shape
+    if frames < 1 or bins < 2:
+        raise ValueError(f"fbank_window needs T >= 1 frames and M >= 2 bins, got {tuple(fbank_window.shape)}")
+    is_padding = torch.std(fbank_window, dim=-1) <= PADDING_STD
+    frame_end = torch.arange(1, frames + 1, device=fbank_window.device)
+    last_end = torch.where(is_padding, 0, frame_end).amax(dim=-1)
+    return last_end.to(torch.float64) / frames
+
+
+def valid_tokens(cutoff: Tensor | Sequence[float] | float, n_tokens: int) -> Tensor:
+    """Tokens of a window that hold audio: ``ceil(n_tokens * cutoff)`` (float64, as official).
+
+    Args:
+        cutoff: ``[B]`` fractions from :func:`padding_cutoff` (or a float for B = 1).
+        n_tokens: tokens per window N (512 / K).
+
+    Returns:
+        ``[B]`` int64 valid lengths in [0, N]; rows from this index on are padding.
+    """
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
+        raise ValueError(f"n_tokens must be a positive int, got {n_tokens!r}")
+    c = torch.as_tensor(cutoff, dtype=torch.float64)
+    if c.ndim > 1:
+        raise ValueError(f"cutoff must be a scalar or [B], got shape {tuple(c.shape)}")
+    if not bool(((c >= 0) & (c <= 1)).all()):
+        raise ValueError(f"cutoff must lie in [0, 1], got {c.tolist()}")
+    return torch.ceil(n_tokens * c.reshape(-1)).to(torch.int64)
+
+
+def mark_padding(x: Tensor, valid_len: Tensor | Sequence[int] | None) -> Tensor:
+    """Copy of ``x [B, N, C]`` with rows ``n >= valid_len[b]`` set to -1 (the padding marker).
+
+    ``valid_len`` is ``[B]`` (int) or None (every row valid, ``x`` returned unchanged).
+    """
+    if not isinstance(x, Tensor) or x.ndim != 3:
+        raise ValueError(f"x must be a [B, N, C] tensor, got {describe(x)}")
+    lengths = _check_lengths(valid_len, x.shape[0], x.shape[1], x.device)
+    if lengths is None:
+        return x
+    padded = torch.arange(x.shape[1], device=x.device) >= lengths[:, None]
+    return x.masked_fill(padded[:, :, None], -1.0)
+
+
+def _check_lengths(
+    valid_len: Tensor | Sequence[int] | None, batch: int, n_tokens: int, device: torch.device
+) -> Tensor | None:
+    """``valid_len`` as a ``[B]`` int64 tensor on ``device``, checked to lie in [0, N]."""
+    if valid_len is None:
+        return None
+    lengths = torch.as_tensor(valid_len, device=device)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise ValueError(f"valid_len must hold integers, got {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ValueError(f"valid_len must have shape [{batch}] (one per batch item), got {tuple(lengths.shape)}")
+    if bool(((lengths < 0) | (lengths > n_tokens)).any()):
+        raise ValueError(f"valid_len must lie in [0, {n_tokens}], got {lengths.tolist()}")
+    return lengths.to(torch.int64)
+
+
+def positional_encoding(seq_len: int = 512, dim: int = PE_DIM) -> Tensor:
+    """The official sinusoidal table ``[seq_len, dim]``, float32, bit-exact.
+
+    Computed in float32 as the official ``PositionalEncoding``: frequencies
+    ``exp(arange(0, dim, 2) * -(ln 10000 / dim))``, angles ``position * frequency``, sin on the
+    even channels and cos on the odd ones. (The float32 angles differ from a float64
+    evaluation by up to 2.4e-5 at position 511; parity needs the float32 version.)
+    """
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 0:
+        raise ValueError(f"seq_len must be a non-negative int, got {seq_len!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be a positive even int, got {dim!r}")
+    position = torch.arange(seq_len, dtype=torch.float32).unsqueeze(1)
+    scale = torch.tensor(-(math.log(10000.0) / dim), dtype=torch.float32)
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * scale)
+    angle = position * frequency
+    pe = torch.empty(seq_len, dim, dtype=torch.float32)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)
+    return pe
+
+
+def decoder_context(
+    acoustic_vectors: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None
+) -> Tensor:
+    """Cross-attention context of the diffusion decoder, ``[B, N, 2D + 192]``.
+
+    ``[acoustic ‖ semantic]`` (acoustic first, as official) with rows ``>= valid_len`` set to
+    -1, followed by the positional encoding of positions 0..N-1 (never marked).
+
+    Args:
+        acoustic_vectors: ``[B, N, D]`` acoustic codebook rows of the tokens.
+        semantic_vectors: ``[B, N, D]`` semantic k-means centroids of the tokens.
+        valid_len: ``[B]`` int tokens holding audio per window (None: all N).
+    """
+    check_vector_pair(acoustic_vectors, semantic_vectors, "acoustic_vectors", "semantic_vectors")
+    features = mark_padding(torch.cat([acoustic_vectors, semantic_vectors], dim=-1), valid_len)
+    batch, n_tokens, _ = features.shape
+    pe = positional_encoding(n_tokens).to(device=features.device, dtype=features.dtype)
+    return torch.cat([features, pe.expand(batch, n_tokens, PE_DIM)], dim=-1)
+
+
+def unconditional_context(
+    batch: int, n_tokens: int, feature_dim: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """The classifier-free-guidance context ``[B, N, 2D + 192]``: zeros(2D) ‖ positional encoding."""
+    for name, value in (("batch", batch), ("n_tokens", n_tokens), ("feature_dim", feature_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    pe = positional_encoding(n_tokens).to(device=device, dtype=dtype)
+    zeros = torch.zeros(batch, n_tokens, 2 * feature_dim, device=device, dtype=dtype)
+    return torch.cat([zeros, pe.expand(batch, n_tokens, PE_DIM)], dim=-1)
+
+
+def split_windows(tokens: Tensor, window: int = WINDOW_TOKENS_TR100, overlap_ratio: float = OVERLAP_RATIO) -> tuple[Tensor, Tensor]:
+    """Cut a token sequence into the official overlapping decode windows.
+
+    As ``long_token_split_window``: overlap ``int(window * overlap_ratio)``, hop
+    ``window - overlap``; full windows are taken ``while start + window < T`` and the rest
+    ``tokens[:, start:]`` (1..window tokens) is the last, partial window. With the defaults a
+    window is 512 / K tokens = 10.24 s of audio and window w starts at w * 9.6 s (hop 480 / K
+    tokens, overlap 32 / K tokens = 0.64 s), which is where its 10.24 s of decoded audio is
+    cross-faded in. For T = 656 at 100 tokens/s: tokens [0:512] and [480:656].
+
+    Args:
+        tokens: ``[B, T, 2]`` int64 (semantic, acoustic), T >= 1.
+        window: tokens per window (512 / K).
+        overlap_ratio: overlap as a fraction of the window.
+
+    Returns:
+        ``(windows, valid_len)``: ``windows [B, W, window, 2]`` int64 with the partial last
+        window zero-filled after its valid tokens, and ``valid_len [W]`` int64 (the same
+        for every batch item). The decoder context of window w must mark rows
+        ``>= valid_len[w]`` as padding (as the official -1 rows).
+    """
+    if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != 2:
+        raise ValueError(f"tokens must be a [B, T, 2] tensor, got {describe(tokens)}")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens must be integers, got {tokens.dtype}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    overlap = int(window * overlap_ratio)
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap_ratio must give 0 <= overlap < window, got {overlap_ratio!r} ({overlap} tokens)")
+    batch, length, _ = tokens.shape
+    if length < 1:
+        raise ValueError("tokens is empty (T = 0)")
+    hop = window - overlap
+    starts = [0]
+    while starts[-1] + window < length:
+        starts.append(starts[-1] + hop)
+    padded = torch.zeros(batch, starts[-1] + window, 2, dtype=torch.int64, device=tokens.device)
+    padded[:, :length] = tokens
+    windows = padded.unfold(1, window, hop).permute(0, 1, 3, 2)
+    valid_len = torch.tensor([min(window, length - s) for s in starts], dtype=torch.int64, device=tokens.device)
+    return windows.contiguous(), valid_len
+
+
+def target_token_length(num_samples: int, token_rate: int, compat: bool = False) -> int:
+    """Tokens kept for ``num_samples`` of 16 kHz audio (the encoder output is trimmed to this).
+
+    - ``compat=True``, the official rounding: ``dur = n / 16000``; ``dur += 0.16 - dur % 0.16``
+      in float64; ``ceil(8 * dur / 0.16 / K)``. It adds a whole extra 0.16 s column when the
+      duration is already a multiple of 0.16 s (up to float rounding: 20.0 s gives 1000
+      tokens at 100 tokens/s, 10.24 s gives 520), and at 25 tokens/s an odd number of 0.16 s
+      columns keeps only the 2 lower-frequency tokens of the last 0.32 s step.
+    - ``compat=False`` (default), fixed: the duration is rounded up to whole token columns,
+      exactly in integers, with no extra column: ``ceil(n / 2560) * 8 / K`` at 100 and 50
+      tokens/s and ``ceil(n / 5120) * 4`` at 25 tokens/s (a column there is 0.32 s).
+
+    Both give 656 tokens for 13 s (208000 samples) at 100 tokens/s.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    k = stack_factor(token_rate)
+    if compat:
+        duration = num_samples / SAMPLE_RATE
+        duration = duration + (COLUMN_SECONDS - duration % COLUMN_SECONDS)
+        return math.ceil(8 * duration / COLUMN_SECONDS / (100 / token_rate))
+    columns_per_step = 2 if k == 4 else 1
+    step_samples = COLUMN_SAMPLES * columns_per_step
+    tokens_per_step = 8 * columns_per_step // k
+    return -(-num_samples // step_samples) * tokens_per_step
+
+
+def check_vector_pair(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    for name, t in ((name_a, a), (name_b, b)):
+        if not isinstance(t, Tensor) or t.ndim != 3:
+            raise ValueError(f"{name} must be a [B, N, D] tensor, got {describe(t)}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} must have the same shape")
+
+
+def describe(x: object) -> str:
+    """Shape of a tensor, or the type name of anything else, for error messages."""
+    if isinstance(x, Tensor):
+        return f"shape {tuple(x.shape)}"
+    return type(x).__name__

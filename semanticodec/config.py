@@ -1,0 +1,122 @@
+"""Model configurations: the official sizes per token rate, composed from each part's config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from semanticodec.acoustic import AcousticConfig
+from semanticodec.diffusion import ScheduleConfig
+from semanticodec.nn.hifigan import HiFiGANConfig
+from semanticodec.nn.unet import UNetConfig
+from semanticodec.nn.vae import VAEConfig
+from semanticodec.nn.vit import AudioMAEConfig
+
+TOKEN_RATES = (100, 50, 25)
+"""Tokens per second, semantic and acoustic streams together."""
+
+_LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
+_STACK = {100: 1, 50: 2, 25: 4}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a SemantiCodec model.
+
+    ``token_rate`` counts both streams (100 tok/s = 50 semantic + 50 acoustic ids per
+    second); ``name`` identifies the weights (it enters the model fingerprint written into
+    ``.scdc`` headers, so tokens of one model are refused by another).
+    """
+
+    token_rate: int
+    semantic_vocab_size: int
+    name: str
+    audiomae: AudioMAEConfig = field(default_factory=AudioMAEConfig)
+    acoustic: AcousticConfig = field(default_factory=AcousticConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vocoder: HiFiGANConfig = field(default_factory=HiFiGANConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    pe_dim: int = 192
+
+    def __post_init__(self) -> None:
+        if self.token_rate not in TOKEN_RATES:
+            raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {self.token_rate}")
+        if self.semantic_vocab_size < 2:
+            raise ValueError(f"semantic_vocab_size must be >= 2, got {self.semantic_vocab_size}")
+        dim = self.audiomae.embed_dim * self.stack_factor
+        if self.acoustic.feature_dim != dim:
+            raise ValueError(f"acoustic.feature_dim {self.acoustic.feature_dim} != stacked AudioMAE width {dim}")
+        if self.unet.context_dim != 2 * dim + self.pe_dim:
+            raise ValueError(f"unet.context_dim {self.unet.context_dim} != 2 x {dim} + {self.pe_dim}")
+
+    @property
+    def stack_factor(self) -> int:
+        """AudioMAE patches per token: 1, 2 or 4 for 100, 50, 25 tok/s."""
+        return _STACK[self.token_rate]
+
+    @property
+    def feature_dim(self) -> int:
+        """Width D of a semantic or acoustic vector."""
+        return self.acoustic.feature_dim
+
+    @property
+    def tokens_per_window(self) -> int:
+        """Token pairs per 10.24 s window (512 / stack factor)."""
+        return self.audiomae.num_frames // self.audiomae.patch_size * (self.audiomae.num_mels // self.audiomae.patch_size) // self.stack_factor
+
+    @property
+    def acoustic_vocab_size(self) -> int:
+        return self.acoustic.codebook_size
+
+    @property
+    def bitrate(self) -> float:
+        """Nominal bitrate in bit/s: token_rate / 2 x (bits per semantic + acoustic id)."""
+        bits = (self.semantic_vocab_size - 1).bit_length() + (self.acoustic_vocab_size - 1).bit_length()
+        return self.token_rate / 2 * bits
+
+    @property
+    def model_id(self) -> bytes:
+        """16-byte fingerprint of the model (name and sizes), stored in ``.scdc`` headers."""
+        return hashlib.sha256(self.to_json().encode()).digest()[:16]
+
+    def to_json(self) -> str:
+        """The configuration as canonical JSON (for safetensors metadata)."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        data = json.loads(text)
+        parts = {
+            "audiomae": AudioMAEConfig,
+            "acoustic": AcousticConfig,
+            "unet": UNetConfig,
+            "vae": VAEConfig,
+            "vocoder": HiFiGANConfig,
+            "schedule": ScheduleConfig,
+        }
+        kwargs = {}
+        for key, value in data.items():
+            if key in parts:
+                value = parts[key](**{k: tuple(map(_tuplify, v)) if isinstance(v, list) else v for k, v in value.items()})
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def official(cls, token_rate: int = 100, semantic_vocab_size: int = 16384) -> ModelConfig:
+        """The configuration of the released SemantiCodec checkpoints."""
+        if token_rate not in TOKEN_RATES:
+            raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
+        dim = 768 * _STACK[token_rate]
+        return cls(
+            token_rate=token_rate,
+            semantic_vocab_size=semantic_vocab_size,
+            name=f"official-semanticodec-tr{token_rate}-v{semantic_vocab_size}",
+            acoustic=AcousticConfig(feature_dim=dim, lstm_layers=_LSTM_LAYERS[token_rate]),
+            unet=UNetConfig(context_dim=2 * dim + 192),
+        )
+
+
+def _tuplify(value):
+    return tuple(value) if isinstance(value, list) else value

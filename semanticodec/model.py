@@ -1,0 +1,196 @@
+"""The SemantiCodec network: windows of fbank → token ids, and token windows → waveforms.
+
+This module holds the parts and the per-window computation; :mod:`semanticodec.codec` does
+audio handling, windowing of long inputs, batching, overlap-add and trimming.
+
+One window is 10.24 s: 1024 fbank frames in, N = 512 / K token pairs, 163 872 samples out
+(160 per mel frame + 32). K = 1, 2, 4 at 100, 50, 25 tokens/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
+from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
+from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
+from semanticodec.config import ModelConfig
+from semanticodec.diffusion import DDIMSampler, NoiseSchedule
+from semanticodec.nn.hifigan import HiFiGAN
+from semanticodec.nn.unet import UNetModel
+from semanticodec.nn.vae import AutoencoderKL
+from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.semantic import SemanticQuantizer, stack_patches
+
+_AUDIOMAE = "audiomae.model."
+_UNET = "model.diffusion_model."
+_FIRST_STAGE = "first_stage_model."
+_VOCODER = "first_stage_model.vocoder."
+_VAE_ENCODER_PREFIXES = ("first_stage_model.encoder.", "first_stage_model.quant_conv.")
+
+
+class SemantiCodecModel(nn.Module):
+    """All trainable parts of SemantiCodec plus the semantic codebook.
+
+    Submodules (their state-dict keys are the official ones under a new prefix):
+    ``audiomae`` (``audiomae.model.*``), ``acoustic`` (``encoder.*``,
+    ``encoder_output_linear.*``, ``quantizer._codebook.embed``), ``unet``
+    (``model.diffusion_model.*``), ``schedule`` (the top-level schedule buffers, ``logvar``,
+    ``scale_factor``), ``vae`` (``first_stage_model.{decoder,post_quant_conv}`` and, when
+    built ``with_vae_encoder``, ``{encoder,quant_conv}``), ``vocoder``
+    (``first_stage_model.vocoder.*``). The codebook ``semantic.codebook`` ``[V, D]`` is a buffer.
+    """
+
+    def __init__(self, config: ModelConfig, codebook: np.ndarray | Tensor | None = None, with_vae_encoder: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        if codebook is None:
+            codebook = torch.zeros(config.semantic_vocab_size, config.feature_dim)
+        codebook = torch.as_tensor(codebook, dtype=torch.float32)
+        if tuple(codebook.shape) != (config.semantic_vocab_size, config.feature_dim):
+            raise ValueError(
+                f"codebook shape {tuple(codebook.shape)} != ({config.semantic_vocab_size}, {config.feature_dim}) "
+                f"expected for {config.name}"
+            )
+        self.audiomae = AudioMAEEncoder(config.audiomae)
+        self.semantic = SemanticQuantizer(codebook)
+        self.acoustic = AcousticEncoder(config.acoustic)
+        self.unet = UNetModel(config.unet)
+        self.schedule = NoiseSchedule(config.schedule)
+        self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
+        self.vocoder = HiFiGAN(config.vocoder)
+        self.sampler = DDIMSampler(self.schedule)
+
+    @property
+    def tokens_per_window(self) -> int:
+        return self.config.tokens_per_window
+
+    def encode_windows(self, fbank: Tensor, valid_len: Tensor | None = None) -> Tensor:
+        """Token ids of fbank windows.
+
+        Args:
+            fbank: ``[W, 1024, 128]`` normalised Kaldi fbank windows.
+            valid_len: ``[W]`` tokens holding audio per window; None: the official padding
+                detector decides from the fbank.
+
+        Returns:
+            ``[W, N, 2]`` int64 (semantic, acoustic) ids.
+        """
+        if valid_len is None:
+            valid_len = valid_tokens(padding_cutoff(fbank), self.tokens_per_window)
+        patches = self.audiomae(fbank)[:, 1:]
+        features = stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
+        semantic_ids = self.semantic.quantize(features)
+        acoustic = self.acoustic(features, self.semantic.lookup(semantic_ids), valid_len.to(features.device))
+        return torch.stack([semantic_ids, acoustic.ids], dim=-1)
+
+    def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+        self.check_tokens(tokens)
+        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        uncond = unconditional_context(
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+        )
+        return cond, uncond
+
+    def check_tokens(self, tokens: Tensor) -> None:
+        """Raise ValueError unless ``tokens [..., 2]`` lie in their vocabularies."""
+        for column, name, size in ((0, "semantic", self.config.semantic_vocab_size), (1, "acoustic", self.config.acoustic_vocab_size)):
+            ids = tokens[..., column]
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+                raise ValueError(f"{name} token ids must lie in [0, {size}), got min {int(ids.min())} max {int(ids.max())}")
+
+    def latent_shape(self, windows: int) -> tuple[int, int, int, int]:
+        """Shape ``[W, 8, 256, 16]`` of the diffusion latent of ``windows`` windows."""
+        frames, mels = self.config.audiomae.num_frames, self.config.vocoder.num_mels
+        factor = self.config.vae.downsample_factor
+        return (windows, self.config.vae.embed_dim, frames // factor, mels // factor)
+
+    def decode_windows(
+        self,
+        tokens: Tensor,
+        valid_len: Tensor,
+        steps: int,
+        guidance_scale: float,
+        eta: float,
+        x_T: Tensor | None = None,
+        generators: Sequence[torch.Generator] | None = None,
+    ) -> Tensor:
+        """Waveforms of token windows.
+
+        Args:
+            tokens: ``[W, N, 2]`` int64 ids per window (rows ``>= valid_len`` are ignored).
+            valid_len: ``[W]`` valid token count per window.
+            steps, guidance_scale, eta: DDIM steps, classifier-free guidance scale, DDIM η.
+            x_T: ``[W, 8, 256, 16]`` starting noise; None: drawn from ``generators`` (one per
+                window, so a window's result does not depend on its batch) or the global RNG.
+
+        Returns:
+            ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
+        """
+        cond, uncond = self.context(tokens, valid_len)
+        shape = self.latent_shape(tokens.shape[0])
+        if x_T is None:
+            if generators is None:
+                x_T = torch.randn(shape, device=cond.device)
+            else:
+                x_T = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=g.device) for g in generators])
+                x_T = x_T.to(cond.device)
+        latent = self.sampler.sample(
+            self.unet, x_T, cond, uncond, steps, eta=eta, guidance_scale=guidance_scale, generator=generators
+        )
+        return self.latent_to_waveform(latent)
+
+    def latent_to_waveform(self, latent: Tensor) -> Tensor:
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``."""
+        mel = self.vae.decode(latent / self.schedule.scale_factor)
+        return self.vocoder.mel_to_waveform(mel)[:, 0]
+
+    def load_official(self, encoder: Mapping[str, Tensor] | None, decoder: Mapping[str, Tensor] | None) -> None:
+        """Load official ``encoder.ckpt`` / ``decoder.ckpt`` state dicts (strict schema check first)."""
+        schema = official_schema(self.config.token_rate)
+        if encoder is not None:
+            check_keys(encoder, schema["encoder"], "encoder checkpoint")
+            dropped = {_AUDIOMAE + k for k in mae_decoder_keys()} | set(UNUSED_OFFICIAL_KEYS)
+            ours = {}
+            for key, value in encoder.items():
+                if key in dropped:
+                    continue
+                ours["audiomae." + key[len(_AUDIOMAE):] if key.startswith(_AUDIOMAE) else "acoustic." + key] = value
+            self._load_part(ours, ("audiomae.", "acoustic."))
+        if decoder is not None:
+            check_keys(decoder, schema["decoder"], "decoder checkpoint")
+            ours = {}
+            for key, value in decoder.items():
+                if key.startswith("model_ema.") or (
+                    key.startswith(_VAE_ENCODER_PREFIXES) and not self.vae.with_encoder
+                ):
+                    continue
+                if key.startswith(_UNET):
+                    ours["unet." + key[len(_UNET):]] = value
+                elif key.startswith(_VOCODER):
+                    ours["vocoder." + key[len(_VOCODER):]] = value
+                elif key.startswith(_FIRST_STAGE):
+                    ours["vae." + key[len(_FIRST_STAGE):]] = value
+                else:
+                    ours["schedule." + key] = value
+            self._load_part(ours, ("unet.", "vocoder.", "vae.", "schedule."))
+
+    def _load_part(self, state: dict[str, Tensor], prefixes: tuple[str, ...]) -> None:
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for key, value in state.items():
+                target = own[key]
+                if target.shape != value.shape and target.numel() == value.numel() == 1:
+                    value = value.reshape(target.shape)
+                if target.shape != value.shape:
+                    raise CheckpointError(f"{key}: checkpoint shape {tuple(value.shape)} != model {tuple(target.shape)}")
+                target.copy_(value.to(target.dtype))

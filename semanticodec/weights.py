@@ -1,0 +1,105 @@
+"""Loading and saving model weights: official checkpoints and this package's safetensors files.
+
+A safetensors file written by :func:`save_safetensors` holds the model's own state dict
+(``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
+``semantic.codebook`` ``[V, D]``, and its configuration as JSON in the metadata. It holds
+only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EMA state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from semanticodec.checkpoint import (
+    CheckpointError,
+    find_official_root,
+    load_codebook,
+    load_state_dict,
+    official_files,
+)
+from semanticodec.config import ModelConfig
+from semanticodec.model import SemantiCodecModel
+
+FORMAT_NAME = "semanticodec"
+CODEBOOK_KEY = "semantic.codebook"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> SemantiCodecModel:
+    """Build the official model of (token rate, vocabulary) from an official checkpoint folder."""
+    files = official_files(root, token_rate, semantic_vocab_size)
+    config = ModelConfig.official(token_rate, semantic_vocab_size)
+    codebook = load_codebook(files.codebook)
+    model = SemantiCodecModel(config, codebook)
+    model.load_official(load_state_dict(files.encoder), load_state_dict(files.decoder))
+    return model
+
+
+def save_safetensors(model: SemantiCodecModel, path: str | os.PathLike, dtype: str = "float32") -> None:
+    """Write the inference weights, codebook and config of ``model`` to a safetensors file."""
+    from safetensors.torch import save_file
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    state = {
+        key: value.detach().to(DTYPES[dtype] if value.is_floating_point() else value.dtype).contiguous()
+        for key, value in model.state_dict().items()
+        if not key.startswith(("vae.encoder.", "vae.quant_conv."))
+    }
+    state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
+    save_file(state, str(path), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
+
+
+def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
+    """A model from a file written by :func:`save_safetensors` (computed in float32)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
+        raise CheckpointError(f"{path}: not a semanticodec weights file (no semanticodec config in its metadata)")
+    config = ModelConfig.from_json(metadata["config"])
+    state = load_state_dict(path)
+    if CODEBOOK_KEY not in state:
+        raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
+    model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: keys do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    with torch.no_grad():
+        for key, value in state.items():
+            if tuple(value.shape) != tuple(expected[key].shape):
+                raise CheckpointError(f"{path}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+            expected[key].copy_(value.to(expected[key].dtype))
+    return model
+
+
+def load_model(
+    token_rate: int = 100, semantic_vocab_size: int = 16384, checkpoint: str | os.PathLike | None = None
+) -> SemantiCodecModel:
+    """The model to use: ``checkpoint`` (a safetensors file or an official folder), else the
+    official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`."""
+    if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
+        model = load_safetensors(checkpoint)
+        if (model.config.token_rate, model.config.semantic_vocab_size) != (token_rate, semantic_vocab_size):
+            raise CheckpointError(
+                f"{checkpoint} holds a {model.config.token_rate} tok/s, vocabulary {model.config.semantic_vocab_size} "
+                f"model, not the requested {token_rate} tok/s, vocabulary {semantic_vocab_size}"
+            )
+        return model
+    root = find_official_root(checkpoint)
+    if root is None:
+        raise CheckpointError(
+            "no SemantiCodec weights found: pass a checkpoint (an official checkpoint folder or a .safetensors "
+            "file made by `semanticodec convert`), or set SEMANTICODEC_CHECKPOINT, or place the official "
+            "haoheliu/SemantiCodec files in the Hugging Face cache"
+        )
+    return load_official(root, token_rate, semantic_vocab_size)
