@@ -261,6 +261,8 @@ def _package_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
+    import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)
+
     parser = argparse.ArgumentParser(prog=PROG, description="SemantiCodec: ultra-low-bitrate semantic audio codec.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -38,9 +38,14 @@ def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size:
     return model
 
 
-def save_safetensors(model: SemantiCodecModel, path: str | os.PathLike, dtype: str = "float32") -> None:
-    """Write the inference weights, codebook and config of ``model`` to a safetensors file."""
+def save_safetensors(
+    model: SemantiCodecModel, path: str | os.PathLike, dtype: str = "float32", overwrite: bool = False
+) -> None:
+    """Write the inference weights, codebook and config of ``model`` to a safetensors file
+    (atomically: a temporary file beside ``path`` is renamed when complete)."""
     from safetensors.torch import save_file
+
+    from semanticodec.atomic import check_output
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -50,13 +55,22 @@ def save_safetensors(model: SemantiCodecModel, path: str | os.PathLike, dtype: s
         if not key.startswith(("vae.encoder.", "vae.quant_conv."))
     }
     state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
-    save_file(state, str(path), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
+    check_output(path, overwrite=overwrite)
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
     """A model from a file written by :func:`save_safetensors` (computed in float32)."""
     from safetensors import SafetensorError, safe_open
 
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -1,0 +1,196 @@
+"""The codec API and the compress/decompress/convert commands, on a tiny model.
+
+Numerical parity at full size is in ``test_codec_parity.py``; here a model of the same
+architecture with tiny sizes checks windowing, batching, determinism, lengths, weights
+files and error handling quickly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from semanticodec.acoustic import AcousticConfig
+from semanticodec.audio import AudioError
+from semanticodec.checkpoint import CheckpointError
+from semanticodec.cli import main
+from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.config import ModelConfig
+from semanticodec.model import SemantiCodecModel
+from semanticodec.nn.hifigan import HiFiGANConfig
+from semanticodec.nn.unet import UNetConfig
+from semanticodec.nn.vae import VAEConfig
+from semanticodec.nn.vit import AudioMAEConfig
+from semanticodec.weights import load_safetensors, save_safetensors
+
+
+def tiny_config(token_rate: int = 100, vocab: int = 100) -> ModelConfig:
+    dim = 32 * {100: 1, 50: 2, 25: 4}[token_rate]
+    return ModelConfig(
+        token_rate=token_rate,
+        semantic_vocab_size=vocab,
+        name=f"tiny-test-tr{token_rate}",
+        audiomae=AudioMAEConfig(embed_dim=32, depth=2, num_heads=2, contextual_depth=0),
+        acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=64),
+        unet=UNetConfig(
+            model_channels=16, channel_mult=(1, 2), attention_resolutions=(2,), num_head_channels=8,
+            context_dim=2 * dim + 192, norm_groups=8,
+        ),
+        vae=VAEConfig(channels=16, num_res_blocks=1, num_groups=8),
+        vocoder=HiFiGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1,),)),
+    )
+
+
+def tiny_model(token_rate: int = 100) -> SemantiCodecModel:
+    torch.manual_seed(token_rate)
+    config = tiny_config(token_rate)
+    return SemantiCodecModel(config, torch.randn(config.semantic_vocab_size, config.feature_dim)).eval()
+
+
+@pytest.fixture(scope="module")
+def codec() -> SemantiCodec:
+    return SemantiCodec(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+
+
+def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    return (0.1 * np.random.RandomState(seed).randn(int(seconds * rate))).astype(np.float32)
+
+
+@pytest.mark.parametrize("token_rate", [100, 50, 25])
+def test_token_counts_and_vocabularies(token_rate: int) -> None:
+    c = SemantiCodec(tiny_model(token_rate), device="cpu", ddim_steps=1, seed=0)
+    out = c.encode(_noise(3.0), 16000)
+    expected = {100: 152, 50: 76, 25: 40}[token_rate]  # 3 s = 18.75 columns of 0.16 s
+    assert out.tokens.shape == (expected, 2) and out.tokens.dtype == np.int64
+    assert out.tokens[:, 0].max() < 100 and out.tokens[:, 1].max() < 64 and out.tokens.min() >= 0
+    audio = c.decode(out)
+    assert audio.shape == (48000,) and audio.dtype == np.float32 and np.isfinite(audio).all()
+
+
+def test_batched_encode_equals_single(codec: SemantiCodec) -> None:
+    a, b = _noise(12.5, 1), _noise(4.0, 2)
+    batch = codec.encode([a, b], sample_rate=16000)
+    for item, single in zip(batch, (a, b)):
+        np.testing.assert_array_equal(item.tokens, codec.encode(single, 16000).tokens)
+
+
+def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCodec) -> None:
+    a, b = codec.encode([_noise(11.0, 3), _noise(2.0, 4)], sample_rate=16000)
+    first = codec.decode([a, b])
+    np.testing.assert_array_equal(first[1], codec.decode([a, b])[1])
+    np.testing.assert_allclose(first[0], codec.decode(a), rtol=0, atol=1e-6)  # batched BLAS rounding only
+    assert first[0].shape == (176000,) and first[1].shape == (32000,)
+    other = SemantiCodec(codec.model, device="cpu", ddim_steps=2, seed=1).decode(b)
+    assert not np.array_equal(other, first[1])
+
+
+def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:
+    x = _noise(WINDOW_SAMPLES / 16000)
+    assert codec.encode(x, 16000).tokens.shape == (512, 2)
+    official = SemantiCodec(codec.model, device="cpu", ddim_steps=1, compat="official")
+    assert official.encode(x, 16000).tokens.shape[0] > 512
+
+
+def test_resampled_and_stereo_input(codec: SemantiCodec, tmp_path) -> None:
+    stereo = np.stack([_noise(2.0, 5, 44100), _noise(2.0, 6, 44100)])
+    path = tmp_path / "stereo.flac"
+    sf.write(path, stereo.T, 44100)
+    from_file = codec.encode(str(path))
+    assert from_file.sample_rate == 44100 and from_file.num_samples == 88200
+    assert codec.decode(from_file).shape == (32000,)
+    from_array = codec.encode(torch.from_numpy(stereo), sample_rate=44100)
+    assert from_array.tokens.shape == from_file.tokens.shape
+
+
+def test_bad_inputs_are_clear_errors(codec: SemantiCodec) -> None:
+    with pytest.raises(AudioError, match="NaN"):
+        codec.encode(np.array([0.0, np.nan], np.float32), 16000)
+    with pytest.raises(AudioError, match="empty"):
+        codec.encode(np.zeros(0, np.float32), 16000)
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        codec.encode(np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match=r"semantic token ids must lie in \[0, 100\)"):
+        codec.decode(np.array([[100, 0]]))
+    with pytest.raises(ValueError, match=r"acoustic token ids must lie in \[0, 64\)"):
+        codec.decode(np.array([[0, -1]]))
+    with pytest.raises(ValueError, match=r"\[T, 2\]"):
+        codec.decode(np.zeros((0, 2), np.int64))
+    foreign = EncodedAudio(np.zeros((8, 2), np.int64), 100, 100, 64, b"\x01" * 16, 2560, 16000)
+    with pytest.raises(ValueError, match="another model"):
+        codec.decode(foreign)
+
+
+def test_safetensors_round_trip(codec: SemantiCodec, tmp_path) -> None:
+    path = tmp_path / "tiny.safetensors"
+    save_safetensors(codec.model, path)
+    loaded = load_safetensors(path)
+    assert loaded.config == codec.config
+    for key, value in codec.model.state_dict().items():
+        if not key.startswith(("vae.encoder.", "vae.quant_conv.")):
+            torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(FileExistsError):
+        save_safetensors(codec.model, path)
+    half = tmp_path / "tiny16.safetensors"
+    save_safetensors(codec.model, half, dtype="float16")
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    x = _noise(1.0)
+    np.testing.assert_array_equal(
+        SemantiCodec(loaded, device="cpu").encode(x, 16000).tokens, codec.encode(x, 16000).tokens
+    )
+    with pytest.raises(CheckpointError, match="requested 50 tok/s"):
+        SemantiCodec.from_pretrained(50, 100, checkpoint=path)
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(other))
+    with pytest.raises(CheckpointError, match="not a semanticodec weights file"):
+        load_safetensors(other)
+
+
+@pytest.fixture(scope="module")
+def weights(codec: SemantiCodec, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_safetensors(codec.model, path)
+    return str(path)
+
+
+def test_cli_compress_info_decompress(weights: str, tmp_path, capsys) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _noise(3.0, 7, 22050), 22050)
+    scdc, out = tmp_path / "x.scdc", tmp_path / "out.wav"
+    common = ["--checkpoint", weights, "--quiet"]
+    assert main(["compress", str(wav), str(scdc), "--vocab", "100", *common]) == 0
+    assert main(["info", str(scdc), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["token_rate"] == 100 and info["sample_rate"] == 22050
+    assert main(["decompress", str(scdc), str(out), "--steps", "2", *common]) == 0
+    audio, rate = sf.read(out)
+    assert rate == 16000 and len(audio) == 48000
+    assert main(["decompress", str(scdc), str(out), "--steps", "2", *common]) == 2
+    assert "--force" in capsys.readouterr().err
+    resampled = tmp_path / "orig.flac"
+    assert main(["decompress", str(scdc), str(resampled), "--steps", "1", "--original-rate", *common]) == 0
+    audio, rate = sf.read(resampled)
+    assert rate == 22050 and len(audio) == 3 * 22050
+
+
+def test_cli_refuses_bad_input_without_leaving_files(weights: str, tmp_path, capsys) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _noise(1.0), 16000)
+    before = wav.read_bytes()
+    assert main(["compress", str(wav), str(wav), "--checkpoint", weights, "--vocab", "100", "--force"]) == 2
+    assert wav.read_bytes() == before
+    broken = tmp_path / "broken.scdc"
+    broken.write_bytes(b"SCDC" + bytes(30))
+    out = tmp_path / "out.wav"
+    assert main(["decompress", str(broken), str(out), "--checkpoint", weights]) == 2
+    assert not out.exists()
+    assert main(["compress", str(tmp_path / "missing.wav"), str(tmp_path / "m.scdc"), "--checkpoint", weights]) == 2
+    assert main(["compress", str(wav), str(tmp_path / "w.scdc"), "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no such audio file" in err and "not found" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.scdc", "in.wav"]
