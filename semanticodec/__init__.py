@@ -1,0 +1,17 @@
+"""semanticodec: the SemantiCodec ultra-low-bitrate semantic audio codec.
+
+``SemantiCodec`` and ``EncodedAudio`` are imported on first use, so that the command line and
+the bitstream tools start without loading the model code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EncodedAudio", "SemantiCodec"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from semanticodec import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module 'semanticodec' has no attribute {name!r}")

@@ -37,7 +37,7 @@ def tiny_config(token_rate: int = 100, vocab: int = 100) -> ModelConfig:
         audiomae=AudioMAEConfig(embed_dim=32, depth=2, num_heads=2, contextual_depth=0),
         acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=64),
         unet=UNetConfig(
-            model_channels=16, channel_mult=(1, 2), attention_resolutions=(2,), num_head_channels=8,
+            model_channels=16, channel_mult=(1, 2, 2), attention_resolutions=(4,), num_head_channels=8,
             context_dim=2 * dim + 192, norm_groups=8,
         ),
         vae=VAEConfig(channels=16, num_res_blocks=1, num_groups=8),
