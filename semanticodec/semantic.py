@@ -24,16 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from kmeans import assign
-
-STACK_FACTORS = {100: 1, 50: 2, 25: 4}
-"""Patches stacked into one semantic vector, by token rate (tokens per second)."""
-
-
-def stack_factor(token_rate: int) -> int:
-    """Number K of AudioMAE patches per semantic token: 1, 2 or 4 for 100, 50 or 25 tokens/s."""
-    if token_rate not in STACK_FACTORS:
-        raise ValueError(f"token_rate must be one of {tuple(STACK_FACTORS)}, got {token_rate!r}")
-    return STACK_FACTORS[token_rate]
+from semanticodec.conditioning import stack_factor
 
 
 def stack_patches(features: torch.Tensor, token_rate: int, freq_patches: int = 8) -> torch.Tensor:

@@ -8,7 +8,8 @@ import torch
 
 from parity import assert_parity, reference
 from semanticodec.fill import fill
-from semanticodec.semantic import SemanticQuantizer, stack_factor, stack_patches
+from semanticodec.conditioning import stack_factor
+from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 NEAR_TIE = 1e-3
 """Positions whose float64 semantic margin is below this may flip in float32 (reference README §7)."""
