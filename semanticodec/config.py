@@ -7,17 +7,14 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from semanticodec.acoustic import AcousticConfig
+from semanticodec.conditioning import TOKEN_RATES, stack_factor
 from semanticodec.diffusion import ScheduleConfig
 from semanticodec.nn.hifigan import HiFiGANConfig
 from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
 
-TOKEN_RATES = (100, 50, 25)
-"""Tokens per second, semantic and acoustic streams together."""
-
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
-_STACK = {100: 1, 50: 2, 25: 4}
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class ModelConfig:
     @property
     def stack_factor(self) -> int:
         """AudioMAE patches per token: 1, 2 or 4 for 100, 50, 25 tok/s."""
-        return _STACK[self.token_rate]
+        return stack_factor(self.token_rate)
 
     @property
     def feature_dim(self) -> int:
@@ -108,7 +105,7 @@ class ModelConfig:
         """The configuration of the released SemantiCodec checkpoints."""
         if token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
-        dim = 768 * _STACK[token_rate]
+        dim = 768 * stack_factor(token_rate)
         return cls(
             token_rate=token_rate,
             semantic_vocab_size=semantic_vocab_size,
