@@ -56,7 +56,9 @@ class HiFiGANConfig:
         if any(k < 1 or k % 2 == 0 for k in self.resblock_kernel_sizes):
             raise ValueError(f"HiFiGANConfig.resblock_kernel_sizes must be odd, got {self.resblock_kernel_sizes}")
         if any(not d or min(d) < 1 for d in self.resblock_dilation_sizes):
-            raise ValueError(f"HiFiGANConfig.resblock_dilation_sizes must be positive, got {self.resblock_dilation_sizes}")
+            raise ValueError(
+                f"HiFiGANConfig.resblock_dilation_sizes must be positive, got {self.resblock_dilation_sizes}"
+            )
 
     @property
     def hop_length(self) -> int:
@@ -95,7 +97,8 @@ class ResBlock1(nn.Module):
 
 def _check_float(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+        got = f"{type(x).__name__} {getattr(x, 'dtype', '')}"
+        raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
 
 
 class HiFiGAN(nn.Module):
@@ -125,7 +128,9 @@ class HiFiGAN(nn.Module):
         """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, num_samples(frames)]``."""
         _check_float(mel, "mel")
         if mel.ndim != 3 or mel.shape[1] != self.config.num_mels or mel.shape[0] == 0 or mel.shape[2] == 0:
-            raise ValueError(f"mel must have shape [B, {self.config.num_mels}, frames] with B, frames >= 1, got {list(mel.shape)}")
+            raise ValueError(
+                f"mel must have shape [B, {self.config.num_mels}, frames] with B, frames >= 1, got {list(mel.shape)}"
+            )
         kernels = len(self.config.resblock_kernel_sizes)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):

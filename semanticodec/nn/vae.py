@@ -231,7 +231,8 @@ class Decoder(nn.Module):
 
 def _check_4d(x: torch.Tensor, name: str, channels: int, multiple: int = 1) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+        got = f"{type(x).__name__} {getattr(x, 'dtype', '')}"
+        raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(f"{name} must have shape [B, {channels}, H, W], got {list(x.shape)}")
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
