@@ -96,6 +96,7 @@ def cmd_engines(args: argparse.Namespace) -> None:
     from sklearn.cluster import MiniBatchKMeans
 
     n, dim, k, iters = args.n, args.dim, args.k, args.iters
+    load_before = os.getloadavg()[0]
     x = mixture(n, dim)
     flops = 2.0 * n * k * dim
     rows = []
@@ -131,7 +132,8 @@ def cmd_engines(args: argparse.Namespace) -> None:
 
     print(f"\nN={n}, D={dim}, k={k}, {iters} iterations, torch threads {torch.get_num_threads()}, "
           f"FAISS threads {faiss.omp_get_max_threads()}; 2*N*k*D = {flops / 1e9:.0f} GFLOP per iteration; "
-          f"sgemm of the same size: {gemm:.1f} GFLOP/s\n")
+          f"sgemm of the same size: {gemm:.1f} GFLOP/s; machine load (1-min average) {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end\n")
     print("| implementation | s / iteration | GFLOP/s | % of sgemm | final objective (mean sq. dist.) | note |")
     print("|---|---:|---:|---:|---:|---|")
     for name, per_iter, gf, objective, note in rows:
@@ -154,6 +156,7 @@ def write_shards(root: Path, n: int, dim: int, shard_rows: int) -> list[Path]:
 def cmd_point(args: argparse.Namespace) -> None:
     """One scaling point in this process: JSON with seconds per iteration and peak RSS."""
     paths = sorted(Path(args.shards).glob("shard_*.npy"))[: args.shard_count]
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     r = train(paths, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None,
               chunk_size=65536, engine=args.engine, progress=False)
@@ -162,6 +165,7 @@ def cmd_point(args: argparse.Namespace) -> None:
         "n": r.n_train, "k": args.k, "seconds_per_iteration": float(np.median(r.iteration_seconds)),
         "total_seconds": total, "objective": float(r.objective[-1] / r.n_train),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "engine": r.engine,
+        "load": [load_before, os.getloadavg()[0]],
     }))
 
 
@@ -173,12 +177,12 @@ def run_point(shards: Path, shard_count: int, k: int, iters: int, engine: str) -
 
 
 def scaling_table(points: list[dict], dim: int) -> None:
-    print("| N | k | s / iteration | µs per vector·iteration | GFLOP/s | peak RSS (MB) | data on disk (MB) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| N | k | s / iteration | µs per vector·iteration | GFLOP/s | peak RSS (MB) | data on disk (MB) | machine load (1-min avg, start → end) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in points:
         gf = 2.0 * p["n"] * p["k"] * dim / p["seconds_per_iteration"] / 1e9
         print(f"| {p['n']} | {p['k']} | {p['seconds_per_iteration']:.2f} | {1e6 * p['seconds_per_iteration'] / p['n']:.1f} "
-              f"| {gf:.1f} | {p['peak_rss_mb']:.0f} | {p['n'] * dim * 4 / 2**20:.0f} |")
+              f"| {gf:.1f} | {p['peak_rss_mb']:.0f} | {p['n'] * dim * 4 / 2**20:.0f} | {p['load'][0]:.1f} → {p['load'][1]:.1f} |")
 
 
 def cmd_scale_n(args: argparse.Namespace) -> None:

@@ -259,6 +259,24 @@ def _package_version() -> str:
         return "unknown"
 
 
+def _configure_kmeans(parser: argparse.ArgumentParser) -> None:
+    from kmeans.cli import add_features_parser, add_train_parser
+
+    verbs = parser.add_subparsers(dest="kmeans_command", required=True, metavar="VERB")
+    add_train_parser(verbs)
+    add_features_parser(verbs)
+
+
+register(
+    Command(
+        "kmeans",
+        "train semantic k-means codebooks (train) and extract AudioMAE features for them (features)",
+        _configure_kmeans,
+        lambda args: args.func(args),
+    )
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
     import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)

@@ -188,14 +188,10 @@ class SemantiCodec:
         n_tok = self.config.tokens_per_window
         windows, spans, targets = [], [], []
         for wav, _, _ in loaded:
-            n = len(wav)
-            count = n // WINDOW_SAMPLES + 1 if official else -(-n // WINDOW_SAMPLES)
-            padded = torch.zeros(1, count * WINDOW_SAMPLES)
-            padded[0, :n] = torch.from_numpy(wav)
-            fbank = audiomae_fbank(padded, count * FRAMES_PER_WINDOW)[0]
-            spans.append((len(windows), len(windows) + count))
-            windows.extend(fbank.view(count, FRAMES_PER_WINDOW, -1))
-            targets.append(target_token_length(n, self.config.token_rate, compat=official))
+            fbank = self.fbank_windows(wav)
+            spans.append((len(windows), len(windows) + fbank.shape[0]))
+            windows.extend(fbank)
+            targets.append(target_token_length(len(wav), self.config.token_rate, compat=official))
         ids = self._map_batches(lambda fb: self.model.encode_windows(fb.to(self.device)).cpu(), windows, "encode")
         results = []
         for (start, stop), target, (_, num_samples, sr) in zip(spans, targets, loaded):
@@ -213,6 +209,25 @@ class SemantiCodec:
                 )
             )
         return results[0] if single else results
+
+    def fbank_windows(self, wav: np.ndarray) -> Tensor:
+        """Normalised fbank windows ``[W, 1024, 128]`` of 16 kHz mono audio ``[N]``, zero-padded
+        to whole 10.24 s windows (official mode: one more window at exact multiples)."""
+        n = len(wav)
+        count = n // WINDOW_SAMPLES + 1 if self.compat == "official" else -(-n // WINDOW_SAMPLES)
+        padded = torch.zeros(1, count * WINDOW_SAMPLES)
+        padded[0, :n] = torch.from_numpy(wav)
+        return audiomae_fbank(padded, count * FRAMES_PER_WINDOW)[0].view(count, FRAMES_PER_WINDOW, -1)
+
+    @torch.inference_mode()
+    def semantic_features(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """Stacked AudioMAE features ``[T, D]`` float32 of one input, padded rows dropped: the
+        vectors a semantic k-means codebook is trained on (T as for :meth:`encode`)."""
+        wav, _, _ = self._load(audio, sample_rate, 0)
+        fbank = self.fbank_windows(wav)
+        target = target_token_length(len(wav), self.config.token_rate, compat=self.compat == "official")
+        feats = self._map_batches(lambda fb: self.model.semantic_features(fb.to(self.device)).cpu(), list(fbank), "features")
+        return torch.cat(feats).reshape(-1, self.config.feature_dim)[:target].float().numpy()
 
     def _map_batches(self, fn: Callable[[Tensor], Tensor], windows: list[Tensor], what: str) -> list[Tensor]:
         """Apply ``fn`` to the stacked ``windows`` in batches; returns one result per window."""
@@ -338,6 +353,18 @@ def _token_items(tokens) -> tuple[bool, list]:
     if arr.ndim == 3:
         return False, list(arr)
     return True, [arr]
+
+
+def semantic_feature_extractor(
+    token_rate: int = 100, checkpoint: str | os.PathLike | None = None, device: str | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``extract(waveform_16k [N] float32) -> [T, D] float32``: the semantic features of the
+    model found like :meth:`SemantiCodec.from_pretrained` (for ``semanticodec kmeans features``)."""
+    from semanticodec.weights import load_model
+
+    model = load_model(token_rate, None, checkpoint)
+    codec = SemantiCodec(model, device=device)
+    return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 
 
 def default_device() -> torch.device:

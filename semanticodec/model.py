@@ -81,12 +81,21 @@ class SemantiCodecModel(nn.Module):
             ``[W, N, 2]`` int64 (semantic, acoustic) ids.
         """
         if valid_len is None:
-            valid_len = valid_tokens(padding_cutoff(fbank), self.tokens_per_window)
-        patches = self.audiomae(fbank)[:, 1:]
-        features = stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
+            valid_len = self.valid_tokens(fbank)
+        features = self.semantic_features(fbank)
         semantic_ids = self.semantic.quantize(features)
         acoustic = self.acoustic(features, self.semantic.lookup(semantic_ids), valid_len.to(features.device))
         return torch.stack([semantic_ids, acoustic.ids], dim=-1)
+
+    def valid_tokens(self, fbank: Tensor) -> Tensor:
+        """``[W]`` tokens of each fbank window ``[W, 1024, 128]`` that hold audio (padding detector)."""
+        return valid_tokens(padding_cutoff(fbank), self.tokens_per_window)
+
+    def semantic_features(self, fbank: Tensor) -> Tensor:
+        """Continuous semantic features ``[W, N, D]``: AudioMAE of fbank windows ``[W, 1024, 128]``,
+        CLS dropped, stacked to the token rate."""
+        patches = self.audiomae(fbank)[:, 1:]
+        return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
     def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
         """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from semanticodec.checkpoint import (
+    OFFICIAL_VOCAB_SIZES,
     CheckpointError,
     find_official_root,
     load_codebook,
@@ -97,16 +98,18 @@ def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
 
 
 def load_model(
-    token_rate: int = 100, semantic_vocab_size: int = 16384, checkpoint: str | os.PathLike | None = None
+    token_rate: int = 100, semantic_vocab_size: int | None = 16384, checkpoint: str | os.PathLike | None = None
 ) -> SemantiCodecModel:
     """The model to use: ``checkpoint`` (a safetensors file or an official folder), else the
-    official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`."""
+    official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`.
+    ``semantic_vocab_size=None`` accepts any vocabulary that is present."""
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
         model = load_safetensors(checkpoint)
-        if (model.config.token_rate, model.config.semantic_vocab_size) != (token_rate, semantic_vocab_size):
+        vocab = model.config.semantic_vocab_size if semantic_vocab_size is None else semantic_vocab_size
+        if (model.config.token_rate, model.config.semantic_vocab_size) != (token_rate, vocab):
             raise CheckpointError(
                 f"{checkpoint} holds a {model.config.token_rate} tok/s, vocabulary {model.config.semantic_vocab_size} "
-                f"model, not the requested {token_rate} tok/s, vocabulary {semantic_vocab_size}"
+                f"model, not the requested {token_rate} tok/s, vocabulary {vocab}"
             )
         return model
     root = find_official_root(checkpoint)
@@ -116,4 +119,14 @@ def load_model(
             "file made by `semanticodec convert`), or set SEMANTICODEC_CHECKPOINT, or place the official "
             "haoheliu/SemantiCodec files in the Hugging Face cache"
         )
+    if semantic_vocab_size is None:
+        for vocab in OFFICIAL_VOCAB_SIZES:
+            try:
+                official_files(root, token_rate, vocab)
+            except CheckpointError:
+                continue
+            semantic_vocab_size = vocab
+            break
+        else:
+            raise CheckpointError(f"{root}: no complete official model for {token_rate} tok/s")
     return load_official(root, token_rate, semantic_vocab_size)

@@ -194,3 +194,18 @@ def test_cli_refuses_bad_input_without_leaving_files(weights: str, tmp_path, cap
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no such audio file" in err and "not found" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.scdc", "in.wav"]
+
+
+def test_semantic_features_give_the_semantic_tokens(codec: SemantiCodec, weights: str, tmp_path) -> None:
+    x = _noise(12.0, 8)
+    features = codec.semantic_features(x, 16000)
+    tokens = codec.encode(x, 16000).tokens
+    assert features.shape == (tokens.shape[0], codec.config.feature_dim) and features.dtype == np.float32
+    ids = codec.model.semantic.quantize(torch.from_numpy(features)[None])[0].numpy()
+    np.testing.assert_array_equal(ids, tokens[:, 0])
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    sf.write(audio_dir / "a.wav", x, 16000, subtype="FLOAT")
+    out = tmp_path / "shards"
+    assert main(["kmeans", "features", str(audio_dir), "--out", str(out), "--checkpoint", weights, "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(next(out.glob("*.npy"))), features, rtol=0, atol=1e-6)

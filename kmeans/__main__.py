@@ -1,0 +1,5 @@
+"""``python -m kmeans train|features ...`` (see :mod:`kmeans.cli`)."""
+
+from kmeans.cli import main
+
+raise SystemExit(main())
