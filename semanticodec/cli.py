@@ -280,6 +280,7 @@ register(
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
     import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)
+    import semanticodec.token_commands  # noqa: F401  (registers tokenize, detokenize)
 
     parser = argparse.ArgumentParser(prog=PROG, description="SemantiCodec: ultra-low-bitrate semantic audio codec.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
