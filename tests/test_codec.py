@@ -14,41 +14,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from semanticodec.acoustic import AcousticConfig
 from semanticodec.audio import AudioError
 from semanticodec.checkpoint import CheckpointError
 from semanticodec.cli import main
 from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec
-from semanticodec.config import ModelConfig
-from semanticodec.model import SemantiCodecModel
-from semanticodec.nn.hifigan import HiFiGANConfig
-from semanticodec.nn.unet import UNetConfig
-from semanticodec.nn.vae import VAEConfig
-from semanticodec.nn.vit import AudioMAEConfig
 from semanticodec.weights import load_safetensors, save_safetensors
-
-
-def tiny_config(token_rate: int = 100, vocab: int = 100) -> ModelConfig:
-    dim = 32 * {100: 1, 50: 2, 25: 4}[token_rate]
-    return ModelConfig(
-        token_rate=token_rate,
-        semantic_vocab_size=vocab,
-        name=f"tiny-test-tr{token_rate}",
-        audiomae=AudioMAEConfig(embed_dim=32, depth=2, num_heads=2, contextual_depth=0),
-        acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=64),
-        unet=UNetConfig(
-            model_channels=16, channel_mult=(1, 2, 2), attention_resolutions=(4,), num_head_channels=8,
-            context_dim=2 * dim + 192, norm_groups=8,
-        ),
-        vae=VAEConfig(channels=16, num_res_blocks=1, num_groups=8),
-        vocoder=HiFiGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1,),)),
-    )
-
-
-def tiny_model(token_rate: int = 100) -> SemantiCodecModel:
-    torch.manual_seed(token_rate)
-    config = tiny_config(token_rate)
-    return SemantiCodecModel(config, torch.randn(config.semantic_vocab_size, config.feature_dim)).eval()
+from tiny import tiny_model
 
 
 @pytest.fixture(scope="module")
