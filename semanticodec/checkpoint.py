@@ -186,4 +186,4 @@ def load_codebook(path: str | os.PathLike) -> np.ndarray:
         raise CheckpointError(f"{path}: cannot read codebook ({err})") from None
     if codebook.ndim != 2 or codebook.dtype.kind != "f" or min(codebook.shape) == 0:
         raise CheckpointError(f"{path}: a codebook must be a non-empty 2-D float array, got {codebook.dtype} {codebook.shape}")
-    return np.ascontiguousarray(codebook, dtype=np.float32)
+    return np.array(codebook, dtype=np.float32)

@@ -111,3 +111,29 @@ def test_strict_key_check_names_keys(model: SemantiCodecModel) -> None:
 
     with pytest.raises(CheckpointError, match="encoder_output_linear.weight"):
         model.load_official(Without("encoder"), None)
+
+
+@pytest.mark.slow
+def test_convert_official_checkpoint(tmp_path) -> None:
+    """Write the filled official files in the official layout, convert them, load the result."""
+    from semanticodec.cli import main
+    from semanticodec.weights import load_safetensors
+
+    rate_dir = tmp_path / "semanticodec_tokenrate_100"
+    rate_dir.mkdir()
+    torch.save(dict(FilledCheckpoint("encoder", kept=_kept("encoder"))), rate_dir / "encoder.ckpt")
+    torch.save(dict(FilledCheckpoint("decoder", kept=_kept("decoder"))), rate_dir / "decoder.ckpt")
+    codebooks = tmp_path / "codebook_idx" / "combine_512_audioset_dominate"
+    codebooks.mkdir(parents=True)
+    np.save(codebooks / "codebook_2048_0.npy", fill("semantic_codebook", (4096, 768)))
+    out = tmp_path / "tr100_v4096.safetensors"
+    assert main(["convert", str(tmp_path), str(out), "--token-rate", "100", "--vocab", "4096", "--dtype", "float16"]) == 0
+    official_bytes = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".npy"))
+    print(f"convert: {out.stat().st_size / 1e6:.0f} MB from {official_bytes / 1e6:.0f} MB")
+    assert out.stat().st_size < 0.4 * official_bytes
+    converted = load_safetensors(out)
+    enc = reference("tr100_encode")
+    tokens = SemantiCodec(converted, device="cpu", compat="official").encode(enc["waveform"], 16000).tokens
+    agree = (tokens == enc["tokens"][0]).mean()
+    print(f"float16 weights: {agree:.1%} of the official tokens")
+    assert agree > 0.9
