@@ -1,0 +1,190 @@
+"""Benchmark corpus builder: parsers, deterministic selection, the fixture corpus, the
+Debian package layout (on a synthetic tree) and G.722 decoding."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmarks import data
+from parity import shared_path
+
+
+def test_parse_librivox_transcription():
+    text = "<s> he was not an ill disposed young man </s> (sense-0880)\n<s> go </s> (x-1)\n\ngarbage\n"
+    assert data.parse_librivox_transcription(text) == {"sense-0880": "he was not an ill disposed young man", "x-1": "go"}
+
+
+def test_parse_asterisk_text():
+    text = "; Core Asterisk Sounds in English\n\nadded: Added.\ndigits/1: One.\nempty:\nvm-intro: Please leave your message: after the tone.\n"
+    assert data.parse_asterisk_text(text) == {
+        "added": "Added.",
+        "digits/1": "One.",
+        "vm-intro": "Please leave your message: after the tone.",
+    }
+
+
+def _candidates(n: int) -> list[data.Candidate]:
+    return [data.Candidate(Path(f"/x/{i:02d}.wav"), "sound", "sound", 1.0) for i in range(n)]
+
+
+def test_select_is_deterministic_and_seeded():
+    pool = _candidates(20)
+    first = data.select(pool, 5, seed=0)
+    assert first == data.select(list(reversed(pool)), 5, seed=0)
+    assert len(set(first)) == 5
+    assert first != data.select(pool, 5, seed=1)
+    assert sorted(data.select(pool, 50, seed=0), key=lambda c: c.path) == pool
+    with pytest.raises(ValueError, match="count"):
+        data.select(pool, -1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fixture_corpus(tmp_path_factory):
+    root = shared_path("audio")
+    folder = tmp_path_factory.mktemp("corpus")
+    clips = data.build_from_fixture(root, folder, seed=0, clip_seconds=6.0)
+    return folder, clips
+
+
+def test_fixture_corpus_manifest(fixture_corpus):
+    folder, clips = fixture_corpus
+    assert data.read_manifest(folder) == clips
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["size"] == "fixture" and manifest["seed"] == 0
+    by_domain = {d: [c for c in clips if c.domain == d] for d in data.DOMAINS}
+    assert [len(by_domain[d]) for d in data.DOMAINS] == [17, 3, 12]
+    for clip in clips:
+        audio, rate = sf.read(folder / clip.file, dtype="float32", always_2d=True)
+        assert rate == 16000 and audio.shape[1] == 1
+        assert clip.duration == pytest.approx(audio.shape[0] / 16000, abs=1e-3)
+        assert 0 < clip.duration <= 6.0
+        assert clip.license
+    assert all(c.transcript for c in by_domain["speech"])
+    assert all(c.transcript is None for c in by_domain["music"] + by_domain["sound"])
+    assert {c.source for c in by_domain["speech"]} == {"librivox", "asterisk"}
+    stereo = next(c for c in by_domain["music"] if "44k_stereo" in c.file)
+    assert stereo.duration == pytest.approx(6.0)
+
+
+def test_fixture_corpus_is_reproducible(fixture_corpus, tmp_path):
+    folder, clips = fixture_corpus
+    again = data.build_from_fixture(shared_path("audio"), tmp_path, seed=0, per_domain=2, clip_seconds=6.0)
+    assert len(again) == 6
+    for clip in again:
+        np.testing.assert_array_equal(sf.read(tmp_path / clip.file)[0], sf.read(folder / clip.file)[0])
+
+
+def test_bad_folders_raise(tmp_path):
+    with pytest.raises(ValueError, match="manifest.json"):
+        data.read_manifest(tmp_path)
+    with pytest.raises(ValueError, match="fixture"):
+        data.fixture_candidates(tmp_path)
+    with pytest.raises(ValueError, match="size"):
+        data.build_corpus(tmp_path, size="huge")
+
+
+def _tone(path: Path, seconds: float, rate: int = 16000, fmt: str | None = None) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), rate, format=fmt)
+
+
+def test_debian_candidates_on_the_package_layout(tmp_path):
+    libri = tmp_path / "usr/share/pocketsphinx/test/data/librivox"
+    libri.mkdir(parents=True)
+    _tone(libri / "utt-1.wav", 1.5)
+    (libri / "transcription").write_text("<s> hello there </s> (utt-1)\n")
+    sounds = tmp_path / "usr/share/asterisk/sounds/en_US_f_Allison"
+    (sounds / "digits").mkdir(parents=True)
+    (sounds / "long-prompt.g722").write_bytes(bytes(8000 * 3))
+    (sounds / "digits/1.g722").write_bytes(bytes(8000))
+    (sounds / "no-text.g722").write_bytes(bytes(8000 * 3))
+    doc = tmp_path / "usr/share/doc/asterisk-core-sounds-en"
+    doc.mkdir(parents=True)
+    (doc / "core-sounds-en.txt.gz").write_bytes(gzip.compress(b"; x\nlong-prompt: A long prompt.\ndigits/1: One.\n"))
+    music = tmp_path / "usr/share/games/wesnoth/1.16/data/core/music"
+    music.mkdir(parents=True)
+    _tone(music / "theme.ogg", 30.0, 44100, "OGG")
+    samples = tmp_path / "usr/share/sonic-pi/samples"
+    samples.mkdir(parents=True)
+    _tone(samples / "long.flac", 1.5, 44100)
+    _tone(samples / "short.flac", 0.2, 44100)
+
+    found = {(c.source, c.path.name): c for c in data.debian_candidates(tmp_path)}
+    assert set(found) == {("librivox", "utt-1.wav"), ("asterisk", "long-prompt.g722"), ("music", "theme.ogg"), ("sound", "long.flac")}
+    assert found["librivox", "utt-1.wav"].transcript == "hello there"
+    prompt = found["asterisk", "long-prompt.g722"]
+    assert prompt.g722 and prompt.transcript == "A long prompt." and prompt.duration == 3.0
+
+    clips = data.write_corpus([found["music", "theme.ogg"], found["sound", "long.flac"]], tmp_path / "out", "t", 0, 10.0)
+    excerpt, short = clips
+    assert excerpt.duration == 10.0 and excerpt.file.startswith("music/music_theme_")
+    assert short.duration == 1.5 and short.file == "sound/sound_long.wav"
+
+
+def test_g722_prompt_is_decoded(tmp_path):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install -y ffmpeg)")
+    _tone(tmp_path / "tone.wav", 2.0)
+    g722 = tmp_path / "prompt.g722"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(tmp_path / "tone.wav"), "-acodec", "g722", "-f", "g722", str(g722)],
+        check=True,
+    )
+    candidate = data.Candidate(g722, "asterisk", "speech", g722.stat().st_size / 8000, "A tone.", g722=True)
+    (clip,) = data.write_corpus([candidate], tmp_path / "out", "t", 0, 10.0)
+    audio, rate = sf.read(tmp_path / "out" / clip.file)
+    assert rate == 16000 and clip.transcript == "A tone."
+    assert clip.duration == pytest.approx(2.0, abs=0.01)
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.argmax(spectrum) * 16000 / audio.size == pytest.approx(440, abs=2)
+
+
+def _midi_note() -> bytes:
+    """A format-0 MIDI file: middle C for one second (96 ticks per beat, 120 bpm)."""
+    track = bytes([0x00, 0x90, 60, 100, 0x81, 0x40, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00])
+    return b"MThd" + (6).to_bytes(4, "big") + bytes([0, 0, 0, 1, 0, 96]) + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+def _wad(path: Path, lumps: dict[str, bytes]) -> None:
+    body, directory = b"", b""
+    for name, payload in lumps.items():
+        directory += np.array([12 + len(body), len(payload)], "<i4").tobytes() + name.encode().ljust(8, b"\0")
+        body += payload
+    path.write_bytes(b"IWAD" + np.array([len(lumps), 12 + len(body)], "<i4").tobytes() + body + directory)
+
+
+def test_wad_midi_lumps(tmp_path):
+    midi = _midi_note()
+    _wad(tmp_path / "t.wad", {"PLAYPAL": bytes(10), "D_RUNNIN": midi, "D_MUSFMT": b"MUS\x1a" + bytes(8)})
+    assert data.wad_midi_lumps(tmp_path / "t.wad") == {"D_RUNNIN": midi}
+    (tmp_path / "bad.wad").write_bytes(b"PK\x03\x04" + bytes(20))
+    with pytest.raises(ValueError, match="not a WAD"):
+        data.wad_midi_lumps(tmp_path / "bad.wad")
+    (tmp_path / "cut.wad").write_bytes(b"IWAD" + np.array([5, 400], "<i4").tobytes())
+    with pytest.raises(ValueError, match="corrupt"):
+        data.wad_midi_lumps(tmp_path / "cut.wad")
+
+
+def test_midi_lump_is_rendered(tmp_path):
+    soundfont = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    if shutil.which("fluidsynth") is None or not soundfont.is_file():
+        pytest.skip("fluidsynth or its FluidR3_GM soundfont is not installed (apt-get install -y fluidsynth fluid-soundfont-gm)")
+    _wad(tmp_path / "freedoom1.wad", {"D_E1M1": _midi_note()})
+    candidate = data.Candidate(tmp_path / "freedoom1.wad", "freedoom", "music", 0.0, lump="D_E1M1", soundfont=soundfont)
+    (clip,) = data.write_corpus([candidate], tmp_path / "out", "t", 0, 10.0)
+    assert clip.file == "music/freedoom_freedoom1_D_E1M1.wav" and clip.license.startswith("BSD-3")
+    audio, rate = sf.read(tmp_path / "out" / clip.file)
+    assert rate == 16000 and 1.0 <= clip.duration <= 4.0
+    assert np.sqrt(np.mean(audio[:rate] ** 2)) > 1e-3
+    spectrum = np.abs(np.fft.rfft(audio[:rate]))
+    peak_hz = np.argmax(spectrum)  # 1 Hz bins
+    harmonic = peak_hz / 261.63
+    assert round(harmonic) >= 1 and abs(harmonic - round(harmonic)) < 0.03, peak_hz
