@@ -1,14 +1,26 @@
 """Model sub-commands of the ``semanticodec`` command line: compress, decompress, convert.
 
-They are thin wrappers over :class:`semanticodec.codec.SemantiCodec` and the ``bitstream``
-package; every output is written atomically, never over an input, and only replaces an
-existing file with ``--force``.
+They are thin wrappers over :class:`semanticodec.codec.SemantiCodec`,
+:mod:`semanticodec.streaming` and the ``bitstream`` package; every file output is written
+atomically, never over an input, and only replaces an existing file with ``--force``.
+
+``-`` as input or output means standard input or output. Such pipes, and files longer than
+``STREAM_SECONDS``, are coded in streaming mode with memory bounded independently of the
+length: ``compress`` reads the audio in blocks and writes packets as windows are encoded,
+``decompress`` decodes windows as packets arrive (conceals lost or corrupt packets, exit
+status 1 when it had to) and writes audio as it becomes final. Raw audio on standard input
+needs ``--input-rate`` (``--input-format``, ``--channels``); ``decompress ... -`` writes a
+16-bit WAV stream.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +28,21 @@ import numpy as np
 from semanticodec.cli import Command, register
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+
+STREAM_SECONDS = 60.0
+"""Inputs longer than this are coded in streaming mode (bounded memory)."""
+
+RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}
+"""Raw PCM sample formats accepted on standard input (little-endian, interleaved channels)."""
+
+LOW_LATENCY_CONTEXT = 8.0
+"""Seconds of past audio re-encoded with each low-latency block (less when the block is long)."""
+
+BLOCK_SECONDS = 1.0
+"""Audio read or written per step in streaming mode."""
+
+EXIT_CONCEALED = 1
+"""Exit status of ``decompress`` when damaged or missing packets were concealed."""
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +73,102 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int, **options):
 
 
 def _configure_compress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count)")
-    parser.add_argument("output", help="output .scdc file")
+    parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count), '-': raw PCM on stdin")
+    parser.add_argument("output", help="output .scdc file ('-': standard output)")
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="tokens per second (default 100)")
     parser.add_argument("--vocab", type=int, default=16384, help="semantic vocabulary size (default 16384)")
+    parser.add_argument("--input-rate", type=int, metavar="HZ", help="sample rate of raw audio on stdin (required with '-')")
+    parser.add_argument("--input-format", choices=tuple(RAW_FORMATS), default="s16le", help="raw sample format (default s16le)")
+    parser.add_argument("--channels", type=int, default=1, help="interleaved channels of raw audio (default 1)")
+    parser.add_argument(
+        "--low-latency", type=float, metavar="SECONDS",
+        help="stream in low-latency mode with this block length (a multiple of 0.16 s; tokens differ from offline)",
+    )
+    parser.add_argument("--lookahead", type=float, default=0.32, metavar="SECONDS", help="low-latency look-ahead (0.32)")
+    parser.add_argument("--packet-columns", type=int, metavar="N", help="token columns per packet (default: the format's)")
     _add_model_options(parser)
+
+
+def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, int]:
+    """Blocks ``[C, n]`` of the input audio, its sample rate and its length (0 when unknown)."""
+    import soundfile as sf
+
+    from semanticodec.audio import AudioError, check_sample_rate
+
+    if args.input != "-":
+        if not Path(args.input).is_file():
+            raise AudioError(f"{args.input}: no such audio file")
+        try:
+            info = sf.info(args.input)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{args.input}: cannot read audio ({err})") from None
+        block = max(1, int(info.samplerate * BLOCK_SECONDS))
+        blocks = (b.T for b in sf.blocks(args.input, blocksize=block, dtype="float32", always_2d=True))
+        return blocks, int(info.samplerate), int(info.frames)
+    if args.input_rate is None:
+        raise ValueError("raw audio on standard input needs --input-rate")
+    check_sample_rate(args.input_rate)
+    if not 1 <= args.channels <= 64:
+        raise ValueError(f"--channels must lie in 1..64, got {args.channels}")
+    dtype = np.dtype(RAW_FORMATS[args.input_format])
+    frame = dtype.itemsize * args.channels
+    block = max(1, int(args.input_rate * BLOCK_SECONDS)) * frame
+
+    def read() -> Iterator[np.ndarray]:
+        pending = b""
+        while True:
+            data = sys.stdin.buffer.read(block)
+            if not data:
+                break
+            data = pending + data
+            usable = len(data) - len(data) % frame
+            pending = data[usable:]
+            yield np.frombuffer(data[:usable], dtype).reshape(-1, args.channels).T
+        if pending:
+            raise ValueError(f"standard input ends inside a sample frame ({len(pending)} stray bytes)")
+
+    return read(), int(args.input_rate), 0
+
+
+def _streaming(args: argparse.Namespace, seconds: float | None) -> bool:
+    return args.input == "-" or args.output == "-" or seconds is None or seconds > STREAM_SECONDS
+
+
+def _open_output(args: argparse.Namespace):
+    from semanticodec.atomic import atomic_write
+
+    if args.output == "-":
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return atomic_write(args.output, overwrite=args.force, inputs=[] if args.input == "-" else [args.input])
+
+
+def _compress_stream(args: argparse.Namespace) -> int:
+    from semanticodec.streaming import LowLatencyConfig, StreamingEncoder
+
+    blocks, rate, frames = _audio_blocks(args)
+    codec = _codec(args, args.token_rate, args.vocab)
+    mode = "exact" if args.low_latency is None else "low_latency"
+    low_latency = None
+    if args.low_latency is not None:
+        context = max(0.0, min(LOW_LATENCY_CONTEXT, 10.24 - args.low_latency - args.lookahead))
+        low_latency = LowLatencyConfig(args.low_latency, args.lookahead, context)
+    encoder = StreamingEncoder(
+        codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns
+    )
+    size = 0
+    with _open_output(args) as file:
+        for block in blocks:
+            data = encoder.push(block)
+            file.write(data)
+            file.flush()
+            size += len(data)
+        data = encoder.finish()
+        file.write(data)
+        file.flush()
+        size += len(data)
+    seconds = encoder.samples_received / rate
+    print(f"{args.output}: {seconds:.2f} s, {size} bytes, {size * 8 / max(seconds, 1e-9) / 1000:.3f} kbps", file=sys.stderr)
+    return 0
 
 
 def _run_compress(args: argparse.Namespace) -> int:
@@ -58,7 +176,14 @@ def _run_compress(args: argparse.Namespace) -> int:
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.audio import read_audio
 
-    check_output(args.output, [args.input], args.force)
+    if args.output != "-":
+        check_output(args.output, [] if args.input == "-" else [args.input], args.force)
+    seconds = None
+    if args.input != "-":
+        _, rate, frames = _audio_blocks(args)
+        seconds = frames / rate
+    if _streaming(args, seconds) or args.low_latency is not None:
+        return _compress_stream(args)
     read_audio(args.input)
     codec = _codec(args, args.token_rate, args.vocab)
     encoded = codec.encode(args.input)
@@ -69,6 +194,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         model_id=encoded.model_id,
         sample_count=encoded.num_samples,
         sample_rate=encoded.sample_rate,
+        packet_columns=args.packet_columns,
     )
     data = encode(encoded.tokens, header)
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
@@ -79,8 +205,8 @@ def _run_compress(args: argparse.Namespace) -> int:
 
 
 def _configure_decompress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help=".scdc file")
-    parser.add_argument("output", help="output audio file (.wav, .flac or .ogg)")
+    parser.add_argument("input", help=".scdc file ('-': standard input, decoded as it arrives)")
+    parser.add_argument("output", help="output audio file (.wav, .flac or .ogg; '-': 16-bit WAV on standard output)")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
     parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
@@ -99,10 +225,13 @@ def _run_decompress(args: argparse.Namespace) -> int:
     from semanticodec.audio import SAMPLE_RATE, resample
     from semanticodec.codec import EncodedAudio
 
-    fmt = AUDIO_FORMATS.get(Path(args.output).suffix.lower())
+    fmt = "WAV" if args.output == "-" else AUDIO_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"output {args.output}: unsupported audio format (use {', '.join(AUDIO_FORMATS)})")
-    check_output(args.output, [args.input], args.force)
+    if args.output != "-":
+        check_output(args.output, [] if args.input == "-" else [args.input], args.force)
+    if args.input == "-" or args.output == "-" or _long_stream(args.input):
+        return _decompress_stream(args, fmt)
     header, tokens = read_file(args.input)
     codec = _codec(args, header.token_rate, header.semantic_vocab, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
     if header.acoustic_vocab != codec.config.acoustic_vocab_size:
@@ -125,6 +254,87 @@ def _run_decompress(args: argparse.Namespace) -> int:
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
         sf.write(file, np.clip(audio, -1.0, 1.0), out_rate, format=fmt)
     print(f"{args.output}: {len(audio) / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
+    return 0
+
+
+def _long_stream(path: str) -> bool:
+    """Whether the .scdc file ``path`` is longer than STREAM_SECONDS (or of unknown length)."""
+    from bitstream import StreamReader
+
+    with open(path, "rb") as file:
+        duration = StreamReader(file).header.duration
+    return duration is None or duration > STREAM_SECONDS
+
+
+def _read_header_bytes(source) -> bytes:
+    """The header bytes at the start of a .scdc stream (fixed part, metadata, CRC)."""
+    from bitstream import BitstreamError
+
+    fixed = source.read(45)
+    if len(fixed) < 45:
+        raise BitstreamError(f"truncated header: stream ends after {len(fixed)} bytes")
+    return fixed + source.read(int.from_bytes(fixed[43:45], "big") + 2)
+
+
+def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
+    """Header of a mono 16-bit PCM WAV stream; sizes 0xFFFFFFFF when the length is unknown."""
+    data = 0xFFFFFFFF if frames is None else 2 * frames
+    riff = 0xFFFFFFFF if frames is None else 36 + data
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    return b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data)
+
+
+def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
+    import soundfile as sf
+
+    from bitstream.header import read_header
+    from semanticodec.audio import SAMPLE_RATE
+    from semanticodec.streaming import StreamingDecoder, StreamResampler
+
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
+        head = _read_header_bytes(source)
+        header = read_header(io.BytesIO(head).read)
+        codec = _codec(args, header.token_rate, header.semantic_vocab, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+        decoder = StreamingDecoder(codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr))
+        out_rate, resampler, limit = SAMPLE_RATE, None, None
+        if header.sample_count:
+            limit = -(-header.sample_count * SAMPLE_RATE // header.sample_rate)
+            if args.original_rate and header.sample_rate != SAMPLE_RATE:
+                out_rate, resampler, limit = header.sample_rate, StreamResampler(SAMPLE_RATE, header.sample_rate), header.sample_count
+        file = stack.enter_context(_open_output(args))
+        if args.output == "-":
+            file.write(_wav_stream_header(out_rate, limit))
+            sink = None
+        else:
+            sink = stack.enter_context(sf.SoundFile(file, "w", out_rate, 1, format=fmt))
+        written = 0
+
+        def write(audio: np.ndarray, final: bool = False) -> None:
+            nonlocal written
+            if resampler is not None:
+                audio = resampler.push(audio, final=final)
+            if limit is not None:
+                audio = audio[: limit - written]
+            audio = np.clip(audio, -1.0, 1.0)
+            written += len(audio)
+            if sink is not None:
+                sink.write(audio)
+            else:
+                file.write(np.round(audio * 32767).astype("<i2").tobytes())
+                file.flush()
+
+        read = getattr(source, "read1", source.read)
+        write(decoder.push(head))
+        while chunk := read(1 << 16):
+            write(decoder.push(chunk))
+        write(decoder.finish(), final=True)
+        if limit is not None and written < limit:
+            write(np.zeros(limit - written, np.float32))
+    print(f"{args.output}: {written / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
+    if decoder.damage:
+        print(f"{args.input}: {decoder.lost_pairs} token pairs lost and concealed", file=sys.stderr)
+        return EXIT_CONCEALED
     return 0
 
 

@@ -33,7 +33,16 @@ def tiny_config(token_rate: int = 100, vocab: int = 100) -> ModelConfig:
 
 
 def tiny_model(token_rate: int = 100, vocab: int = 100) -> SemantiCodecModel:
-    """The tiny model with weights seeded by ``token_rate`` (same weights on every call)."""
+    """The tiny model with weights seeded by ``token_rate`` (same weights on every call).
+
+    Parameters initialised to zero (the UNet's zero-initialised output projections) get small
+    random values, so that the decoder output depends on its token context.
+    """
     torch.manual_seed(token_rate)
     config = tiny_config(token_rate, vocab)
-    return SemantiCodecModel(config, torch.randn(config.semantic_vocab_size, config.feature_dim)).eval()
+    model = SemantiCodecModel(config, torch.randn(config.semantic_vocab_size, config.feature_dim)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, 0.05)
+    return model

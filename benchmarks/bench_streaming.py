@@ -1,0 +1,227 @@
+"""Streaming measurements: token agreement, decode speed, window-join discontinuity, peak memory.
+
+    python benchmarks/bench_streaming.py agreement   # full-size deterministic weights (../shared/reference)
+    python benchmarks/bench_streaming.py decode      # full-size decoder: seconds per window, real-time factor
+    python benchmarks/bench_streaming.py seam        # tiny model: discontinuity at window joins
+    python benchmarks/bench_streaming.py memory      # tiny model, CLI in pipes: peak RSS for long inputs
+
+Every section prints a Markdown table. The full-size model gets the deterministic ``fill``
+weights of the reference set (no official checkpoint is available here), so token agreement
+is a mechanical figure and no perceptual quality (ViSQOL) can be measured with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from semanticodec.audio import load_audio  # noqa: E402
+from semanticodec.codec import HOP_SAMPLES, SemantiCodec  # noqa: E402
+from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+CLIPS = (
+    "speech/sense_and_sensibility_01_austen_64kb-0870.wav",
+    "speech/asterisk_demo-congrats.wav",
+    "music/freedoom1_D_E1M1_12s.wav",
+    "music/freedoom1_D_E1M4_44k_stereo_10s.wav",
+    "sound/loop_amen.flac",
+)
+
+
+class _Filled(Mapping):
+    """Official state dict made on access by the deterministic fill (kept entries from the reference)."""
+
+    def __init__(self, part: str, kept: dict[str, np.ndarray]) -> None:
+        from semanticodec.checkpoint import official_schema
+
+        self.entries = {k: s for k, s, _ in official_schema(100)[part]}
+        self.kept = kept
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from semanticodec.fill import fill
+
+        return torch.from_numpy(np.array(self.kept[key]) if key in self.kept else fill(key, self.entries[key]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def full_model(decoder: bool):
+    from semanticodec.config import ModelConfig
+    from semanticodec.fill import fill
+    from semanticodec.model import SemantiCodecModel
+
+    kept = np.load(SHARED / "reference" / "kept_tr100.npz")
+    parts = {p: {k.split("/", 1)[1]: kept[k] for k in kept.files if k.startswith(p + "/")} for p in ("encoder", "decoder")}
+    model = SemantiCodecModel(ModelConfig.official(100, 4096), fill("semantic_codebook", (4096, 768)))
+    model.load_official(_Filled("encoder", parts["encoder"]), _Filled("decoder", parts["decoder"]) if decoder else None)
+    return model.eval()
+
+
+def _clips() -> list[tuple[str, np.ndarray]]:
+    return [(Path(name).name, load_audio(SHARED / "audio" / name)) for name in CLIPS]
+
+
+def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndarray:
+    import bitstream
+
+    encoder = StreamingEncoder(codec, 16000, **options)
+    data = b"".join(encoder.push(audio[i : i + 4000]) for i in range(0, len(audio), 4000)) + encoder.finish()
+    return bitstream.decode(data)[1]
+
+
+def agreement(latencies: list[float]) -> None:
+    torch.set_num_threads(2)
+    codec = SemantiCodec(full_model(decoder=False), device="cpu", batch_size=1)
+    print("| clip | seconds | tokens | exact-mode agreement (semantic / acoustic) |")
+    print("|---|---:|---:|---:|")
+    clips = _clips()
+    for name, audio in clips:
+        offline = codec.encode(audio, 16000).tokens
+        streamed = _stream_tokens(codec, audio)
+        same = (offline == streamed).mean(axis=0)
+        print(f"| {name} | {len(audio) / 16000:.2f} | {len(offline)} | {same[0]:.2%} / {same[1]:.2%} |")
+    name, audio = clips[2]
+    offline = codec.encode(audio, 16000).tokens
+    print(f"\nLow-latency mode on {name} (look-ahead 0.32 s, context min(8 s, 10.24 s - block - look-ahead)):\n")
+    print("| block (s) | algorithmic latency (s) | semantic agreement | acoustic agreement | encoder windows per second of audio | encode time / audio time |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for latency in latencies:
+        start = time.perf_counter()
+        context = min(8.0, 10.24 - latency - 0.32)
+        tokens = _stream_tokens(codec, audio, mode="low_latency", low_latency=LowLatencyConfig(latency, 0.32, context))
+        elapsed = time.perf_counter() - start
+        same = (tokens == offline).mean(axis=0)
+        seconds = len(audio) / 16000
+        print(f"| {latency:.2f} | {latency + 0.32:.2f} | {same[0]:.2%} | {same[1]:.2%} | {1 / latency:.2f} | {elapsed / seconds:.2f} |")
+
+
+def decode(steps: list[int]) -> None:
+    import bitstream
+
+    torch.set_num_threads(2)
+    model = full_model(decoder=True)
+    tokens = np.random.default_rng(0).integers(0, 4096, (512, 2))
+    tokens[:, 1] %= 8192
+    print("| DDIM steps | seconds per 10.24 s window | real-time factor (window time / 9.6 s of new audio) |")
+    print("|---:|---:|---:|")
+    for s in steps:
+        codec = SemantiCodec(model, device="cpu", ddim_steps=s, seed=0)
+        decoder = StreamingDecoder(codec)
+        header = bitstream.Header(100, 4096, 8192, codec.model_id, 0, 16000)
+        data = bitstream.encode(tokens, header)
+        start = time.perf_counter()
+        decoder.push(data)
+        decoder.finish()
+        elapsed = time.perf_counter() - start
+        print(f"| {s} | {elapsed:.1f} | {elapsed / (HOP_SAMPLES / 16000):.2f} |")
+
+
+@torch.inference_mode()
+def seam() -> None:
+    import bitstream
+    from tiny import tiny_model
+
+    torch.set_num_threads(2)
+    codec = SemantiCodec(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(3 * 163840)).astype(np.float32)
+    encoder = StreamingEncoder(codec, 16000)
+    data = encoder.push(audio) + encoder.finish()
+    decoder = StreamingDecoder(codec)
+    out = np.concatenate([decoder.push(data), decoder.finish()])
+    tokens = bitstream.decode(data)[1]
+    hard = np.concatenate([codec.model.decode_windows(torch.from_numpy(tokens[s : s + 512])[None], torch.tensor([512]), 2, 2.0, 1.0)[0].numpy()[:163840] for s in (0, 512)])
+    step = np.abs(np.diff(out))
+    typical = np.percentile(step, 99)
+    print("| signal | join | max abs step within ±16 samples of the join | 99th percentile of abs step overall |")
+    print("|---|---:|---:|---:|")
+    for join in (HOP_SAMPLES, HOP_SAMPLES + 10240, 2 * HOP_SAMPLES, 2 * HOP_SAMPLES + 10240):
+        print(f"| streaming (cross-faded) | {join / 16000:.2f} s | {step[join - 16 : join + 16].max():.4f} | {typical:.4f} |")
+    hard_step = np.abs(np.diff(hard))
+    print(f"| windows butted without cross-fade | 10.24 s | {hard_step[163840 - 16 : 163840 + 16].max():.4f} | {np.percentile(hard_step, 99):.4f} |")
+
+
+def _peak_rss(command: list[str], stdin_bytes_seconds: float | None, stdin_path: Path | None) -> tuple[float, float]:
+    """Peak resident memory (MB) and wall time of a command fed raw s16le noise or a file on stdin."""
+    start = time.perf_counter()
+    with open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb") as source:
+        if stdin_bytes_seconds is not None:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            rng = np.random.default_rng(0)
+            for _ in range(int(stdin_bytes_seconds)):
+                proc.stdin.write((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
+            proc.stdin.close()
+        else:
+            proc = subprocess.Popen(command, stdin=source, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise RuntimeError(f"{command} failed with status {status}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - start
+
+
+def memory(minutes: list[float], decode_minutes: list[float]) -> None:
+    from tiny import tiny_model
+
+    from semanticodec.weights import save_safetensors
+
+    tool = [sys.executable, "-m", "semanticodec"]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "tiny.safetensors"
+        save_safetensors(tiny_model(), weights)
+        common = ["--checkpoint", str(weights), "--quiet", "--device", "cpu"]
+        print("| command (tiny model, CPU) | audio | peak RSS (MB) | wall time (s) |")
+        print("|---|---:|---:|---:|")
+        for m in minutes:
+            command = [*tool, "compress", "-", "-", "--input-rate", "16000", "--vocab", "100", *common]
+            rss, wall = _peak_rss(command, 60 * m, None)
+            print(f"| `compress - -` (raw s16le on stdin) | {m:g} min | {rss:.0f} | {wall:.0f} |")
+        for m in decode_minutes:
+            scdc = Path(tmp) / f"{m}.scdc"
+            with open(scdc, "wb") as out:
+                proc = subprocess.Popen([*tool, "compress", "-", "-", "--input-rate", "16000", "--vocab", "100", *common], stdin=subprocess.PIPE, stdout=out)
+                rng = np.random.default_rng(1)
+                for _ in range(int(60 * m)):
+                    proc.stdin.write((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
+                proc.stdin.close()
+                proc.wait()
+            command = [*tool, "decompress", "-", "-", "--steps", "1", *common]
+            rss, wall = _peak_rss(command, None, scdc)
+            print(f"| `decompress - -` (WAV to stdout), 1 DDIM step | {m:g} min | {rss:.0f} | {wall:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=("agreement", "decode", "seam", "memory"))
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.64, 1.28, 2.56])
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
+    parser.add_argument("--decode-minutes", type=float, nargs="+", default=[1, 10])
+    args = parser.parse_args()
+    if args.section == "agreement":
+        agreement(args.latencies)
+    elif args.section == "decode":
+        decode(args.steps)
+    elif args.section == "seam":
+        seam()
+    else:
+        memory(args.minutes, args.decode_minutes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Streaming encode/decode on the tiny model: equality with offline coding, latency, loss concealment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bitstream
+from bitstream.stream import packet_size
+from semanticodec.audio import resample
+from semanticodec.codec import HOP_SAMPLES, WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.streaming import (
+    LowLatencyConfig,
+    StreamingDecoder,
+    StreamingEncoder,
+    StreamResampler,
+    window_generator,
+)
+from tiny import tiny_model
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def codec() -> SemantiCodec:
+    return SemantiCodec(tiny_model(), device="cpu", ddim_steps=1, cfg_scale=1.0, seed=3, batch_size=1)
+
+
+def _noise(samples: int, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(samples)).astype(np.float32)
+
+
+def _chunks(data, seed: int, largest: int):
+    rng = np.random.default_rng(seed)
+    i = 0
+    while i < len(data):
+        n = int(rng.integers(1, largest))
+        yield data[i : i + n]
+        i += n
+
+
+def _encode_stream(codec: SemantiCodec, audio: np.ndarray, rate: int, **options) -> bytes:
+    encoder = StreamingEncoder(codec, rate, **options)
+    data = b"".join(encoder.push(chunk) for chunk in _chunks(audio, 1, 30000))
+    return data + encoder.finish()
+
+
+def _decode_stream(codec: SemantiCodec, data: bytes, seed: int = 2) -> tuple[np.ndarray, StreamingDecoder]:
+    decoder = StreamingDecoder(codec)
+    parts = [decoder.push(chunk) for chunk in _chunks(data, seed, 400)]
+    parts.append(decoder.finish())
+    return np.concatenate(parts), decoder
+
+
+def _offline_decode(codec: SemantiCodec, data: bytes) -> np.ndarray:
+    header, tokens = bitstream.decode(data)
+    count = header.sample_count or len(tokens) * 2 * 16000 // header.token_rate
+    rate = header.sample_rate if header.sample_count else 16000
+    item = EncodedAudio(tokens, header.token_rate, header.semantic_vocab, header.acoustic_vocab, header.model_id, count, rate)
+    return codec.decode(item)
+
+
+@pytest.mark.parametrize("rate", [44100, 22050, 8000, 48000, 16000])
+def test_resampler_equals_offline_resampling(rate: int) -> None:
+    x = _noise(50000, rate)
+    resampler = StreamResampler(rate)
+    out = [resampler.push(chunk) for chunk in _chunks(x, rate, 9000)]
+    out.append(resampler.push(np.zeros(0), final=True))
+    np.testing.assert_array_equal(np.concatenate(out), resample(x, rate))
+
+
+@pytest.mark.parametrize(
+    ("samples", "rate"), [(30000, 16000), (WINDOW_SAMPLES, 16000), (WINDOW_SAMPLES + 100, 16000), (360000, 22050)]
+)
+def test_exact_mode_equals_offline_encoding(codec: SemantiCodec, samples: int, rate: int) -> None:
+    audio = _noise(samples, samples)
+    data = _encode_stream(codec, audio, rate, sample_count=samples)
+    header, tokens = bitstream.decode(data)
+    assert header.sample_count == samples and header.sample_rate == rate
+    np.testing.assert_array_equal(tokens, codec.encode(audio, rate).tokens)
+
+
+def test_exact_mode_stereo_int16_and_bounded_buffer(codec: SemantiCodec) -> None:
+    stereo = np.stack([_noise(200000, 1), _noise(200000, 2)])
+    pcm = (stereo * 32767).astype(np.int16)
+    encoder = StreamingEncoder(codec, 16000)
+    data = b""
+    for i in range(0, pcm.shape[1], 5000):
+        data += encoder.push(pcm[:, i : i + 5000])
+        assert encoder.buffered_samples <= WINDOW_SAMPLES + 5000 + 240
+    data += encoder.finish()
+    np.testing.assert_array_equal(bitstream.decode(data)[1], codec.encode(pcm, 16000).tokens)
+    assert encoder.latency_seconds == pytest.approx(10.255)
+
+
+def test_exact_mode_emits_packets_once_a_window_is_final(codec: SemantiCodec) -> None:
+    encoder = StreamingEncoder(codec, 16000, packet_columns=1)
+    audio = _noise(2 * WINDOW_SAMPLES, 5)
+    header_bytes = encoder.push(audio[: WINDOW_SAMPLES + 239])
+    assert len(header_bytes) == encoder.header.size
+    packets = encoder.push(audio[WINDOW_SAMPLES + 239 : WINDOW_SAMPLES + 240])
+    assert len(packets) == 64 * packet_size(encoder.header, 8, False)
+
+
+def test_low_latency_mode(codec: SemantiCodec) -> None:
+    short = _noise(20000, 6)
+    single = StreamingEncoder(codec, 16000, mode="low_latency", low_latency=LowLatencyConfig(1.28, 0.0, 8.0))
+    tokens = bitstream.decode(single.push(short) + single.finish())[1]
+    np.testing.assert_array_equal(tokens, codec.encode(short, 16000).tokens)
+
+    config = LowLatencyConfig(latency=0.32, lookahead=0.16, context=4.0)
+    encoder = StreamingEncoder(codec, 16000, mode="low_latency", low_latency=config, packet_columns=1)
+    assert encoder.latency_seconds == pytest.approx(0.48)
+    audio = _noise(60000, 7)
+    data = encoder.push(audio[:7680])
+    assert len(data) == encoder.header.size + 2 * packet_size(encoder.header, 8, False)
+    data += encoder.push(audio[7680:]) + encoder.finish()
+    streamed = bitstream.decode(data)[1]
+    offline = codec.encode(audio, 16000).tokens
+    assert streamed.shape == offline.shape
+    assert 0 < (streamed == offline).mean() < 1
+    assert encoder.buffered_samples <= 4 * 16000 + 0.48 * 16000
+
+
+def test_encoder_rejects_bad_input(codec: SemantiCodec) -> None:
+    with pytest.raises(ValueError, match="mode must be"):
+        StreamingEncoder(codec, 16000, mode="fast")
+    with pytest.raises(ValueError, match="latency must be a positive multiple of 0.16"):
+        StreamingEncoder(codec, 16000, mode="low_latency", low_latency=LowLatencyConfig(latency=0.1))
+    with pytest.raises(ValueError, match="must not exceed 10.24 s"):
+        StreamingEncoder(codec, 16000, mode="low_latency", low_latency=LowLatencyConfig(1.28, 1.0, 9.0))
+    with pytest.raises(ValueError, match="sample rate"):
+        StreamingEncoder(codec, 0)
+    with pytest.raises(ValueError, match="compat='default'"):
+        StreamingEncoder(SemantiCodec(codec.model, device="cpu", compat="official"), 16000)
+    encoder = StreamingEncoder(codec, 16000, sample_count=100)
+    with pytest.raises(ValueError, match="NaN"):
+        encoder.push(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match=r"\[samples\] or \[channels, samples\]"):
+        encoder.push(np.zeros((2, 2, 2), np.float32))
+    encoder.push(np.zeros(50, np.float32))
+    with pytest.raises(ValueError, match="sample_count 100 given, 50 samples pushed"):
+        encoder.finish()
+    with pytest.raises(ValueError, match="no audio"):
+        StreamingEncoder(codec, 16000).finish()
+
+
+@pytest.fixture(scope="module")
+def two_windows(codec: SemantiCodec) -> tuple[bytes, np.ndarray]:
+    """A 2-window stream (520 pairs, 8 pairs per packet) at 22.05 kHz and its offline decoding."""
+    samples = (WINDOW_SAMPLES + 100) * 22050 // 16000
+    data = _encode_stream(codec, _noise(samples, 9), 22050, sample_count=samples, packet_columns=1)
+    return data, _offline_decode(codec, data)
+
+
+def test_streaming_decode_equals_offline_decode(codec: SemantiCodec, two_windows) -> None:
+    data, offline = two_windows
+    decoder = StreamingDecoder(codec)
+    cut = _packet_offset(data, 64)
+    assert len(decoder.push(data[: cut - 1])) == 0
+    first = decoder.push(data[cut - 1 : cut])
+    assert len(first) == HOP_SAMPLES and decoder.buffered_pairs == 32
+    audio = np.concatenate([first, decoder.push(data[cut:]), decoder.finish()])
+    np.testing.assert_array_equal(audio, offline)
+    assert len(audio) == (WINDOW_SAMPLES + 100) and decoder.damage == [] and decoder.lost_pairs == 0
+
+
+def test_streaming_decode_without_sample_count(codec: SemantiCodec) -> None:
+    data = _encode_stream(codec, _noise(9000, 4), 16000)
+    audio, _ = _decode_stream(codec, data)
+    np.testing.assert_array_equal(audio, _offline_decode(codec, data))
+    assert len(audio) == 4 * 2560
+
+
+def test_window_generator_matches_codec(codec: SemantiCodec) -> None:
+    for window in range(3):
+        expected = torch.randn(4, generator=codec._generators(0, 3)[window])
+        torch.testing.assert_close(torch.randn(4, generator=window_generator(3, window)), expected, rtol=0, atol=0)
+
+
+def _packet_offset(data: bytes, index: int) -> int:
+    header = bitstream.decode(data)[0]
+    return header.size + index * packet_size(header, header.packet_pairs, False)
+
+
+def test_dropped_packet_is_concealed_in_its_window_only(codec: SemantiCodec, two_windows) -> None:
+    data, offline = two_windows
+    start = _packet_offset(data, 10)
+    lossy = data[:start] + data[_packet_offset(data, 11) :]
+    audio, decoder = _decode_stream(codec, lossy)
+    assert decoder.lost_pairs == 8 and [d.first_packet for d in decoder.damage] == [10]
+    assert len(audio) == len(offline) and np.isfinite(audio).all()
+    np.testing.assert_array_equal(audio[WINDOW_SAMPLES:], offline[WINDOW_SAMPLES:])
+    assert not np.array_equal(audio[:HOP_SAMPLES], offline[:HOP_SAMPLES])
+
+
+def test_corrupt_packet_and_lost_final_packet(codec: SemantiCodec, two_windows) -> None:
+    data, offline = two_windows
+    damaged = bytearray(data[: _packet_offset(data, 65)])
+    damaged[_packet_offset(data, 64) + 7] ^= 0x10
+    audio, decoder = _decode_stream(codec, bytes(damaged), seed=5)
+    assert [(d.first_packet, d.lost_packets) for d in decoder.damage] == [(64, None)]
+    assert decoder.lost_pairs == 8 and len(audio) == len(offline)
+    np.testing.assert_array_equal(audio[:HOP_SAMPLES], offline[:HOP_SAMPLES])
+    assert not np.array_equal(audio[HOP_SAMPLES:], offline[HOP_SAMPLES:])
+
+
+def test_decoder_rejects_bad_input(codec: SemantiCodec, two_windows) -> None:
+    with pytest.raises(ValueError, match="needs a codec with a seed"):
+        StreamingDecoder(SemantiCodec(codec.model, device="cpu"))
+    other = SemantiCodec(tiny_model(50), device="cpu", seed=0)
+    with pytest.raises(ValueError, match="50 tok/s"):
+        StreamingDecoder(other).push(two_windows[0][:200])
+    with pytest.raises(ValueError, match="magic"):
+        StreamingDecoder(codec).push(b"RIFF" + bytes(100))
+    decoder = StreamingDecoder(codec)
+    decoder.push(two_windows[0][:20])
+    with pytest.raises(ValueError, match="truncated header"):
+        decoder.finish()
