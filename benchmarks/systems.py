@@ -230,15 +230,7 @@ class SemantiCodecSystem(System):
         if codec is None:
             raise RuntimeError(f"{self.name}: {self._error}")
         encoded = codec.encode(_check_audio(audio), sample_rate=SAMPLE_RATE)
-        header = bitstream.Header(
-            token_rate=encoded.token_rate,
-            semantic_vocab=encoded.semantic_vocab_size,
-            acoustic_vocab=encoded.acoustic_vocab_size,
-            model_id=encoded.model_id,
-            sample_count=encoded.num_samples,
-            sample_rate=encoded.sample_rate,
-        )
-        return bitstream.encode(encoded.tokens, header)
+        return bitstream.encode(encoded.tokens, encoded.header())
 
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
         import bitstream

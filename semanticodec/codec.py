@@ -77,6 +77,20 @@ class EncodedAudio:
     num_samples: int
     sample_rate: int
 
+    def header(self, packet_columns: int | None = None):
+        """The ``bitstream.Header`` of these tokens (``packet_columns``: None = the format's default)."""
+        from bitstream import Header
+
+        return Header(
+            token_rate=self.token_rate,
+            semantic_vocab=self.semantic_vocab_size,
+            acoustic_vocab=self.acoustic_vocab_size,
+            model_id=self.model_id,
+            sample_count=self.num_samples,
+            sample_rate=self.sample_rate,
+            packet_columns=packet_columns,
+        )
+
     @property
     def num_samples_16k(self) -> int:
         """Length of the input at 16 kHz."""

@@ -172,7 +172,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
 
 
 def _run_compress(args: argparse.Namespace) -> int:
-    from bitstream import Header, encode
+    from bitstream import encode
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.audio import read_audio
 
@@ -187,16 +187,7 @@ def _run_compress(args: argparse.Namespace) -> int:
     read_audio(args.input)
     codec = _codec(args, args.token_rate, args.vocab)
     encoded = codec.encode(args.input)
-    header = Header(
-        token_rate=encoded.token_rate,
-        semantic_vocab=encoded.semantic_vocab_size,
-        acoustic_vocab=encoded.acoustic_vocab_size,
-        model_id=encoded.model_id,
-        sample_count=encoded.num_samples,
-        sample_rate=encoded.sample_rate,
-        packet_columns=args.packet_columns,
-    )
-    data = encode(encoded.tokens, header)
+    data = encode(encoded.tokens, encoded.header(args.packet_columns))
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
         file.write(data)
     kbps = len(data) * 8 / encoded.duration / 1000

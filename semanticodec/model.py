@@ -170,7 +170,7 @@ class SemantiCodecModel(nn.Module):
                 if key in dropped:
                     continue
                 ours["audiomae." + key[len(_AUDIOMAE):] if key.startswith(_AUDIOMAE) else "acoustic." + key] = value
-            self._load_part(ours, ("audiomae.", "acoustic."))
+            self.load_weights(ours, ("audiomae.", "acoustic."))
         if decoder is not None:
             check_keys(decoder, schema["decoder"], "decoder checkpoint")
             ours = {}
@@ -187,9 +187,11 @@ class SemantiCodecModel(nn.Module):
                     ours["vae." + key[len(_FIRST_STAGE):]] = value
                 else:
                     ours["schedule." + key] = value
-            self._load_part(ours, ("unet.", "vocoder.", "vae.", "schedule."))
+            self.load_weights(ours, ("unet.", "vocoder.", "vae.", "schedule."))
 
-    def _load_part(self, state: dict[str, Tensor], prefixes: tuple[str, ...]) -> None:
+    def load_weights(self, state: Mapping[str, Tensor], prefixes: tuple[str, ...] = ("",)) -> None:
+        """Copy ``state`` (keys of this model) into the entries whose keys start with ``prefixes``;
+        every such entry must be given, with its shape (scalars may come as ``[1]``)."""
         own = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))

@@ -84,16 +84,10 @@ def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
     model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: keys do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    with torch.no_grad():
-        for key, value in state.items():
-            if tuple(value.shape) != tuple(expected[key].shape):
-                raise CheckpointError(f"{path}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
-            expected[key].copy_(value.to(expected[key].dtype))
+    try:
+        model.load_weights(state)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     return model
 
 
