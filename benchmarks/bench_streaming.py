@@ -88,7 +88,7 @@ def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndar
 
 def agreement(latencies: list[float]) -> None:
     torch.set_num_threads(2)
-    codec = SemantiCodec(full_model(decoder=False), device="cpu", batch_size=1)
+    codec = SemantiCodec.from_model(full_model(decoder=False), device="cpu", batch_size=1)
     print("| clip | seconds | tokens | exact-mode agreement (semantic / acoustic) |")
     print("|---|---:|---:|---:|")
     clips = _clips()
@@ -122,7 +122,7 @@ def decode(steps: list[int]) -> None:
     print("| DDIM steps | seconds per 10.24 s window | real-time factor (window time / 9.6 s of new audio) |")
     print("|---:|---:|---:|")
     for s in steps:
-        codec = SemantiCodec(model, device="cpu", ddim_steps=s, seed=0)
+        codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=s, seed=0)
         decoder = StreamingDecoder(codec)
         header = bitstream.Header(100, 4096, 8192, codec.model_id, 0, 16000)
         data = bitstream.encode(tokens, header)
@@ -139,7 +139,7 @@ def seam() -> None:
     from tiny import tiny_model
 
     torch.set_num_threads(2)
-    codec = SemantiCodec(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    codec = SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
     audio = (0.1 * np.random.default_rng(0).standard_normal(3 * 163840)).astype(np.float32)
     encoder = StreamingEncoder(codec, 16000)
     data = encoder.push(audio) + encoder.finish()

@@ -53,7 +53,7 @@ def _child(config: dict) -> dict:
         model = SemantiCodecModel(model_config, fill("semantic_codebook", (config["vocab"], model_config.feature_dim)))
         fill_module(model, "bench/", skip=("semantic.codebook",))
         model.eval()
-    codec = SemantiCodec(model, device="cpu", batch_size=config["batch_size"])
+    codec = SemantiCodec.from_model(model, device="cpu", batch_size=config["batch_size"])
     codec.encode(np.zeros(16000, np.float32), sample_rate=16000)  # warm-up: first-call allocations
     files = list_corpus(config["corpus"])
     start = time.perf_counter()

@@ -210,7 +210,7 @@ class SemantiCodecSystem(System):
             from semanticodec.checkpoint import CheckpointError
 
             try:
-                self._codec = SemantiCodec.from_pretrained(
+                self._codec = SemantiCodec(
                     self.token_rate, self.vocab, self.checkpoint, ddim_steps=self.ddim_steps, seed=self.seed
                 )
                 self.weights = str(self.checkpoint or os.environ.get("SEMANTICODEC_CHECKPOINT") or "official (HF cache)")

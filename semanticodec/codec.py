@@ -103,10 +103,13 @@ class EncodedAudio:
 
 
 class SemantiCodec:
-    """The codec. Build it with :meth:`from_pretrained` (official checkpoints) or from a model.
+    """The codec, with the weights of (``token_rate``, ``semantic_vocab_size``).
 
     Args:
-        model: the network with its weights.
+        token_rate: 100, 50 or 25 tokens per second (semantic and acoustic together).
+        semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768).
+        checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` or an official
+            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache.
         device: where to run (default: CUDA when available, else CPU).
         ddim_steps: DDIM sampling steps (official default 50).
         cfg_scale: classifier-free guidance scale (official 2.0).
@@ -115,10 +118,34 @@ class SemantiCodec:
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
         progress: show a progress bar for inputs longer than one window.
+
+    :meth:`from_model` wraps a model that is already built (for tests and training).
     """
 
     def __init__(
         self,
+        token_rate: int = 100,
+        semantic_vocab_size: int = 16384,
+        checkpoint: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        ddim_steps: int = 50,
+        cfg_scale: float = 2.0,
+        eta: float = 1.0,
+        seed: int | None = None,
+        compat: Compat = "default",
+        batch_size: int = 4,
+        progress: bool = False,
+    ) -> None:
+        from semanticodec.weights import load_model
+
+        self._setup(
+            load_model(token_rate, semantic_vocab_size, checkpoint),
+            device, ddim_steps, cfg_scale, eta, seed, compat, batch_size, progress,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
         model: SemantiCodecModel,
         device: str | torch.device | None = None,
         ddim_steps: int = 50,
@@ -128,6 +155,23 @@ class SemantiCodec:
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
+    ) -> SemantiCodec:
+        """The codec around an already built ``model`` (options as in the constructor)."""
+        codec = cls.__new__(cls)
+        codec._setup(model, device, ddim_steps, cfg_scale, eta, seed, compat, batch_size, progress)
+        return codec
+
+    def _setup(
+        self,
+        model: SemantiCodecModel,
+        device: str | torch.device | None,
+        ddim_steps: int,
+        cfg_scale: float,
+        eta: float,
+        seed: int | None,
+        compat: Compat,
+        batch_size: int,
+        progress: bool,
     ) -> None:
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")
@@ -145,23 +189,6 @@ class SemantiCodec:
         self.compat = compat
         self.batch_size = int(batch_size)
         self.progress = progress
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        token_rate: int = 100,
-        semantic_vocab_size: int = 16384,
-        checkpoint: str | os.PathLike | None = None,
-        **options,
-    ) -> SemantiCodec:
-        """Load weights: a ``.safetensors`` file made by ``semanticodec convert``, or the official
-        checkpoints (a folder, ``$SEMANTICODEC_CHECKPOINT`` or the Hugging Face cache).
-
-        ``options`` are the constructor's keyword arguments (device, ddim_steps, ...).
-        """
-        from semanticodec.weights import load_model
-
-        return cls(load_model(token_rate, semantic_vocab_size, checkpoint), **options)
 
     @property
     def model_id(self) -> bytes:
@@ -373,11 +400,11 @@ def semantic_feature_extractor(
     token_rate: int = 100, checkpoint: str | os.PathLike | None = None, device: str | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``extract(waveform_16k [N] float32) -> [T, D] float32``: the semantic features of the
-    model found like :meth:`SemantiCodec.from_pretrained` (for ``semanticodec kmeans features``)."""
+    model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``)."""
     from semanticodec.weights import load_model
 
     model = load_model(token_rate, None, checkpoint)
-    codec = SemantiCodec(model, device=device)
+    codec = SemantiCodec.from_model(model, device=device)
     return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 
 

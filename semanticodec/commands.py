@@ -60,7 +60,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _codec(args: argparse.Namespace, token_rate: int, vocab: int, **options):
     from semanticodec.codec import SemantiCodec
 
-    return SemantiCodec.from_pretrained(
+    return SemantiCodec(
         token_rate,
         vocab,
         checkpoint=args.checkpoint,

@@ -24,7 +24,7 @@ from tiny import tiny_model
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
 
 
 def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
@@ -33,7 +33,7 @@ def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
 
 @pytest.mark.parametrize("token_rate", [100, 50, 25])
 def test_token_counts_and_vocabularies(token_rate: int) -> None:
-    c = SemantiCodec(tiny_model(token_rate), device="cpu", ddim_steps=1, seed=0)
+    c = SemantiCodec.from_model(tiny_model(token_rate), device="cpu", ddim_steps=1, seed=0)
     out = c.encode(_noise(3.0), 16000)
     expected = {100: 152, 50: 76, 25: 40}[token_rate]  # 3 s = 18.75 columns of 0.16 s
     assert out.tokens.shape == (expected, 2) and out.tokens.dtype == np.int64
@@ -55,14 +55,14 @@ def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCode
     np.testing.assert_array_equal(first[1], codec.decode([a, b])[1])
     np.testing.assert_allclose(first[0], codec.decode(a), rtol=0, atol=1e-6)  # batched BLAS rounding only
     assert first[0].shape == (176000,) and first[1].shape == (32000,)
-    other = SemantiCodec(codec.model, device="cpu", ddim_steps=2, seed=1).decode(b)
+    other = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=2, seed=1).decode(b)
     assert not np.array_equal(other, first[1])
 
 
 def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:
     x = _noise(WINDOW_SAMPLES / 16000)
     assert codec.encode(x, 16000).tokens.shape == (512, 2)
-    official = SemantiCodec(codec.model, device="cpu", ddim_steps=1, compat="official")
+    official = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=1, compat="official")
     assert official.encode(x, 16000).tokens.shape[0] > 512
 
 
@@ -110,10 +110,10 @@ def test_safetensors_round_trip(codec: SemantiCodec, tmp_path) -> None:
     assert half.stat().st_size < 0.6 * path.stat().st_size
     x = _noise(1.0)
     np.testing.assert_array_equal(
-        SemantiCodec(loaded, device="cpu").encode(x, 16000).tokens, codec.encode(x, 16000).tokens
+        SemantiCodec.from_model(loaded, device="cpu").encode(x, 16000).tokens, codec.encode(x, 16000).tokens
     )
     with pytest.raises(CheckpointError, match="requested 50 tok/s"):
-        SemantiCodec.from_pretrained(50, 100, checkpoint=path)
+        SemantiCodec(50, 100, checkpoint=path)
     other = tmp_path / "other.safetensors"
     from safetensors.torch import save_file
 

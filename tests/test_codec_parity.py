@@ -59,7 +59,7 @@ def model() -> SemantiCodecModel:
 
 def test_official_encode_tokens(model: SemantiCodecModel) -> None:
     enc = reference("tr100_encode")
-    codec = SemantiCodec(model, device="cpu", compat="official")
+    codec = SemantiCodec.from_model(model, device="cpu", compat="official")
     out = codec.encode(enc["waveform"], sample_rate=16000)
     ref = enc["tokens"][0]
     assert out.tokens.shape == ref.shape == (656, 2)
@@ -72,7 +72,7 @@ def test_official_encode_tokens(model: SemantiCodecModel) -> None:
         differ_ac = out.tokens[:, 1] != ref[:, 1]
         print(f"acoustic: {differ_ac.sum()} of 656 differ, {acoustic_ties.sum()} near-ties")
         assert not (differ_ac & ~acoustic_ties).any()
-    default = SemantiCodec(model, device="cpu").encode(enc["waveform"], sample_rate=16000)
+    default = SemantiCodec.from_model(model, device="cpu").encode(enc["waveform"], sample_rate=16000)
     np.testing.assert_array_equal(default.tokens, out.tokens)
 
 
@@ -133,7 +133,7 @@ def test_convert_official_checkpoint(tmp_path) -> None:
     assert out.stat().st_size < 0.4 * official_bytes
     converted = load_safetensors(out)
     enc = reference("tr100_encode")
-    tokens = SemantiCodec(converted, device="cpu", compat="official").encode(enc["waveform"], 16000).tokens
+    tokens = SemantiCodec.from_model(converted, device="cpu", compat="official").encode(enc["waveform"], 16000).tokens
     agree = (tokens == enc["tokens"][0]).mean()
     print(f"float16 weights: {agree:.1%} of the official tokens")
     assert agree > 0.9

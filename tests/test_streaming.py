@@ -24,7 +24,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec(tiny_model(), device="cpu", ddim_steps=1, cfg_scale=1.0, seed=3, batch_size=1)
+    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=1, cfg_scale=1.0, seed=3, batch_size=1)
 
 
 def _noise(samples: int, seed: int = 0) -> np.ndarray:
@@ -133,7 +133,7 @@ def test_encoder_rejects_bad_input(codec: SemantiCodec) -> None:
     with pytest.raises(ValueError, match="sample rate"):
         StreamingEncoder(codec, 0)
     with pytest.raises(ValueError, match="compat='default'"):
-        StreamingEncoder(SemantiCodec(codec.model, device="cpu", compat="official"), 16000)
+        StreamingEncoder(SemantiCodec.from_model(codec.model, device="cpu", compat="official"), 16000)
     encoder = StreamingEncoder(codec, 16000, sample_count=100)
     with pytest.raises(ValueError, match="NaN"):
         encoder.push(np.array([0.0, np.nan], np.float32))
@@ -208,8 +208,8 @@ def test_corrupt_packet_and_lost_final_packet(codec: SemantiCodec, two_windows) 
 
 def test_decoder_rejects_bad_input(codec: SemantiCodec, two_windows) -> None:
     with pytest.raises(ValueError, match="needs a codec with a seed"):
-        StreamingDecoder(SemantiCodec(codec.model, device="cpu"))
-    other = SemantiCodec(tiny_model(50), device="cpu", seed=0)
+        StreamingDecoder(SemantiCodec.from_model(codec.model, device="cpu"))
+    other = SemantiCodec.from_model(tiny_model(50), device="cpu", seed=0)
     with pytest.raises(ValueError, match="50 tok/s"):
         StreamingDecoder(other).push(two_windows[0][:200])
     with pytest.raises(ValueError, match="magic"):
