@@ -15,11 +15,16 @@ def _db(x: float) -> float:
     return 20 * np.log10(max(x, 1e-30))
 
 
-@pytest.mark.parametrize("orig_sr", [8000, 11025, 22050, 32000, 44100, 48000, 96000])
-@pytest.mark.parametrize("freq", [440.0, 3000.0, 7000.0])
+@pytest.mark.parametrize(
+    ("orig_sr", "freq"),
+    [
+        (sr, f)
+        for sr in (8000, 11025, 22050, 32000, 44100, 48000, 96000)
+        for f in (440.0, 3000.0, 7000.0)
+        if f < 0.95 * sr / 2
+    ],
+)
 def test_resample_matches_analytic_sine(orig_sr: int, freq: float) -> None:
-    if freq >= 0.95 * orig_sr / 2:
-        pytest.skip("tone above the input's pass band")
     t = np.arange(2 * orig_sr) / orig_sr
     y = resample(np.sin(2 * np.pi * freq * t).astype(np.float32), orig_sr)
     assert len(y) == 2 * SAMPLE_RATE
