@@ -197,11 +197,7 @@ class SemantiCodec:
     def _generators(self, item: int, windows: int) -> list[torch.Generator] | None:
         if self.seed is None:
             return None
-        gens = []
-        for w in range(windows):
-            digest = hashlib.sha256(f"{self.seed}/{item}/{w}".encode()).digest()
-            gens.append(torch.Generator(device=self.device).manual_seed(int.from_bytes(digest[:8], "little") >> 1))
-        return gens
+        return [window_generator(self.seed, w, item, self.device) for w in range(windows)]
 
     def _load(self, audio: AudioInput, sample_rate: int | None, index: int) -> tuple[np.ndarray, int, int]:
         """16 kHz mono float32 of one input, with its original sample count and rate."""
@@ -328,6 +324,13 @@ class SemantiCodec:
             num_samples = item.num_samples_16k if isinstance(item, EncodedAudio) else None
             results.append(join_windows(w, length, self.config.token_rate, self.compat, num_samples))
         return results[0] if single else results
+
+def window_generator(seed: int, window: int, item: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """The noise generator of decode window ``window`` of input ``item`` for ``seed``: it draws
+    the window's start noise and DDIM noise, so a window's audio does not depend on its batch."""
+    digest = hashlib.sha256(f"{seed}/{item}/{window}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
 
 def join_windows(
     waves: Sequence[Tensor], num_tokens: int, token_rate: int, compat: Compat = "default", num_samples: int | None = None

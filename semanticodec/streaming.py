@@ -26,7 +26,6 @@ model was trained with for rows without audio.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from torch import Tensor
 
 from bitstream import Damage, Header, StreamReader, StreamWriter
 from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
-from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec
+from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
 
@@ -352,12 +351,6 @@ def _mono(chunk: np.ndarray | Tensor) -> np.ndarray:
     if x.ndim == 2:
         x = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     return x
-
-
-def window_generator(seed: int, window: int, item: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
-    """The noise generator of decode window ``window`` of input ``item`` (as :meth:`SemantiCodec.decode`)."""
-    digest = hashlib.sha256(f"{seed}/{item}/{window}".encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 class _NeedMore(Exception):

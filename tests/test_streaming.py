@@ -9,13 +9,12 @@ import torch
 import bitstream
 from bitstream.stream import packet_size
 from semanticodec.audio import resample
-from semanticodec.codec import HOP_SAMPLES, WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.codec import HOP_SAMPLES, WINDOW_SAMPLES, EncodedAudio, SemantiCodec, window_generator
 from semanticodec.streaming import (
     LowLatencyConfig,
     StreamingDecoder,
     StreamingEncoder,
     StreamResampler,
-    window_generator,
 )
 from tiny import tiny_model
 
