@@ -180,10 +180,14 @@ def check_keys(
 def load_codebook(path: str | os.PathLike) -> np.ndarray:
     """A k-means codebook ``.npy`` file as float32 ``[V, D]`` (no pickle)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such codebook file")
     try:
         codebook = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read codebook ({err})") from None
-    if codebook.ndim != 2 or codebook.dtype.kind != "f" or min(codebook.shape) == 0:
-        raise CheckpointError(f"{path}: a codebook must be a non-empty 2-D float array, got {codebook.dtype} {codebook.shape}")
+    except (OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{path}: cannot read codebook: not a readable .npy array ({err})") from None
+    if codebook.ndim != 2 or min(codebook.shape) == 0:
+        raise CheckpointError(f"{path}: a codebook must be a non-empty 2-D float array [V, D], got shape {codebook.shape}")
+    if codebook.dtype.kind != "f":
+        raise CheckpointError(f"{path}: a codebook must be floating point (a 2-D float array), got {codebook.dtype}")
     return np.array(codebook, dtype=np.float32)

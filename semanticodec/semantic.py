@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from kmeans import assign
+from semanticodec.checkpoint import load_codebook
 from semanticodec.conditioning import stack_factor
 
 
@@ -83,20 +84,10 @@ class SemanticQuantizer(nn.Module):
 
         ``dim``, when given, is the expected D (768, 1536 or 3072 for 100, 50, 25 tokens/s).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such codebook file")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"{path}: not a readable .npy array ({err})") from None
-        if not isinstance(array, np.ndarray) or array.ndim != 2:
-            raise ValueError(f"{path}: codebook must be 2-D [V, D], got shape {getattr(array, 'shape', None)}")
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{path}: codebook must be floating point, got {array.dtype}")
+        array = load_codebook(path)
         if dim is not None and array.shape[1] != dim:
             raise ValueError(f"{path}: codebook dimension {array.shape[1]} != expected {dim}")
-        return cls(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+        return cls(torch.from_numpy(array))
 
     @property
     def vocab_size(self) -> int:
