@@ -140,12 +140,20 @@ class SemantiCodec:
 
         self._setup(
             load_model(token_rate, semantic_vocab_size, checkpoint),
-            device, ddim_steps, cfg_scale, eta, seed, compat, batch_size, progress,
+            device=device, ddim_steps=ddim_steps, cfg_scale=cfg_scale, eta=eta, seed=seed,
+            compat=compat, batch_size=batch_size, progress=progress,
         )
 
     @classmethod
-    def from_model(
-        cls,
+    def from_model(cls, model: SemantiCodecModel, **options) -> SemantiCodec:
+        """The codec around an already built ``model``; ``options`` are the constructor's
+        keyword arguments after ``checkpoint`` (device, ddim_steps, ...)."""
+        codec = cls.__new__(cls)
+        codec._setup(model, **options)
+        return codec
+
+    def _setup(
+        self,
         model: SemantiCodecModel,
         device: str | torch.device | None = None,
         ddim_steps: int = 50,
@@ -155,23 +163,6 @@ class SemantiCodec:
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
-    ) -> SemantiCodec:
-        """The codec around an already built ``model`` (options as in the constructor)."""
-        codec = cls.__new__(cls)
-        codec._setup(model, device, ddim_steps, cfg_scale, eta, seed, compat, batch_size, progress)
-        return codec
-
-    def _setup(
-        self,
-        model: SemantiCodecModel,
-        device: str | torch.device | None,
-        ddim_steps: int,
-        cfg_scale: float,
-        eta: float,
-        seed: int | None,
-        compat: Compat,
-        batch_size: int,
-        progress: bool,
     ) -> None:
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")

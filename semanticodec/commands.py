@@ -174,7 +174,6 @@ def _compress_stream(args: argparse.Namespace) -> int:
 def _run_compress(args: argparse.Namespace) -> int:
     from bitstream import encode
     from semanticodec.atomic import atomic_write, check_output
-    from semanticodec.audio import read_audio
 
     if args.output != "-":
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
@@ -184,7 +183,6 @@ def _run_compress(args: argparse.Namespace) -> int:
         seconds = frames / rate
     if _streaming(args, seconds) or args.low_latency is not None:
         return _compress_stream(args)
-    read_audio(args.input)
     codec = _codec(args, args.token_rate, args.vocab)
     encoded = codec.encode(args.input)
     data = encode(encoded.tokens, encoded.header(args.packet_columns))
