@@ -220,7 +220,9 @@ class SemantiCodec:
             spans.append((len(windows), len(windows) + fbank.shape[0]))
             windows.extend(fbank)
             targets.append(target_token_length(len(wav), self.config.token_rate, compat=official))
-        ids = self._map_batches(lambda fb: self.model.encode_windows(fb.to(self.device)).cpu(), windows, "encode")
+        ids = self._map_batches(
+            lambda batch: self.model.encode_windows(torch.stack(batch).to(self.device)).cpu(), windows, "encode"
+        )
         results = []
         for (start, stop), target, (_, num_samples, sr) in zip(spans, targets, loaded):
             tokens = torch.cat(ids[start:stop]).reshape(-1, 2)[:target]
@@ -254,19 +256,22 @@ class SemantiCodec:
         wav, _, _ = self._load(audio, sample_rate, 0)
         fbank = self.fbank_windows(wav)
         target = target_token_length(len(wav), self.config.token_rate, compat=self.compat == "official")
-        feats = self._map_batches(lambda fb: self.model.semantic_features(fb.to(self.device)).cpu(), list(fbank), "features")
+        feats = self._map_batches(
+            lambda batch: self.model.semantic_features(torch.stack(batch).to(self.device)).cpu(), list(fbank), "features"
+        )
         return torch.cat(feats).reshape(-1, self.config.feature_dim)[:target].float().numpy()
 
-    def _map_batches(self, fn: Callable[[Tensor], Tensor], windows: list[Tensor], what: str) -> list[Tensor]:
-        """Apply ``fn`` to the stacked ``windows`` in batches; returns one result per window."""
+    def _map_batches(self, fn: Callable[[list], Tensor], items: list, what: str) -> list[Tensor]:
+        """Apply ``fn`` to ``items`` in slices of ``batch_size`` (``fn`` returns a tensor whose
+        first dimension runs over the slice); returns one result per item, with a progress bar."""
         out: list[Tensor] = []
-        bar = tqdm(total=len(windows), desc=what, unit="window", disable=not self.progress or len(windows) <= 1)
-        for start in range(0, len(windows), self.batch_size):
-            batch = torch.stack(windows[start : start + self.batch_size])
+        bar = tqdm(total=len(items), desc=what, unit="window", disable=not self.progress or len(items) <= 1)
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
             out.extend(fn(batch).unbind(0))
-            bar.update(batch.shape[0])
+            bar.update(len(batch))
         bar.close()
-        return [o.unsqueeze(0) for o in out]
+        return out
 
     @torch.inference_mode()
     def decode(
@@ -294,19 +299,15 @@ class SemantiCodec:
 
         jobs = [(i, w) for i, (_, windows, _, _) in enumerate(per_item) for w in range(windows.shape[0])]
         gens = {i: self._generators(i, per_item[i][1].shape[0]) for i in range(len(per_item))}
-        waves: list[Tensor] = []
-        bar = tqdm(total=len(jobs), desc="decode", unit="window", disable=not self.progress or len(jobs) <= 1)
-        for start in range(0, len(jobs), self.batch_size):
-            batch = jobs[start : start + self.batch_size]
+
+        def decode_batch(batch: list[tuple[int, int]]) -> Tensor:
             tok = torch.stack([per_item[i][1][w] for i, w in batch]).to(self.device)
             valid = torch.stack([per_item[i][2][w] for i, w in batch]).to(self.device)
             generators = None if self.seed is None else [gens[i][w] for i, w in batch]
-            out = self.model.decode_windows(
-                tok, valid, self.ddim_steps, self.cfg_scale, self.eta, generators=generators
-            )
-            waves.extend(out.float().cpu().unbind(0))
-            bar.update(len(batch))
-        bar.close()
+            out = self.model.decode_windows(tok, valid, self.ddim_steps, self.cfg_scale, self.eta, generators=generators)
+            return out.float().cpu()
+
+        waves = self._map_batches(decode_batch, jobs, "decode")
 
         results, offset = [], 0
         for length, windows, _, item in per_item:
@@ -315,6 +316,7 @@ class SemantiCodec:
             num_samples = item.num_samples_16k if isinstance(item, EncodedAudio) else None
             results.append(join_windows(w, length, self.config.token_rate, self.compat, num_samples))
         return results[0] if single else results
+
 
 def window_generator(seed: int, window: int, item: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
     """The noise generator of decode window ``window`` of input ``item`` for ``seed``: it draws
