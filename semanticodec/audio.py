@@ -39,14 +39,6 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(sample_rate)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float32 ``[N]`` or ``[C, N]`` audio as a 16-bit PCM (or float) file chosen by suffix."""
-    audio = np.asarray(audio, dtype=np.float32)
-    data = audio.T if audio.ndim == 2 else audio
-    subtype = "FLOAT" if str(path).lower().endswith(".wav") and np.abs(data).max(initial=0) > 1 else None
-    sf.write(str(path), data, sample_rate, subtype=subtype)
-
-
 @lru_cache(maxsize=32)
 def _lowpass(up: int, down: int) -> np.ndarray:
     """Kaiser-windowed sinc FIR for polyphase resampling by ``up/down`` (unit DC gain).
