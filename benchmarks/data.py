@@ -11,13 +11,29 @@ install, no root scripts, no maintainer scripts run):
 | music | ``freedoom`` + ``fluid-soundfont-gm`` | MIDI lumps of the WADs, rendered with fluidsynth | BSD-3 + MIT |
 | sound | ``sonic-pi-samples`` | CC0 samples (FLAC) of at least 1 s | CC0 |
 
+The training split (``--split train``) holds every candidate file of these packages except the
+files the ``quick`` and ``full`` corpora select with the same seed (held out by source file),
+plus packages used only for training:
+
+| domain | package | content | license |
+|---|---|---|---|
+| speech | ``asterisk-core-sounds-{fr,es,it,ru}-g722`` + ``asterisk-core-sounds-{fr,es,it,ru}`` | Asterisk prompts in four more voices, with text | CC-BY-SA-3.0 |
+| speech | ``fillets-ng-data-cs``, ``fillets-ng-data-nl`` | Fish Fillets NG dialogue (Vorbis 22 kHz), several actors | GPL-2+ |
+| sound | ``hydrogen-drumkits`` | drum kit samples (FLAC/wav) of at least 0.5 s | GPL-2+, CC-BY(-SA)-3.0, CC0 per kit |
+
+Training clips are whole files (Freedoom songs cut to ``midi_seconds``) split into equal
+consecutive pieces of at most ``piece_seconds`` (``_partNN``); the total is capped at
+``hours`` by giving each domain, then each source within it, an equal share of what is left
+(sources smaller than their share are taken whole).
+
 G.722 needs ``ffmpeg`` and MIDI needs ``fluidsynth`` (``apt-get install -y ffmpeg fluidsynth``);
 without them those sources are left out with a note. Selection is deterministic for a seed. Clips are at most ``clip_seconds`` long. The corpus
 folder holds ``speech/``, ``music/``, ``sound/`` (16-bit 16 kHz mono wav) and
 ``manifest.json``: ``{"size", "seed", "clips": [{"file", "domain", "duration", "transcript",
 "license", "source"}]}`` with paths relative to the folder.
 
-``python -m benchmarks.data --size quick`` builds the quick corpus;
+``python -m benchmarks.data --size quick`` builds the quick corpus, ``--split train`` the
+training corpus (resumable: finished files are listed in ``.progress.jsonl``);
 ``--fixture ../shared/audio`` builds one from the small test fixture without network.
 """
 
@@ -31,7 +47,9 @@ import re
 import shutil
 import subprocess
 import sys
+import math
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,7 +85,17 @@ PACKAGES = {
     "music": ("wesnoth-1.16-music",),
     "freedoom": ("freedoom", "fluid-soundfont-gm"),
     "sound": ("sonic-pi-samples",),
+    "asterisk-fr": ("asterisk-core-sounds-fr-g722", "asterisk-core-sounds-fr"),
+    "asterisk-es": ("asterisk-core-sounds-es-g722", "asterisk-core-sounds-es"),
+    "asterisk-it": ("asterisk-core-sounds-it-g722", "asterisk-core-sounds-it"),
+    "asterisk-ru": ("asterisk-core-sounds-ru-g722", "asterisk-core-sounds-ru"),
+    "fillets-cs": ("fillets-ng-data-cs",),
+    "fillets-nl": ("fillets-ng-data-nl",),
+    "hydrogen": ("hydrogen-drumkits",),
 }
+BENCHMARK_SOURCES = ("librivox", "asterisk", "music", "freedoom", "sound")
+TRAIN_ONLY_SOURCES = ("asterisk-fr", "asterisk-es", "asterisk-it", "asterisk-ru", "fillets-cs", "fillets-nl", "hydrogen")
+ASTERISK_LANGUAGES = {"asterisk": "en", "asterisk-fr": "fr", "asterisk-es": "es", "asterisk-it": "it", "asterisk-ru": "ru"}
 
 LICENSES = {
     "librivox": "public domain (LibriVox); packaging BSD-2 (CMU pocketsphinx-testdata)",
@@ -75,7 +103,25 @@ LICENSES = {
     "music": "GPL-2+ (Battle for Wesnoth soundtrack)",
     "freedoom": "BSD-3 (Freedoom) + MIT (FluidR3_GM soundfont)",
     "sound": "CC0 (Sonic Pi samples, freesound)",
+    "asterisk-fr": "CC-BY-SA-3.0 (Digium Asterisk core sounds, French, voice fr_CA_f_June)",
+    "asterisk-es": "CC-BY-SA-3.0 (Digium Asterisk core sounds, Spanish, voice es_MX_f_Allison)",
+    "asterisk-it": "CC-BY-SA-3.0 (Digium Asterisk core sounds, Italian, voice it_IT_m_Carlo)",
+    "asterisk-ru": "CC-BY-SA-3.0 (Digium Asterisk core sounds, Russian, voice ru_RU_f_IvrvoiceRU)",
+    "fillets-cs": "GPL-2+ (Fish Fillets NG, Czech dialogue)",
+    "fillets-nl": "GPL-2+ (Fish Fillets NG, Dutch dialogue)",
+    "hydrogen": "GPL-2+, CC-BY-3.0, CC-BY-SA-3.0 or CC0 by kit (Hydrogen drumkits, see its debian/copyright)",
 }
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """The training split: total cap in hours, longest piece in seconds, and how many
+    Freedoom MIDI lumps are rendered and how much of each (seconds) is kept."""
+
+    hours: float = 6.0
+    piece_seconds: float = 60.0
+    midi_lumps: int = 24
+    midi_seconds: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -203,8 +249,8 @@ def _render_midi(candidate: Candidate, out: Path) -> None:
     )
 
 
-def _write_clip(candidate: Candidate, folder: Path, clip_seconds: float, seed: int) -> Clip:
-    key = candidate.path.name + (candidate.lump or "")
+def _load_candidate(candidate: Candidate) -> np.ndarray:
+    """The whole source file as 16 kHz mono float32 ``[N]`` (G.722 decoded, MIDI rendered)."""
     with tempfile.TemporaryDirectory() as tmp:
         source = candidate.path
         if candidate.g722:
@@ -213,7 +259,12 @@ def _write_clip(candidate: Candidate, folder: Path, clip_seconds: float, seed: i
         elif candidate.lump:
             source = Path(tmp, "rendered.wav")
             _render_midi(candidate, source)
-        audio = load_audio(source)
+        return load_audio(source)
+
+
+def _write_clip(candidate: Candidate, folder: Path, clip_seconds: float, seed: int) -> Clip:
+    key = candidate.path.name + (candidate.lump or "")
+    audio = _load_candidate(candidate)
     start = _excerpt_start(audio.size / SAMPLE_RATE, clip_seconds, key, seed)
     first = int(round(start * SAMPLE_RATE))
     audio = audio[first : first + int(clip_seconds * SAMPLE_RATE)]
@@ -316,15 +367,7 @@ def debian_candidates(tree: Path, min_sound_seconds: float = 1.0, min_speech_sec
         texts = parse_librivox_transcription((librivox / "transcription").read_text())
         for path in sorted(librivox.glob("*.wav")):
             out.append(Candidate(path, "librivox", "speech", _duration(path), texts.get(path.stem)))
-    sounds = tree / "usr/share/asterisk/sounds/en_US_f_Allison"
-    text_file = tree / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-    if sounds.is_dir() and text_file.is_file():
-        texts = parse_asterisk_text(gzip.decompress(text_file.read_bytes()).decode("utf-8", errors="replace"))
-        for path in sorted(sounds.rglob("*.g722")):
-            name = path.relative_to(sounds).with_suffix("").as_posix()
-            seconds = path.stat().st_size / 8000  # G.722 is 64 kbit/s
-            if name in texts and seconds >= min_speech_seconds:
-                out.append(Candidate(path, "asterisk", "speech", seconds, texts[name], g722=True))
+    out += asterisk_candidates(tree, "asterisk", min_speech_seconds, require_text=True)
     for path in sorted((tree / "usr/share/games/wesnoth/1.16/data/core/music").glob("*.ogg")):
         out.append(Candidate(path, "music", "music", _duration(path)))
     soundfont = tree / "usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -339,6 +382,223 @@ def debian_candidates(tree: Path, min_sound_seconds: float = 1.0, min_speech_sec
     return out
 
 
+def asterisk_candidates(tree: Path, source: str, min_seconds: float, require_text: bool) -> list[Candidate]:
+    """The G.722 prompts of an Asterisk core-sounds package (``source`` in
+    ``ASTERISK_LANGUAGES``; its voice folder is ``usr/share/asterisk/sounds/<lang>_*``) of at
+    least ``min_seconds``, with the text of ``core-sounds-<lang>.txt.gz`` where known."""
+    lang = ASTERISK_LANGUAGES[source]
+    voices = sorted((tree / "usr/share/asterisk/sounds").glob(f"{lang}_*"))
+    text_file = tree / f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"
+    if len(voices) != 1 or not text_file.is_file():
+        return []
+    texts = parse_asterisk_text(gzip.decompress(text_file.read_bytes()).decode("utf-8-sig", errors="replace"))
+    out = []
+    for path in sorted(voices[0].rglob("*.g722")):
+        name = path.relative_to(voices[0]).with_suffix("").as_posix()
+        seconds = path.stat().st_size / 8000  # G.722 is 64 kbit/s
+        if seconds >= min_seconds and (name in texts or not require_text):
+            out.append(Candidate(path, source, "speech", seconds, texts.get(name), g722=True))
+    return out
+
+
+def train_only_candidates(tree: Path, min_sound_seconds: float = 0.5, min_speech_seconds: float = 1.0) -> list[Candidate]:
+    """Candidates of ``TRAIN_ONLY_SOURCES`` under ``tree``: Asterisk prompts in French,
+    Spanish, Italian and Russian, Fish Fillets NG dialogue
+    (``usr/share/games/fillets-ng/sound/<level>/<cs|nl>/*.ogg``) and Hydrogen drum samples."""
+    out = []
+    for source in (s for s in TRAIN_ONLY_SOURCES if s in ASTERISK_LANGUAGES):
+        out += asterisk_candidates(tree, source, min_speech_seconds, require_text=False)
+    for lang in ("cs", "nl"):
+        for path in sorted((tree / "usr/share/games/fillets-ng/sound").glob(f"*/{lang}/*.ogg")):
+            seconds = _duration(path)
+            if seconds >= min_speech_seconds:
+                out.append(Candidate(path, f"fillets-{lang}", "speech", seconds))
+    kits = tree / "usr/share/hydrogen/data/drumkits"
+    for path in sorted(p for p in kits.rglob("*") if p.suffix.lower() in (".flac", ".wav")):
+        seconds = _duration(path)
+        if seconds >= min_sound_seconds:
+            out.append(Candidate(path, "hydrogen", "sound", seconds))
+    return out
+
+
+def _key(candidate: Candidate) -> str:
+    return f"{candidate.path}#{candidate.lump or ''}"
+
+
+def held_out(candidates: list[Candidate], seed: int) -> set[str]:
+    """Keys (``path#lump``) of the files that the ``SIZES`` corpora select from
+    ``candidates`` with ``seed``: the test split, never used for training."""
+    out = set()
+    for plan in SIZES.values():
+        for source in BENCHMARK_SOURCES:
+            pool = [c for c in candidates if c.source == source]
+            out.update(_key(c) for c in select(pool, getattr(plan, source), seed))
+    return out
+
+
+def water_fill(totals: dict[str, float], cap: float) -> dict[str, float]:
+    """Budgets (same unit as ``totals``) summing to at most ``cap``: the smallest entries are
+    taken whole while they fit under an equal share of what is left, the rest get that share."""
+    if cap < 0:
+        raise ValueError(f"cap must be >= 0, got {cap}")
+    out, remaining = {}, cap
+    names = sorted(totals, key=lambda n: (totals[n], n))
+    for i, name in enumerate(names):
+        out[name] = min(totals[name], remaining / (len(names) - i))
+        remaining -= out[name]
+    return out
+
+
+def train_selection(
+    benchmark: list[Candidate], pool: list[Candidate], seed: int, plan: TrainPlan = TrainPlan()
+) -> list[Candidate]:
+    """The training files: ``pool`` without the files ``held_out(benchmark, seed)``, at most
+    ``plan.midi_lumps`` Freedoom lumps (counted as ``plan.midi_seconds`` each), capped at
+    ``plan.hours`` by ``water_fill`` over domains and then over the sources of each domain;
+    each source keeps a seeded prefix of its files. Returns source-grouped candidates."""
+    test = held_out(benchmark, seed)
+    by_source: dict[str, list[Candidate]] = {}
+    for candidate in pool:
+        if _key(candidate) not in test:
+            by_source.setdefault(candidate.source, []).append(candidate)
+    for source, files in by_source.items():
+        count = plan.midi_lumps if source == "freedoom" else len(files)
+        by_source[source] = select(files, count, seed)
+    seconds = {s: [plan.midi_seconds if c.lump else c.duration for c in files] for s, files in by_source.items()}
+    domain_of = {s: files[0].domain for s, files in by_source.items()}
+    domain_totals = {d: sum(sum(seconds[s]) for s in seconds if domain_of[s] == d) for d in set(domain_of.values())}
+    out = []
+    for domain, budget in water_fill(domain_totals, plan.hours * 3600).items():
+        sources = {s: sum(seconds[s]) for s in seconds if domain_of[s] == domain}
+        for source, share in sorted(water_fill(sources, budget).items()):
+            total = 0.0
+            for candidate, length in zip(by_source[source], seconds[source]):
+                if total >= share - 1e-6:
+                    break
+                out.append(candidate)
+                total += length
+    return out
+
+
+def split_pieces(audio: np.ndarray, piece_seconds: float, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+    """``audio [N]`` cut into the fewest equal consecutive pieces of at most ``piece_seconds``
+    (none for empty audio)."""
+    if piece_seconds <= 0:
+        raise ValueError(f"piece_seconds must be > 0, got {piece_seconds}")
+    count = math.ceil(audio.size / int(piece_seconds * sample_rate))
+    bounds = np.linspace(0, audio.size, count + 1).round().astype(int)
+    return [audio[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _train_names(selected: list[Candidate]) -> dict[str, str]:
+    """A unique file stem per candidate: source, then as many trailing path parts as needed."""
+    depth = {_key(c): 1 for c in selected}
+
+    def stem(c: Candidate) -> str:
+        parts = c.path.with_suffix("").parts[-depth[_key(c)] :]
+        text = "_".join(parts) + (f"_{c.lump}" if c.lump else "")
+        return f"{c.source}_" + re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+    while True:
+        names: dict[str, list[Candidate]] = {}
+        for c in selected:
+            names.setdefault(f"{c.domain}/{stem(c)}", []).append(c)
+        clashes = [c for group in names.values() if len(group) > 1 for c in group]
+        if not clashes:
+            return {_key(c): stem(c) for c in selected}
+        for c in clashes:
+            depth[_key(c)] += 1
+
+
+def write_train_file(candidate: Candidate, stem: str, folder: Path, plan: TrainPlan = TrainPlan()) -> list[Clip]:
+    """One training file as ``<domain>/<stem>[_partNN].wav`` pieces (16 kHz mono PCM-16) under
+    ``folder``; the transcript is kept only for a file written whole."""
+    audio = _load_candidate(candidate)
+    if candidate.lump:
+        audio = audio[: int(plan.midi_seconds * SAMPLE_RATE)]
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak > 1.0:
+        audio = audio / peak
+    pieces = split_pieces(audio, plan.piece_seconds)
+    (folder / candidate.domain).mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i, piece in enumerate(pieces):
+        name = stem if len(pieces) == 1 else f"{stem}_part{i:02d}"
+        relative = Path(candidate.domain) / f"{name}.wav"
+        partial = folder / relative.with_suffix(".part.wav")
+        sf.write(partial, piece, SAMPLE_RATE, subtype="PCM_16")
+        partial.replace(folder / relative)
+        transcript = candidate.transcript if len(pieces) == 1 else None
+        duration = round(piece.size / SAMPLE_RATE, 4)
+        clips.append(Clip(relative.as_posix(), candidate.domain, duration, transcript, LICENSES[candidate.source], candidate.source))
+    return clips
+
+
+def _resume(progress: Path, folder: Path, names: dict[str, str]) -> dict[str, list[Clip]]:
+    """The files of ``.progress.jsonl`` that are still wanted under the same name and whose
+    pieces all exist."""
+    done = {}
+    if progress.is_file():
+        for line in progress.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by an interrupted run
+            clips = [Clip(**c) for c in entry["clips"]]
+            stem = re.escape(names.get(entry["key"], "/"))
+            if all(re.fullmatch(rf"{stem}(_part\d\d)?", Path(c.file).stem) and (folder / c.file).is_file() for c in clips):
+                done[entry["key"]] = clips
+    return done
+
+
+def build_train(
+    folder: str | os.PathLike,
+    seed: int = 0,
+    cache: str | os.PathLike | None = None,
+    plan: TrainPlan = TrainPlan(),
+    workers: int = 2,
+) -> list[Clip]:
+    """Fetch the packages, select the training files (``train_selection``) and write them to
+    ``folder`` with ``manifest.json`` (``"size": "train"``). Files finished by an earlier run
+    with the same selection are reused; wav files not in the new manifest are removed."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    for tool in ("ffmpeg", "fluidsynth"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is needed for the training split (apt-get install -y {tool})")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache) if cache else Path.home() / ".cache" / "semanticodec-bench"
+    tree = fetch_packages(tuple(p for s in BENCHMARK_SOURCES + TRAIN_ONLY_SOURCES for p in PACKAGES[s]), cache)
+    benchmark = debian_candidates(tree)
+    pool = debian_candidates(tree, min_sound_seconds=0.5, min_speech_seconds=1.0) + train_only_candidates(tree)
+    selected = train_selection(benchmark, pool, seed, plan)
+    names = _train_names(selected)
+    progress = folder / ".progress.jsonl"
+    done = _resume(progress, folder, names)
+    todo = [c for c in selected if _key(c) not in done]
+    print(f"train: {len(selected)} files, {len(selected) - len(todo)} already written", file=sys.stderr)
+    with progress.open("a") as log, ProcessPoolExecutor(workers) as pool_exec:
+        jobs = {pool_exec.submit(write_train_file, c, names[_key(c)], folder, plan): c for c in todo}
+        for n, job in enumerate(as_completed(jobs), 1):
+            key = _key(jobs[job])
+            done[key] = job.result()
+            log.write(json.dumps({"key": key, "clips": [asdict(c) for c in done[key]]}) + "\n")
+            log.flush()
+            if n % 200 == 0:
+                print(f"train: {n}/{len(todo)} files written", file=sys.stderr)
+    clips = [clip for c in selected for clip in done[_key(c)]]
+    keep = {c.file for c in clips}
+    for path in folder.glob("*/*.wav"):
+        if path.relative_to(folder).as_posix() not in keep:
+            path.unlink()
+    manifest = {"size": "train", "seed": seed, "clips": [asdict(c) for c in clips]}
+    partial = folder / "manifest.json.part"
+    partial.write_text(json.dumps(manifest, indent=1) + "\n")
+    partial.replace(folder / "manifest.json")
+    return clips
+
+
 def build_corpus(
     folder: str | os.PathLike, size: str = "quick", seed: int = 0, cache: str | os.PathLike | None = None
 ) -> list[Clip]:
@@ -349,7 +609,7 @@ def build_corpus(
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     plan = SIZES[size]
     cache = Path(cache) if cache else Path.home() / ".cache" / "semanticodec-bench"
-    sources = ["librivox", "asterisk", "music", "freedoom", "sound"]
+    sources = list(BENCHMARK_SOURCES)
     for source, tool in (("asterisk", "ffmpeg"), ("freedoom", "fluidsynth")):
         if shutil.which(tool) is None:
             sources.remove(source)
@@ -368,7 +628,9 @@ def build_corpus(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="quick")
+    parser.add_argument("--split", choices=("benchmark", "train"), default="benchmark", help="train: everything but the benchmark files")
+    parser.add_argument("--size", choices=sorted(SIZES), default="quick", help="benchmark corpus size")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the train split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="corpus folder (default: $SEMANTICODEC_BENCH_DATA/<size> or ~/.cache)")
     parser.add_argument("--fixture", type=Path, help="build from this audio fixture instead (no network)")
@@ -376,12 +638,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.fixture:
         out = args.out or default_corpus_dir("fixture")
         clips = build_from_fixture(args.fixture, out, args.seed)
+    elif args.split == "train":
+        out = args.out or default_corpus_dir("train")
+        clips = build_train(out, args.seed, workers=args.workers)
     else:
         out = args.out or default_corpus_dir(args.size)
         clips = build_corpus(out, args.size, args.seed)
     for domain in DOMAINS:
         chosen = [c for c in clips if c.domain == domain]
         print(f"{domain}: {len(chosen)} clips, {sum(c.duration for c in chosen):.1f} s")
+        for source in sorted({c.source for c in chosen}):
+            mine = [c for c in chosen if c.source == source]
+            print(f"  {source}: {len(mine)} clips, {sum(c.duration for c in mine) / 60:.1f} min")
+    print(f"total: {sum(c.duration for c in clips) / 3600:.2f} h")
     print(f"manifest: {Path(out) / 'manifest.json'}")
     return 0
 

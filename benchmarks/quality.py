@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks import data, metrics
+from benchmarks.report import cpu_model, replace_section
 from benchmarks.systems import PAPER_TABLE, System, default_systems, peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
@@ -163,14 +165,6 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else the machine type."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def render(
@@ -181,12 +175,13 @@ def render(
     command: str,
     asr_name: str,
     elapsed: float,
+    heading: str = SECTION,
 ) -> str:
-    """The Markdown of the Quality section."""
+    """The Markdown of the Quality section (or of another section titled ``heading``)."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = cpu_model()
     lines = [
-        SECTION,
+        heading,
         "",
         f"Produced by `{command}` on {now}; machine: {platform.system()} {cpu}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; {elapsed / 60:.1f} min in all. Tables are the command's output, unedited.",
@@ -262,15 +257,6 @@ def render(
     return "\n".join(lines)
 
 
-def replace_section(document: str, section: str) -> str:
-    """``document`` with its ``## Quality`` section (up to the next ``## `` heading) replaced
-    by ``section``, or with ``section`` appended."""
-    start = document.find(SECTION + "\n")
-    if start < 0:
-        return document.rstrip("\n") + "\n\n" + section
-    end = document.find("\n## ", start + len(SECTION))
-    tail = "" if end < 0 else document[end + 1 :]
-    return document[:start] + section + ("\n" + tail if tail else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON and the plots")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--section", default=SECTION[3:], help="title of the RESULTS.md section to write (default Quality)")
     parser.add_argument("--only", action="append", metavar="PREFIX", help="run only systems whose name starts with PREFIX (repeatable)")
-    args = parser.parse_args(argv)
+    raw_args = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw_args)
     began = time.perf_counter()
     size = "quick" if args.quick else "full"
     corpus = args.corpus or data.default_corpus_dir(size)
@@ -313,8 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results[system.name], decoded[system.name] = run_system(system, clips, audio, ctx, set(examples.values()))
 
-    command = "python -m benchmarks.quality" + (" --quick" if args.quick else "") + (" --checkpoint …" if args.checkpoint else "")
-    section = render(results, systems, unavailable, clips, command, asr.name, time.perf_counter() - began)
+    shown = ["…" if previous == "--checkpoint" else a for previous, a in zip(["", *raw_args], raw_args)]
+    command = shlex.join(["python", "-m", "benchmarks.quality", *shown])
+    section = render(
+        results, systems, unavailable, clips, command, asr.name, time.perf_counter() - began, heading=f"## {args.section}"
+    )
     document = args.results.read_text() if args.results.is_file() else "# Benchmark results\n"
     args.results.write_text(replace_section(document, section))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -201,8 +201,23 @@ class SemantiCodecSystem(System):
         self.name = f"SemantiCodec {token_rate} tok/s V={vocab}"
         self.tokens_per_s = float(token_rate)
         self.nominal_kbps = token_rate / 2 * (np.log2(vocab) + 13) / 1000
+        self.weights = str(checkpoint or os.environ.get("SEMANTICODEC_CHECKPOINT") or "official (HF cache)")
         self._codec = None
         self._error: str | None = None
+
+    @classmethod
+    def bundled(cls, ddim_steps: int = 50, seed: int = 0) -> SemantiCodecSystem:
+        """The default model shipped in the package (``semanticodec/data/default_model.safetensors``)."""
+        from semanticodec.weights import DEFAULT_MODEL, default_model_config
+
+        config = default_model_config()
+        if config is None:
+            raise ValueError(f"the package has no bundled default model ({DEFAULT_MODEL} is missing)")
+        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, ddim_steps, seed)
+        system.name = f"SemantiCodec small (bundled) {config.token_rate} tok/s V={config.semantic_vocab_size}"
+        system.nominal_kbps = config.bitrate / 1000
+        system.weights = f"bundled default model {config.name}"
+        return system
 
     def _load(self):
         if self._codec is None and self._error is None:
@@ -213,7 +228,6 @@ class SemantiCodecSystem(System):
                 self._codec = SemantiCodec(
                     self.token_rate, self.vocab, self.checkpoint, ddim_steps=self.ddim_steps, seed=self.seed
                 )
-                self.weights = str(self.checkpoint or os.environ.get("SEMANTICODEC_CHECKPOINT") or "official (HF cache)")
             except (CheckpointError, FileNotFoundError) as err:
                 hint = "pass --checkpoint or set SEMANTICODEC_CHECKPOINT" if self.checkpoint is None else str(err)
                 self._error = f"no weights available ({hint})"
@@ -395,13 +409,14 @@ PAPER_TABLE = (
 
 
 def default_systems(checkpoint: str | os.PathLike | None = None, quick: bool = False) -> list[System]:
-    """Every system of the benchmark: SemantiCodec (all token rates x vocabularies, only the
-    official 16384 vocabulary with ``quick``), Codec2 (4 modes), Opus 6/8 kbps, Encodec
+    """Every system of the benchmark: the bundled default SemantiCodec model, SemantiCodec with
+    official weights (all token rates x vocabularies, only the 16384 vocabulary with ``quick``), Codec2 (4 modes), Opus 6/8 kbps, Encodec
     1.5/3/6 kbps and DAC 16 kHz at 6 kbps."""
+    from semanticodec.weights import default_model_config
+
     vocabs = (16384,) if quick else SEMANTICODEC_VOCABS
-    systems: list[System] = [
-        SemantiCodecSystem(rate, vocab, checkpoint) for rate in SEMANTICODEC_TOKEN_RATES for vocab in vocabs
-    ]
+    systems: list[System] = [SemantiCodecSystem.bundled()] if default_model_config() is not None else []
+    systems += [SemantiCodecSystem(rate, vocab, checkpoint) for rate in SEMANTICODEC_TOKEN_RATES for vocab in vocabs]
     systems += [Codec2(mode) for mode in CODEC2_MODES]
     systems += [Opus(6), Opus(8)]
     systems += [Encodec(kbps) for kbps in (6.0, 3.0, 1.5)]

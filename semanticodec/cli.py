@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
     import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)
     import semanticodec.token_commands  # noqa: F401  (registers tokenize, detokenize)
+    import semanticodec.train.cli  # noqa: F401  (registers train)
 
     parser = argparse.ArgumentParser(prog=PROG, description="SemantiCodec: ultra-low-bitrate semantic audio codec.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")

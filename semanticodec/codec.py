@@ -107,9 +107,11 @@ class SemantiCodec:
 
     Args:
         token_rate: 100, 50 or 25 tokens per second (semantic and acoustic together).
-        semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768).
+        semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768); None:
+            16384 with official checkpoints, else the bundled default model's (4096).
         checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` or an official
-            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache.
+            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache,
+            then the default model bundled with the package (100 tok/s, 4096 + 4096 ids).
         device: where to run (default: CUDA when available, else CPU).
         ddim_steps: DDIM sampling steps (official default 50).
         cfg_scale: classifier-free guidance scale (official 2.0).
@@ -125,7 +127,7 @@ class SemantiCodec:
     def __init__(
         self,
         token_rate: int = 100,
-        semantic_vocab_size: int = 16384,
+        semantic_vocab_size: int | None = None,
         checkpoint: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         ddim_steps: int = 50,

@@ -57,13 +57,19 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
-def _codec(args: argparse.Namespace, token_rate: int, vocab: int, **options):
+def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_id: bytes | None = None, **options):
+    """The codec the options select; tokens of the bundled default model (``model_id``) decode
+    with it unless ``--checkpoint`` says otherwise."""
     from semanticodec.codec import SemantiCodec
+    from semanticodec.weights import checkpoint_for
 
+    checkpoint = args.checkpoint
+    if checkpoint is None and model_id is not None:
+        checkpoint = checkpoint_for(model_id)
     return SemantiCodec(
         token_rate,
         vocab,
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         device=args.device,
         batch_size=args.batch_size,
         compat=args.compat,
@@ -76,7 +82,10 @@ def _configure_compress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count), '-': raw PCM on stdin")
     parser.add_argument("output", help="output .scdc file ('-': standard output)")
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="tokens per second (default 100)")
-    parser.add_argument("--vocab", type=int, default=16384, help="semantic vocabulary size (default 16384)")
+    parser.add_argument(
+        "--vocab", type=int, default=None,
+        help="semantic vocabulary size (default: 16384 with official checkpoints, else the bundled model's)",
+    )
     parser.add_argument("--input-rate", type=int, metavar="HZ", help="sample rate of raw audio on stdin (required with '-')")
     parser.add_argument("--input-format", choices=tuple(RAW_FORMATS), default="s16le", help="raw sample format (default s16le)")
     parser.add_argument("--channels", type=int, default=1, help="interleaved channels of raw audio (default 1)")
@@ -222,7 +231,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
     header, tokens = read_file(args.input)
-    codec = _codec(args, header.token_rate, header.semantic_vocab, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+    codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
     if header.acoustic_vocab != codec.config.acoustic_vocab_size:
         raise ValueError(f"{args.input}: acoustic vocabulary {header.acoustic_vocab} != the model's {codec.config.acoustic_vocab_size}")
     sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
@@ -284,7 +293,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         head = _read_header_bytes(source)
         header = read_header(io.BytesIO(head).read)
-        codec = _codec(args, header.token_rate, header.semantic_vocab, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+        codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
         decoder = StreamingDecoder(codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr))
         out_rate, resampler, limit = SAMPLE_RATE, None, None
         if header.sample_count:

@@ -16,6 +16,9 @@ from semanticodec.nn.vit import AudioMAEConfig
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
+SMALL_NAME = "semanticodec-small-tr100-v4096"
+"""Name of the small configuration (the default model trained by this project)."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -112,6 +115,31 @@ class ModelConfig:
             name=f"official-semanticodec-tr{token_rate}-v{semantic_vocab_size}",
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=_LSTM_LAYERS[token_rate]),
             unet=UNetConfig(context_dim=2 * dim + 192),
+        )
+
+    @classmethod
+    def small(cls, name: str = SMALL_NAME) -> ModelConfig:
+        """The small model (100 tok/s, 4096 + 4096 ids, 1.2 kbps) that trains on 2 CPU cores.
+
+        Same architecture and 10.24 s windows as the official model; narrower parts:
+        AudioMAE 128 wide x 6 blocks, a 1-layer LSTM, a UNet of 3 levels (32-64-128 channels)
+        with attention at the coarsest level, a 32-channel VAE and a 128-channel HiFi-GAN.
+        """
+        dim = 128
+        return cls(
+            token_rate=100,
+            semantic_vocab_size=4096,
+            name=name,
+            audiomae=AudioMAEConfig(embed_dim=dim, depth=6, num_heads=4, contextual_depth=3),
+            acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=4096),
+            unet=UNetConfig(
+                model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(4,),
+                num_head_channels=32, context_dim=2 * dim + 192, norm_groups=16,
+            ),
+            vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),
+            vocoder=HiFiGANConfig(
+                upsample_initial_channel=128, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5))
+            ),
         )
 
 

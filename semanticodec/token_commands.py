@@ -25,7 +25,10 @@ def _configure_tokenize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="folder of audio files (recursive) or manifest (.tsv/.csv/.jsonl with a file column)")
     parser.add_argument("--out", required=True, help="dataset folder (created; an existing one is resumed)")
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="tokens per second (default 100)")
-    parser.add_argument("--vocab", type=int, default=16384, help="semantic vocabulary size (default 16384)")
+    parser.add_argument(
+        "--vocab", type=int, default=None,
+        help="semantic vocabulary size (default: 16384 with official checkpoints, else the bundled model's)",
+    )
     parser.add_argument("--shard-rows", type=int, default=1 << 20, help="token pairs per shard (default 1048576)")
     parser.add_argument("--batch-windows", type=int, help="10.24 s windows gathered per encode call (default 4 x --batch-size)")
     _add_model_options(parser)
@@ -83,7 +86,7 @@ def _configure_detokenize(parser: argparse.ArgumentParser) -> None:
         help=".npy token format: pairs [T, 2], flat [L] (ids offset by V, specials allowed); auto: by shape",
     )
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="of .npy inputs (default 100)")
-    parser.add_argument("--vocab", type=int, default=16384, help="semantic vocabulary of .npy inputs (default 16384)")
+    parser.add_argument("--vocab", type=int, default=None, help="semantic vocabulary of .npy inputs (default: the model's)")
     parser.add_argument("--files", nargs="+", metavar="NAME", help="only these files of a dataset (names as in its index)")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
     parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
@@ -125,7 +128,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
             raise ValueError("give one dataset folder, or .npy token files")
         data = TokenDataset(first)
         meta = data.meta
-        codec = _codec(args, meta["token_rate"], meta["semantic_vocab"], **options)
+        codec = _codec(args, meta["token_rate"], meta["semantic_vocab"], bytes.fromhex(meta["model_id"]), **options)
         for name in args.files or [e["file"] for e in data.entries]:
             index = data.index_of(name)
             entry = data.entries[index]
@@ -140,7 +143,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
             raise ValueError("--files selects files of a dataset folder")
         codec = _codec(args, args.token_rate, args.vocab, **options)
         for path in args.inputs:
-            tokens = load_token_file(path, args.format, args.vocab, codec.config.acoustic_vocab_size)
+            tokens = load_token_file(path, args.format, codec.config.semantic_vocab_size, codec.config.acoustic_vocab_size)
             jobs.append((out / Path(path).with_suffix(".wav").name, path, tokens))
     targets = [target for target, _, _ in jobs]
     if len(set(targets)) != len(targets):

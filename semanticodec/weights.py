@@ -25,6 +25,9 @@ from semanticodec.config import ModelConfig
 from semanticodec.model import SemantiCodecModel
 
 FORMAT_NAME = "semanticodec"
+DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
+"""The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
+used when no official checkpoint is configured."""
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -68,18 +71,9 @@ def save_safetensors(
 
 def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
     """A model from a file written by :func:`save_safetensors` (computed in float32)."""
-    from safetensors import SafetensorError, safe_open
-
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
-        raise CheckpointError(f"{path}: not a semanticodec weights file (no semanticodec config in its metadata)")
-    config = ModelConfig.from_json(metadata["config"])
+    config = _file_config(Path(path))
     state = load_state_dict(path)
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
@@ -91,30 +85,76 @@ def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
     return model
 
 
+def default_model_config() -> ModelConfig | None:
+    """Configuration of the bundled default model (None when the package has none)."""
+    if not DEFAULT_MODEL.is_file():
+        return None
+    return _file_config(DEFAULT_MODEL)
+
+
+def checkpoint_for(model_id: bytes) -> Path | None:
+    """The bundled default model's file when ``model_id`` is its id (so that its tokens decode
+    with it even where official checkpoints take precedence), else None."""
+    default = default_model_config()
+    return DEFAULT_MODEL if default is not None and model_id == default.model_id else None
+
+
+def _file_config(path: Path) -> ModelConfig:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
+        raise CheckpointError(f"{path}: not a semanticodec weights file (no semanticodec config in its metadata)")
+    return ModelConfig.from_json(metadata["config"])
+
+
+def _check_rate_vocab(model: SemantiCodecModel, token_rate: int, semantic_vocab_size: int | None, source: str) -> None:
+    vocab = model.config.semantic_vocab_size if semantic_vocab_size is None else semantic_vocab_size
+    if (model.config.token_rate, model.config.semantic_vocab_size) != (token_rate, vocab):
+        raise CheckpointError(
+            f"{source} holds a {model.config.token_rate} tok/s, vocabulary {model.config.semantic_vocab_size} "
+            f"model, not the requested {token_rate} tok/s, vocabulary {vocab}"
+        )
+
+
 def load_model(
-    token_rate: int = 100, semantic_vocab_size: int | None = 16384, checkpoint: str | os.PathLike | None = None
+    token_rate: int = 100,
+    semantic_vocab_size: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> SemantiCodecModel:
-    """The model to use: ``checkpoint`` (a safetensors file or an official folder), else the
-    official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`.
-    ``semantic_vocab_size=None`` accepts any vocabulary that is present."""
+    """The model to use.
+
+    1. ``checkpoint``: a safetensors file or an official checkpoint folder;
+    2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
+       (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
+    3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
+    """
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
         model = load_safetensors(checkpoint)
-        vocab = model.config.semantic_vocab_size if semantic_vocab_size is None else semantic_vocab_size
-        if (model.config.token_rate, model.config.semantic_vocab_size) != (token_rate, vocab):
-            raise CheckpointError(
-                f"{checkpoint} holds a {model.config.token_rate} tok/s, vocabulary {model.config.semantic_vocab_size} "
-                f"model, not the requested {token_rate} tok/s, vocabulary {vocab}"
-            )
+        _check_rate_vocab(model, token_rate, semantic_vocab_size, str(checkpoint))
         return model
+    default = default_model_config()
     root = find_official_root(checkpoint)
     if root is None:
+        if checkpoint is None and default is not None:
+            if (token_rate, semantic_vocab_size) in ((default.token_rate, None), (default.token_rate, default.semantic_vocab_size)):
+                return load_safetensors(DEFAULT_MODEL)
+            raise CheckpointError(
+                f"no official SemantiCodec checkpoint found for {token_rate} tok/s, vocabulary {semantic_vocab_size}; "
+                f"the bundled default model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size} "
+                "(set SEMANTICODEC_CHECKPOINT or pass a checkpoint for the official models)"
+            )
         raise CheckpointError(
             "no SemantiCodec weights found: pass a checkpoint (an official checkpoint folder or a .safetensors "
             "file made by `semanticodec convert`), or set SEMANTICODEC_CHECKPOINT, or place the official "
             "haoheliu/SemantiCodec files in the Hugging Face cache"
         )
     if semantic_vocab_size is None:
-        for vocab in OFFICIAL_VOCAB_SIZES:
+        for vocab in (16384, *OFFICIAL_VOCAB_SIZES):
             try:
                 official_files(root, token_rate, vocab)
             except CheckpointError:

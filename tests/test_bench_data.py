@@ -188,3 +188,115 @@ def test_midi_lump_is_rendered(tmp_path):
     peak_hz = np.argmax(spectrum)  # 1 Hz bins
     harmonic = peak_hz / 261.63
     assert round(harmonic) >= 1 and abs(harmonic - round(harmonic)) < 0.03, peak_hz
+
+
+def _pool() -> list[data.Candidate]:
+    """Synthetic candidates of every benchmark source (more than the full corpus takes) and
+    one training-only source."""
+    out = []
+    for source, domain, count in (("librivox", "speech", 8), ("asterisk", "speech", 40), ("music", "music", 20), ("sound", "sound", 30)):
+        out += [data.Candidate(Path(f"/t/{source}/{i:02d}.wav"), source, domain, 5.0 + i) for i in range(count)]
+    for wad in ("freedoom1.wad", "freedoom2.wad"):
+        out += [data.Candidate(Path(f"/t/{wad}"), "freedoom", "music", 0.0, lump=f"D_M{i:02d}") for i in range(20)]
+    out += [data.Candidate(Path(f"/t/fillets/{i:03d}.ogg"), "fillets-cs", "speech", 3.0) for i in range(100)]
+    return out
+
+
+def test_train_split_holds_out_the_benchmark_files():
+    pool = _pool()
+    test = data.held_out(pool, seed=0)
+    for plan in data.SIZES.values():
+        for source in data.BENCHMARK_SOURCES:
+            chosen = data.select([c for c in pool if c.source == source], getattr(plan, source), 0)
+            assert {data._key(c) for c in chosen} <= test
+    assert len(test) == sum(getattr(data.SIZES["full"], s) for s in data.BENCHMARK_SOURCES)  # quick ⊂ full
+
+    plan = data.TrainPlan(hours=100.0, midi_lumps=5)
+    train = data.train_selection(pool, pool, seed=0, plan=plan)
+    keys = [data._key(c) for c in train]
+    assert len(keys) == len(set(keys)) and not set(keys) & test
+    freedoom = [c for c in train if c.source == "freedoom"]
+    assert len(freedoom) == 5
+    rest = [c for c in pool if c.source != "freedoom" and data._key(c) not in test]
+    assert {data._key(c) for c in train if c.source != "freedoom"} == {data._key(c) for c in rest}
+    assert data.train_selection(list(reversed(pool)), pool, 0, plan) == train
+    assert not {data._key(c) for c in data.train_selection(pool, pool, 1, plan)} & data.held_out(pool, 1)
+
+
+def test_water_fill_and_the_hours_cap():
+    assert data.water_fill({"a": 1.0, "b": 10.0, "c": 10.0}, 9.0) == {"a": 1.0, "b": 4.0, "c": 4.0}
+    assert data.water_fill({"a": 1.0, "b": 2.0}, 10.0) == {"a": 1.0, "b": 2.0}
+    with pytest.raises(ValueError, match="cap"):
+        data.water_fill({"a": 1.0}, -1.0)
+    pool = _pool()
+    plan = data.TrainPlan(hours=0.1, midi_lumps=4, midi_seconds=30.0)
+    train = data.train_selection(pool, pool, 0, plan)
+    seconds = {d: sum(30.0 if c.lump else c.duration for c in train if c.domain == d) for d in data.DOMAINS}
+    assert sum(seconds.values()) <= 360 + 6 * 45  # each of 6 sources overshoots by at most one file
+    assert min(seconds.values()) > 60  # every domain gets a share
+    assert {c.source for c in train if c.domain == "speech"} == {"librivox", "asterisk", "fillets-cs"}
+
+
+def test_split_pieces():
+    audio = np.arange(150 * 16000, dtype=np.float32)
+    pieces = data.split_pieces(audio, 60.0)
+    assert [p.size for p in pieces] == [50 * 16000] * 3
+    np.testing.assert_array_equal(np.concatenate(pieces), audio)
+    assert [p.size for p in data.split_pieces(audio[: 60 * 16000], 60.0)] == [60 * 16000]
+    assert all(p.size <= 60 * 16000 for p in data.split_pieces(audio[:-7], 60.0))
+    assert data.split_pieces(audio[:0], 60.0) == []
+    with pytest.raises(ValueError, match="piece_seconds"):
+        data.split_pieces(audio, 0.0)
+
+
+def test_write_train_file_splits_long_files(tmp_path):
+    _tone(tmp_path / "long.wav", 130.0, 22050)
+    _tone(tmp_path / "short.wav", 3.0)
+    long = data.Candidate(tmp_path / "long.wav", "fillets-cs", "speech", 130.0, "text")
+    clips = data.write_train_file(long, "fillets-cs_long", tmp_path / "out")
+    assert [c.file for c in clips] == [f"speech/fillets-cs_long_part{i:02d}.wav" for i in range(3)]
+    assert all(c.transcript is None and c.duration == pytest.approx(130 / 3, abs=1e-3) for c in clips)
+    for clip in clips:
+        info = sf.info(tmp_path / "out" / clip.file)
+        assert info.samplerate == 16000 and info.channels == 1
+    short = data.Candidate(tmp_path / "short.wav", "asterisk-fr", "speech", 3.0, "Bonjour.")
+    (clip,) = data.write_train_file(short, "asterisk-fr_short", tmp_path / "out")
+    assert clip.file == "speech/asterisk-fr_short.wav" and clip.transcript == "Bonjour." and clip.duration == 3.0
+
+
+def test_train_names_are_unique():
+    pool = [
+        data.Candidate(Path("/k/KitA/kick.wav"), "hydrogen", "sound", 1.0),
+        data.Candidate(Path("/k/Kit B/kick.wav"), "hydrogen", "sound", 1.0),
+        data.Candidate(Path("/k/KitA/snare.flac"), "hydrogen", "sound", 1.0),
+        data.Candidate(Path("/d/freedoom1.wad"), "freedoom", "music", 0.0, lump="D_E1M1"),
+    ]
+    names = data._train_names(pool)
+    assert sorted(names.values()) == ["freedoom_freedoom1_D_E1M1", "hydrogen_Kit-B_kick", "hydrogen_KitA_kick", "hydrogen_snare"]
+
+
+def test_build_train_is_resumable(tmp_path, monkeypatch):
+    if shutil.which("ffmpeg") is None or shutil.which("fluidsynth") is None:
+        pytest.skip("ffmpeg and fluidsynth are needed by build_train")
+    tree = tmp_path / "cache/tree"
+    tree.mkdir(parents=True)
+    for source in data.BENCHMARK_SOURCES + data.TRAIN_ONLY_SOURCES:
+        for package in data.PACKAGES[source]:
+            (tree / f".{package}.done").touch()  # fetch_packages skips them: no network
+    level = tree / "usr/share/games/fillets-ng/sound/city/cs"
+    level.mkdir(parents=True)
+    _tone(level / "long.ogg", 70.0, 22050, "OGG")
+    kit = tree / "usr/share/hydrogen/data/drumkits/Kit"
+    kit.mkdir(parents=True)
+    _tone(kit / "kick.wav", 0.7, 44100)
+    _tone(kit / "click.wav", 0.2, 44100)
+    out = tmp_path / "train"
+    clips = data.build_train(out, seed=0, cache=tmp_path / "cache", workers=1)
+    assert sorted(c.file for c in clips) == ["sound/hydrogen_kick.wav", "speech/fillets-cs_long_part00.wav", "speech/fillets-cs_long_part01.wav"]
+    assert data.read_manifest(out) == clips
+    assert json.loads((out / "manifest.json").read_text())["size"] == "train"
+    (out / "sound/stale.wav").write_bytes(b"")
+    before = (out / "sound/hydrogen_kick.wav").stat().st_mtime_ns
+    assert data.build_train(out, seed=0, cache=tmp_path / "cache", workers=1) == clips
+    assert (out / "sound/hydrogen_kick.wav").stat().st_mtime_ns == before  # reused
+    assert not (out / "sound/stale.wav").exists()

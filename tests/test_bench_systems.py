@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks import metrics, quality, systems
+from benchmarks import metrics, quality, report, systems
 from parity import shared_path
 
 CLIP = "sense_and_sensibility_01_austen_64kb-0880.wav"
@@ -104,10 +104,17 @@ def test_baselines_without_weights(monkeypatch):
 
 def test_default_systems_cover_the_issue():
     names = [s.name for s in systems.default_systems()]
-    assert sum(n.startswith("SemantiCodec") for n in names) == 12
+    assert sum(n.startswith("SemantiCodec small (bundled) 100 tok/s V=4096") for n in names) == 1
+    assert sum(n.startswith("SemantiCodec") for n in names) == 13
     assert {"Codec2 700C", "Codec2 1200", "Codec2 1600", "Codec2 3200", "Opus 6k", "Opus 8k"} <= set(names)
     assert {"Encodec 1.5 kbps", "Encodec 3 kbps", "Encodec 6 kbps", "DAC 16k 6 kbps"} <= set(names)
-    assert sum(n.startswith("SemantiCodec") for n in (s.name for s in systems.default_systems(quick=True))) == 3
+    assert sum(n.startswith("SemantiCodec") for n in (s.name for s in systems.default_systems(quick=True))) == 4
+
+
+def test_bundled_system_uses_the_shipped_model():
+    bundled = systems.SemantiCodecSystem.bundled()
+    assert bundled.unavailable() is None
+    assert bundled.nominal_kbps == 1.2 and bundled.weights.startswith("bundled default model")
 
 
 def test_paper_table_matches_the_spec():
@@ -119,11 +126,11 @@ def test_paper_table_matches_the_spec():
 
 def test_replace_section_keeps_other_sections():
     doc = "# Benchmark results\n\n## Bitstream\n\nold a\n\n## Quality\n\nold q\n\n## Codec\n\nc\n"
-    out = quality.replace_section(doc, "## Quality\n\nnew q\n")
+    out = report.replace_section(doc, "## Quality\n\nnew q\n")
     assert out == "# Benchmark results\n\n## Bitstream\n\nold a\n\n## Quality\n\nnew q\n\n## Codec\n\nc\n"
-    assert quality.replace_section("# R\n", "## Quality\n\nq\n") == "# R\n\n## Quality\n\nq\n"
+    assert report.replace_section("# R\n", "## Quality\n\nq\n") == "# R\n\n## Quality\n\nq\n"
     last = "# R\n\n## Quality\n\nold\n"
-    assert quality.replace_section(last, "## Quality\n\nnew\n") == "# R\n\n## Quality\n\nnew\n"
+    assert report.replace_section(last, "## Quality\n\nnew\n") == "# R\n\n## Quality\n\nnew\n"
 
 
 def test_summarize_counts_corpus_wer_and_real_bitrate():

@@ -1,0 +1,211 @@
+"""``semanticodec train <stage>``: every training stage from the command line.
+
+Stages ``mae``, ``vae``, ``vocoder`` and ``ldm`` run the shared loop (resumable from
+``OUT/checkpoint.pt``, log in ``OUT/log.csv``, weights in ``OUT/<stage>.safetensors``) and
+work under ``torchrun`` (one process per device; gloo on CPU, NCCL on GPU). ``codebook``
+runs k-means on the trained AudioMAE's features; ``assemble`` joins the results into one
+inference file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+from semanticodec.cli import Command, register
+
+STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
+LOOP_STAGES = tuple(STAGE_CLASSES)
+CONFIGS = ("small", "official")
+
+
+def model_config(spec: str):
+    """``small``, ``official`` (100 tok/s, 16384) or a JSON file of a ModelConfig."""
+    from semanticodec.config import ModelConfig
+
+    if spec == "small":
+        return ModelConfig.small()
+    if spec == "official":
+        return ModelConfig.official()
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--config must be one of {CONFIGS} or a ModelConfig JSON file, got {spec!r}")
+    try:
+        return ModelConfig.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a ModelConfig JSON file ({err})") from None
+
+
+def _domain_weights(text: str) -> dict[str, float]:
+    try:
+        pairs = [item.split("=") for item in text.split(",")]
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"domain weights must look like speech=0.5,music=0.3,sound=0.2, got {text!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
+    parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, log, weights)")
+    parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
+    parser.add_argument("--preset", default=None, help="training preset: small, official or tiny (default: as --config)")
+    parser.add_argument("--batch-size", type=int, help="crops per step and process (overrides the preset)")
+    parser.add_argument("--seed", type=int, help="data and noise seed (overrides the preset)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if loop:
+        parser.add_argument("--steps", type=int, help="total optimizer steps (overrides the preset)")
+        parser.add_argument("--crop-seconds", type=float, help="crop length in seconds (overrides the preset)")
+        parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
+        parser.add_argument("--init", type=Path, help="start from these exported weights (.safetensors)")
+
+
+def _configure(stage: str):
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _common(parser, stage in LOOP_STAGES)
+        if stage in ("codebook", "ldm"):
+            parser.add_argument("--mae", required=True, type=Path, help="AudioMAE weights (mae.safetensors of the mae stage)")
+        if stage == "codebook":
+            parser.add_argument("--windows", type=int, help="10.24 s windows to collect features from")
+            parser.add_argument("--niter", type=int, help="k-means iterations")
+        if stage == "ldm":
+            parser.add_argument("--vae", required=True, type=Path, help="VAE weights (vae.safetensors of the vae stage)")
+            parser.add_argument("--codebook", required=True, type=Path, help="semantic codebook .npy (codebook stage)")
+            parser.add_argument("--windows", type=int, help="10.24 s windows to pre-encode (overrides the preset)")
+
+    return configure
+
+
+def _preset(module, args: argparse.Namespace):
+    name = args.preset or (args.config if args.config in CONFIGS else "small")
+    if name not in module.PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(module.PRESETS)}, got {name!r}")
+    config = module.PRESETS[name]
+    overrides = {
+        "steps": getattr(args, "steps", None),
+        "batch_size": args.batch_size,
+        "crop_seconds": getattr(args, "crop_seconds", None),
+        "learning_rate": getattr(args, "lr", None),
+        "seed": args.seed,
+    }
+    names = {f.name for f in fields(config)}
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in names})
+
+
+def _sampler(args: argparse.Namespace, crop_samples: int, batch_size: int, seed: int, rank: int):
+    from semanticodec.train.data import CropSampler, read_clips
+
+    return CropSampler(read_clips(args.data), crop_samples, batch_size, seed=seed, rank=rank, domain_weights=args.domain_weights)
+
+
+def _load(path: Path, what: str):
+    from semanticodec.checkpoint import load_state_dict
+
+    if not path.is_file():
+        raise ValueError(f"{what} weights not found: {path}")
+    return load_state_dict(path)
+
+
+def _run(stage: str):
+    def run(args: argparse.Namespace) -> int:
+        import torch
+
+        from semanticodec.checkpoint import load_codebook
+        from semanticodec.train.loop import setup_distributed, train
+
+        config = model_config(args.config)
+        module = importlib.import_module(f"semanticodec.train.{stage}")
+        preset = _preset(module, args)
+        distributed = setup_distributed(args.device)
+        progress = not args.no_progress
+        if stage == "codebook":
+            sampler = _sampler(args, 163840, preset.batch_size, preset.seed, 0)
+            if args.windows:
+                preset = replace(preset, windows=args.windows)
+            if args.niter:
+                preset = replace(preset, niter=args.niter)
+            path = module.train_codebook(config, _load(args.mae, "AudioMAE"), sampler, preset, args.out, distributed.device, progress)
+            print(f"codebook: {path}")
+            return 0
+        init = _load(args.init, "initial") if args.init else None
+        if stage == "ldm":
+            sampler = _windows(args, config, preset, distributed, progress)
+            codebook = torch.from_numpy(load_codebook(args.codebook))
+            trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook)
+        else:
+            sampler = _sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
+            trainer = getattr(module, STAGE_CLASSES[stage])(config, preset, distributed, init)
+        meta = {"model_config": config.to_json(), "data": str(args.data)}
+        path = train(trainer, sampler, preset, args.out, distributed, progress=progress, metadata=meta)
+        if distributed.is_main:
+            print(f"{stage}: {path}")
+        return 0
+
+    return run
+
+
+def _windows(args: argparse.Namespace, config, preset, distributed, progress: bool):
+    """The LDM's cached windows: ``OUT/windows.pt``, computed on the first run (rank 0)."""
+    import torch
+
+    from semanticodec.checkpoint import load_codebook
+    from semanticodec.model import SemantiCodecModel
+    from semanticodec.train.ldm import CachedWindows, encode_windows, load_windows, save_windows
+
+    path = args.out / "windows.pt"
+    count = args.windows or preset.windows
+    if distributed.is_main and not path.is_file():
+        args.out.mkdir(parents=True, exist_ok=True)
+        model = SemantiCodecModel(config, load_codebook(args.codebook), with_vae_encoder=True)
+        model.load_weights(_load(args.mae, "AudioMAE"), ("audiomae.",))
+        model.load_weights(_load(args.vae, "VAE"), ("vae.",))
+        model.to(distributed.device).eval()
+        with torch.no_grad():
+            windows = encode_windows(model, _sampler(args, 163840, 8, preset.seed + 1, 0), count, progress=progress)
+        save_windows(windows, path)
+    distributed.barrier()
+    return CachedWindows(load_windows(path), preset.batch_size, preset.seed, distributed.rank)
+
+
+def _configure_assemble(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
+    parser.add_argument("--codebook", required=True, type=Path, help="semantic codebook .npy")
+    parser.add_argument("stages", nargs="+", type=Path, help="the .safetensors of the mae, vae, vocoder and ldm stages")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="inference weights to write (.safetensors)")
+    parser.add_argument("--dtype", default="float16", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite the output")
+
+
+def _run_assemble(args: argparse.Namespace) -> int:
+    from semanticodec.train.assemble import assemble
+
+    model = assemble(model_config(args.config), args.stages, args.codebook, args.output, args.dtype, args.force)
+    print(json.dumps({"output": str(args.output), "name": model.config.name, "model_id": model.config.model_id.hex()}))
+    return 0
+
+
+STAGE_HELP = {
+    "mae": "pre-train AudioMAE by masked autoencoding",
+    "codebook": "train the semantic k-means codebook on AudioMAE features",
+    "vae": "train the mel VAE",
+    "vocoder": "train the HiFi-GAN vocoder",
+    "ldm": "train the acoustic encoder + VQ with the latent diffusion UNet",
+}
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for stage, text in STAGE_HELP.items():
+        p = sub.add_parser(stage, help=text, description=text)
+        _configure(stage)(p)
+        p.set_defaults(stage_run=_run(stage))
+    p = sub.add_parser("assemble", help="join the stage outputs into one inference file")
+    _configure_assemble(p)
+    p.set_defaults(stage_run=_run_assemble)
+
+
+register(Command("train", "train a model stage by stage (see `semanticodec train -h`)", _configure_train, lambda args: args.stage_run(args)))

@@ -1,0 +1,256 @@
+"""The training loop shared by every stage: resumable checkpoints, a CSV log, progress, and
+data parallelism with ``torch.distributed`` (gloo on CPU, NCCL on GPU) under ``torchrun``.
+
+A stage (see :class:`Stage`) owns its networks, optimizers and losses; :func:`train` calls
+``stage.train_step(batch, step)`` for ``config.steps`` steps, saves ``checkpoint.pt`` every
+``config.checkpoint_every`` steps and at the end, and writes the stage's exported weights to
+``<out>/<stage.name>.safetensors``. Checkpoints are read with ``torch.load(weights_only=True)``.
+In a distributed run every checkpoint first checks that all processes hold the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from semanticodec.train.data import Batch, CropSampler
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters common to every stage.
+
+    ``steps`` optimizer steps of ``batch_size`` crops of ``crop_seconds`` per process;
+    ``learning_rate`` for AdamW; gradients clipped to ``grad_clip`` (0: off).
+    """
+
+    steps: int
+    batch_size: int
+    crop_seconds: float
+    learning_rate: float
+    log_every: int = 10
+    checkpoint_every: int = 200
+    seed: int = 0
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"steps, batch_size, log_every and checkpoint_every must be >= 1: {self}")
+        if not self.crop_seconds > 0 or not self.learning_rate > 0 or self.grad_clip < 0:
+            raise ValueError(f"crop_seconds and learning_rate must be > 0 and grad_clip >= 0: {self}")
+
+    @property
+    def crop_samples(self) -> int:
+        return round(self.crop_seconds * 16000)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` wrapped in DistributedDataParallel when the run has several processes."""
+        if not self.enabled:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def mean(self, value: float) -> float:
+        """Average of a per-process number over all processes."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def check_synchronised(self, modules: Mapping[str, nn.Module]) -> None:
+        """Raise RuntimeError unless every process holds the same weights (a checksum per module)."""
+        if not self.enabled:
+            return
+        sums = torch.tensor(
+            [float(sum(p.detach().double().sum() for p in m.parameters())) for m in modules.values()],
+            dtype=torch.float64, device=self.device,
+        )
+        low, high = sums.clone(), sums.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.allclose(low, high, rtol=1e-9, atol=1e-9):
+            raise RuntimeError(f"processes diverged: weight checksums {low.tolist()} to {high.tolist()}")
+
+
+def setup_distributed(device: str | None = None) -> Distributed:
+    """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
+    ``RANK``, ``LOCAL_RANK``), or run alone. NCCL when CUDA is used, else gloo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
+    target = torch.device("cuda", local) if use_cuda else torch.device(device or "cpu")
+    if use_cuda:
+        torch.cuda.set_device(target)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Distributed(rank=rank, world_size=world, device=target)
+
+
+class Stage(Protocol):
+    """What :func:`train` needs from a stage."""
+
+    name: str
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks whose weights a checkpoint holds (unwrapped)."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers whose state a checkpoint holds."""
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One optimization step on ``batch``; returns the losses to log."""
+
+    def export(self) -> dict[str, Tensor]:
+        """The trained weights under :class:`~semanticodec.model.SemantiCodecModel` keys."""
+
+
+def clip_and_step(
+    loss: Tensor, module: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float
+) -> None:
+    """Backward, optional gradient-norm clipping, optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    optimizer.step()
+
+
+def save_checkpoint(stage: Stage, step: int, path: Path) -> None:
+    """Write the stage's weights and optimizer states after ``step`` steps (atomically)."""
+    state = {
+        "step": step,
+        "modules": {name: m.state_dict() for name, m in stage.modules().items()},
+        "optimizers": {name: o.state_dict() for name, o in stage.optimizers().items()},
+    }
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def load_checkpoint(stage: Stage, path: Path) -> int:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns its step."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for name, module in stage.modules().items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in stage.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        return int(state["step"])
+    except (RuntimeError, KeyError, EOFError) as err:
+        raise ValueError(f"{path}: not a checkpoint of stage {stage.name!r} with this configuration ({err})") from None
+
+
+def export_weights(weights: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+    """Save exported weights as safetensors (atomically)."""
+    from safetensors.torch import save_file
+
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in weights.items()}, str(temp), metadata=dict(metadata))
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def train(
+    stage: Stage,
+    sampler: CropSampler,
+    config: TrainConfig,
+    out: str | os.PathLike,
+    distributed: Distributed = Distributed(),
+    progress: bool = True,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Run ``stage`` to ``config.steps`` steps (resuming from ``out/checkpoint.pt`` if present).
+
+    Returns the exported weights ``out/<stage.name>.safetensors``. The log ``out/log.csv``
+    has one row per ``config.log_every`` steps: step, wall seconds of the run, then the
+    losses averaged over the logged steps and processes.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    start = load_checkpoint(stage, checkpoint) if checkpoint.is_file() else 0
+    log_path = out / "log.csv"
+    bar = None
+    if progress and distributed.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc=stage.name, unit="step", dynamic_ncols=True)
+    sums: dict[str, float] = {}
+    count = 0
+    began = time.monotonic()
+    for step in range(start, config.steps):
+        torch.manual_seed(config.seed * 1_000_003 + step * distributed.world_size + distributed.rank)
+        losses = stage.train_step(sampler.batch(step).to(distributed.device), step)
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+        count += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            means = {k: distributed.mean(v / count) for k, v in sums.items()}
+            if distributed.is_main:
+                _append_log(log_path, done, time.monotonic() - began, means)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+            sums, count = {}, 0
+        if bar is not None:
+            bar.update(1)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            distributed.check_synchronised(stage.modules())
+            if distributed.is_main:
+                save_checkpoint(stage, done, checkpoint)
+            distributed.barrier()
+    if bar is not None:
+        bar.close()
+    exported = out / f"{stage.name}.safetensors"
+    if distributed.is_main:
+        meta = {"stage": stage.name, "steps": str(config.steps), "train_config": str(asdict(config))}
+        export_weights(stage.export(), exported, {**meta, **(metadata or {})})
+    distributed.barrier()
+    return exported
+
+
+def _append_log(path: Path, step: int, seconds: float, losses: Mapping[str, float]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["step", "seconds", *losses])
+        writer.writerow([step, f"{seconds:.1f}", *(f"{v:.6g}" for v in losses.values())])
