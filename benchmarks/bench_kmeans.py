@@ -147,7 +147,7 @@ def write_shards(root: Path, n: int, dim: int, shard_rows: int) -> list[Path]:
     for i, start in enumerate(range(0, n, shard_rows)):
         path = root / f"shard_{i:04d}.npy"
         rows = min(shard_rows, n - start)
-        if not path.exists() or np.load(path, mmap_mode="r").shape != (rows, dim):
+        if not path.exists() or np.load(path, mmap_mode="r", allow_pickle=False).shape != (rows, dim):
             np.save(path, mixture(rows, dim, start=start))
         paths.append(path)
     return paths

@@ -67,7 +67,7 @@ def full_model(decoder: bool):
     from semanticodec.fill import fill
     from semanticodec.model import SemantiCodecModel
 
-    kept = np.load(SHARED / "reference" / "kept_tr100.npz")
+    kept = np.load(SHARED / "reference" / "kept_tr100.npz", allow_pickle=False)
     parts = {p: {k.split("/", 1)[1]: kept[k] for k in kept.files if k.startswith(p + "/")} for p in ("encoder", "decoder")}
     model = SemantiCodecModel(ModelConfig.official(100, 4096), fill("semantic_codebook", (4096, 768)))
     model.load_official(_Filled("encoder", parts["encoder"]), _Filled("decoder", parts["decoder"]) if decoder else None)

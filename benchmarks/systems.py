@@ -14,6 +14,7 @@ the figures of the paper's Table I, shown (marked as quoted) when a baseline can
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 from abc import ABC, abstractmethod
@@ -356,7 +357,13 @@ class DAC(System):
         if self._model is None:
             import dac
 
-            self._model = dac.DAC.load(str(self.path)).eval()
+            import torch
+
+            # The released .pth holds {"state_dict", "metadata": {"kwargs"}}: read without unpickling code.
+            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+            model = dac.DAC(**checkpoint["metadata"]["kwargs"])
+            model.load_state_dict(checkpoint["state_dict"])
+            self._model = model.eval()
             self.weights = str(self.path)
         return self._model
 
@@ -365,19 +372,42 @@ class DAC(System):
 
         model = self._load()
         compressed = model.compress(AudioSignal(_check_audio(audio)[None, None], SAMPLE_RATE), n_quantizers=self.n_codebooks)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = compressed.save(Path(tmp, "out.dac"))
-            return Path(path).read_bytes()
+        fields = {name: getattr(compressed, name) for name in DAC_FILE_FIELDS}
+        return pack_dac_file(compressed.codes.numpy(), compressed.input_db.numpy(), fields)
 
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
-        import dac
+        import torch
+        from dac.model.base import SUPPORTED_VERSIONS, DACFile
 
         model = self._load()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, "in.dac")
-            path.write_bytes(data)
-            signal = model.decompress(dac.DACFile.load(path))
+        codes, input_db, fields = unpack_dac_file(data)
+        compressed = DACFile(
+            codes=torch.from_numpy(codes.astype(np.int64)), input_db=torch.from_numpy(input_db),
+            dac_version=SUPPORTED_VERSIONS[-1], **fields,
+        )
+        signal = model.decompress(compressed)
         return _fit(signal.audio_data[0, 0].cpu().numpy().astype(np.float32), num_samples)
+
+
+DAC_FILE_FIELDS = ("chunk_length", "original_length", "channels", "sample_rate", "padding")
+"""Scalar fields of DAC's ``DACFile`` besides its codes and loudness."""
+
+
+def pack_dac_file(codes: np.ndarray, input_db: np.ndarray, fields: dict) -> bytes:
+    """A DAC compressed file as plain ``.npz`` bytes: ``codes`` as uint16, ``input_db`` as
+    float32 and the :data:`DAC_FILE_FIELDS` as scalars (DAC's own ``.dac`` format is a pickle,
+    which this benchmark does not load)."""
+    buffer = io.BytesIO()
+    scalars = {name: np.asarray(fields[name]) for name in DAC_FILE_FIELDS}
+    np.savez(buffer, codes=np.asarray(codes).astype(np.uint16), input_db=np.asarray(input_db, dtype=np.float32), **scalars)
+    return buffer.getvalue()
+
+
+def unpack_dac_file(data: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Inverse of :func:`pack_dac_file` (read with ``allow_pickle=False``)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        fields = {name: arrays[name].item() for name in DAC_FILE_FIELDS}
+        return arrays["codes"], arrays["input_db"], fields
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,13 @@ def test_quality_runs_end_to_end_on_the_fixture(tmp_path, monkeypatch):
     assert len(raw["results"]["Codec2 3200"]) == 3 and "SemantiCodec 100 tok/s V=4096" in raw["unavailable"]
     with pytest.raises(SystemExit):
         quality.main([*args, "--only", "NoSuchCodec"])
+
+
+def test_dac_files_round_trip_without_pickle():
+    codes = np.random.default_rng(0).integers(0, 1024, (1, 12, 50))
+    fields = {"chunk_length": 50, "original_length": 16000, "channels": 1, "sample_rate": 16000, "padding": True}
+    data = systems.pack_dac_file(codes, np.array([-23.5]), fields)
+    got_codes, got_db, got_fields = systems.unpack_dac_file(data)
+    assert np.array_equal(got_codes, codes) and got_codes.dtype == np.uint16
+    assert got_db.tolist() == [-23.5] and got_fields == fields
+    assert type(got_fields["padding"]) is bool and type(got_fields["sample_rate"]) is int
