@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from semanticodec.cli import Command, register
+from semanticodec.codec import WINDOW_SAMPLES
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)
@@ -123,7 +124,7 @@ def _run(stage: str):
         distributed = setup_distributed(args.device)
         progress = not args.no_progress
         if stage == "codebook":
-            sampler = _sampler(args, 163840, preset.batch_size, preset.seed, 0)
+            sampler = _sampler(args, WINDOW_SAMPLES, preset.batch_size, preset.seed, 0)
             if args.windows:
                 preset = replace(preset, windows=args.windows)
             if args.niter:
@@ -165,7 +166,7 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
         model.load_weights(_load(args.vae, "VAE"), ("vae.",))
         model.to(distributed.device).eval()
         with torch.no_grad():
-            windows = encode_windows(model, _sampler(args, 163840, 8, preset.seed + 1, 0), count, progress=progress)
+            windows = encode_windows(model, _sampler(args, WINDOW_SAMPLES, 8, preset.seed + 1, 0), count, progress=progress)
         save_windows(windows, path)
     distributed.barrier()
     return CachedWindows(load_windows(path), preset.batch_size, preset.seed, distributed.rank)

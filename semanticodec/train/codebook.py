@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 import kmeans
+from semanticodec.codec import WINDOW_SAMPLES
 from semanticodec.config import ModelConfig
 from semanticodec.features import audiomae_fbank
 from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 
-WINDOW_SAMPLES = 163840
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def collect_features(
     while done < windows:
         batch = sampler.batch(step).to(device)
         step += 1
-        features = model.semantic_features(audiomae_fbank(batch.audio[:, :WINDOW_SAMPLES], model.config.audiomae.num_frames))
-        valid = torch.ceil(batch.length.clamp(max=WINDOW_SAMPLES) / WINDOW_SAMPLES * n_tokens).long()
+        features = model.semantic_features(audiomae_fbank(batch.window(), model.config.audiomae.num_frames))
+        valid = batch.window_tokens(n_tokens)
         take = min(len(features), windows - done)
         for item, count in zip(features[:take], valid.tolist()):
             rows.append(item[:count].float().cpu().numpy())

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 
 from semanticodec.audio import AudioError, load_audio
+from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.conditioning import valid_tokens
 
 SAMPLE_RATE = 16000
 
@@ -40,6 +42,16 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.audio.to(device), self.length.to(device))
+
+    def window(self) -> Tensor:
+        """The first 10.24 s encoder window of each crop, ``[B, 163840]`` (zero-padded)."""
+        audio = self.audio[:, :WINDOW_SAMPLES]
+        return torch.nn.functional.pad(audio, (0, WINDOW_SAMPLES - audio.shape[1]))
+
+    def window_tokens(self, n_tokens: int) -> Tensor:
+        """``[B]`` tokens of that window holding audio (the official rule on the audio's extent)."""
+        cutoff = self.length.clamp(max=WINDOW_SAMPLES).double().cpu() / WINDOW_SAMPLES
+        return valid_tokens(cutoff, n_tokens).to(self.length.device)
 
 
 def read_clips(manifest: str | os.PathLike) -> list[Clip]:

@@ -29,16 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semanticodec.codec import WINDOW_SAMPLES
 from semanticodec.config import ModelConfig
-from semanticodec.conditioning import decoder_context, unconditional_context, valid_tokens
+from semanticodec.conditioning import decoder_context, unconditional_context
 from semanticodec.diffusion import NoiseSchedule
 from semanticodec.features import audiomae_fbank, mel64
 from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 from semanticodec.train.loop import Distributed, TrainConfig
 
-WINDOW_SAMPLES = 163840
-"""Samples of one 10.24 s window: the LDM trains on whole windows, as it decodes them."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +118,8 @@ def encode_windows(
     while done < count:
         batch = sampler.batch(step).to(device)
         step += 1
-        audio = batch.audio[:, :WINDOW_SAMPLES]
+        audio = batch.window()
         features = model.semantic_features(audiomae_fbank(audio, frames))
-        cutoff = batch.length.clamp(max=WINDOW_SAMPLES).double().cpu() / WINDOW_SAMPLES
         mel = mel64(audio, framing="audioldm_train")[:, :, :frames].transpose(1, 2).unsqueeze(1)
         posterior = [model.vae.encode(chunk) for chunk in mel.split(vae_chunk_frames, dim=2)]
         parts.append(
@@ -130,7 +128,7 @@ def encode_windows(
                 semantic_ids=model.semantic.quantize(features).cpu(),
                 mean=torch.cat([p[0] for p in posterior], dim=2).half().cpu(),
                 logvar=torch.cat([p[1] for p in posterior], dim=2).half().cpu(),
-                valid=valid_tokens(cutoff, model.tokens_per_window),
+                valid=batch.window_tokens(model.tokens_per_window).cpu(),
             )
         )
         done += len(audio)
