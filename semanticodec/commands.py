@@ -9,8 +9,8 @@ atomically, never over an input, and only replaces an existing file with ``--for
 length: ``compress`` reads the audio in blocks and writes packets as windows are encoded,
 ``decompress`` decodes windows as packets arrive (conceals lost or corrupt packets, exit
 status 1 when it had to) and writes audio as it becomes final. Raw audio on standard input
-needs ``--input-rate`` (``--input-format``, ``--channels``); ``decompress ... -`` writes a
-16-bit WAV stream.
+needs ``--input-rate`` (``--input-format``, ``--channels``); a WAV stream on standard input
+is recognised by its header; ``decompress ... -`` writes a 16-bit WAV stream.
 """
 
 from __future__ import annotations
@@ -79,14 +79,14 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_i
 
 
 def _configure_compress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count), '-': raw PCM on stdin")
+    parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count), '-': WAV or raw PCM on stdin")
     parser.add_argument("output", help="output .scdc file ('-': standard output)")
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="tokens per second (default 100)")
     parser.add_argument(
         "--vocab", type=int, default=None,
         help="semantic vocabulary size (default: 16384 with official checkpoints, else the bundled model's)",
     )
-    parser.add_argument("--input-rate", type=int, metavar="HZ", help="sample rate of raw audio on stdin (required with '-')")
+    parser.add_argument("--input-rate", type=int, metavar="HZ", help="sample rate of raw audio on stdin (required for raw PCM)")
     parser.add_argument("--input-format", choices=tuple(RAW_FORMATS), default="s16le", help="raw sample format (default s16le)")
     parser.add_argument("--channels", type=int, default=1, help="interleaved channels of raw audio (default 1)")
     parser.add_argument(
@@ -103,6 +103,7 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
     import soundfile as sf
 
     from semanticodec.audio import AudioError, check_sample_rate
+    from semanticodec.wavstream import MAGICS, open_wav_stream
 
     if args.input != "-":
         if not Path(args.input).is_file():
@@ -114,8 +115,18 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
         block = max(1, int(info.samplerate * BLOCK_SECONDS))
         blocks = (b.T for b in sf.blocks(args.input, blocksize=block, dtype="float32", always_2d=True))
         return blocks, int(info.samplerate), int(info.frames)
+    stdin = sys.stdin.buffer
+    magic = stdin.read(4)
+    if magic in MAGICS:
+        info, blocks = open_wav_stream(stdin.read, magic, BLOCK_SECONDS)
+        check_sample_rate(info.sample_rate)
+        if args.input_rate is not None and args.input_rate != info.sample_rate:
+            raise ValueError(f"--input-rate {args.input_rate} contradicts the WAV header on standard input ({info.sample_rate} Hz)")
+        return blocks, info.sample_rate, info.frames
+    if magic in (b"fLaC", b"OggS"):
+        raise AudioError("standard input holds FLAC/Ogg, which cannot be read from a pipe: send WAV or raw PCM")
     if args.input_rate is None:
-        raise ValueError("raw audio on standard input needs --input-rate")
+        raise ValueError("raw audio on standard input needs --input-rate (or send a WAV stream)")
     check_sample_rate(args.input_rate)
     if not 1 <= args.channels <= 64:
         raise ValueError(f"--channels must lie in 1..64, got {args.channels}")
@@ -124,9 +135,9 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
     block = max(1, int(args.input_rate * BLOCK_SECONDS)) * frame
 
     def read() -> Iterator[np.ndarray]:
-        pending = b""
+        pending = magic
         while True:
-            data = sys.stdin.buffer.read(block)
+            data = stdin.read(block)
             if not data:
                 break
             data = pending + data
@@ -209,6 +220,10 @@ def _configure_decompress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    parser.add_argument(
+        "--concealment", choices=("inpaint", "padding"), default="inpaint",
+        help="lost packets: diffusion inpainting from the audio around them (default) or decoded as padding",
+    )
     parser.add_argument(
         "--original-rate", action="store_true", help="resample to the original sample rate (default: 16 kHz)"
     )
@@ -294,7 +309,9 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         head = _read_header_bytes(source)
         header = read_header(io.BytesIO(head).read)
         codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
-        decoder = StreamingDecoder(codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr))
+        decoder = StreamingDecoder(
+            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment
+        )
         out_rate, resampler, limit = SAMPLE_RATE, None, None
         if header.sample_count:
             limit = -(-header.sample_count * SAMPLE_RATE // header.sample_rate)

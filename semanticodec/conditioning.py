@@ -50,6 +50,15 @@ def stack_factor(token_rate: int) -> int:
     return 100 // token_rate
 
 
+def token_step(token_rate: int) -> tuple[int, int]:
+    """``(tokens, samples)`` of one time step of the token grid: (8, 2560) at 100 tok/s,
+    (4, 2560) at 50 and (4, 5120) at 25 (two stacked columns). Tokens are time-major: pair
+    ``n`` of a window lies in step ``n // tokens``."""
+    k = stack_factor(token_rate)
+    columns = 2 if k == 4 else 1
+    return 8 * columns // k, COLUMN_SAMPLES * columns
+
+
 def padding_cutoff(fbank_window: Tensor) -> Tensor:
     """Fraction of each window that holds audio, by the official padding detector.
 
@@ -241,14 +250,12 @@ def target_token_length(num_samples: int, token_rate: int, compat: bool = False)
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    k = stack_factor(token_rate)
     if compat:
+        stack_factor(token_rate)
         duration = num_samples / SAMPLE_RATE
         duration = duration + (COLUMN_SECONDS - duration % COLUMN_SECONDS)
         return math.ceil(8 * duration / COLUMN_SECONDS / (100 / token_rate))
-    columns_per_step = 2 if k == 4 else 1
-    step_samples = COLUMN_SAMPLES * columns_per_step
-    tokens_per_step = 8 * columns_per_step // k
+    tokens_per_step, step_samples = token_step(token_rate)
     return -(-num_samples // step_samples) * tokens_per_step
 
 

@@ -240,6 +240,7 @@ class DDIMSampler:
         guidance_scale: float = 2.0,
         noise: Sequence[torch.Tensor] | torch.Tensor | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        known: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Sample a latent ``[B, C, H, W]`` from ``x_T`` conditioned on ``cond`` ``[B, N, D]``.
 
@@ -248,8 +249,14 @@ class DDIMSampler:
         normal noise comes from ``noise`` (one ``[B, C, H, W]`` tensor per step, in sampling
         order), else from ``generator`` (a list of ``B`` generators draws each batch item
         separately, so batched sampling equals per-item sampling), else from torch's global RNG.
+
+        ``known = (x0, mask)`` inpaints: ``x0`` ``[B, C, H, W]`` and a bool ``mask`` broadcastable
+        to it mark cells whose clean latent is known. After every step those cells are replaced
+        by ``x0`` noised to the step's level (fresh noise from ``generator``), so the model
+        generates the other cells to fit them (the replacement method; RePaint without
+        resampling); the result holds ``x0`` exactly on the mask.
         """
-        return self._run(model_fn, x_T, cond, uncond, steps, eta, guidance_scale, noise, generator, None)
+        return self._run(model_fn, x_T, cond, uncond, steps, eta, guidance_scale, noise, generator, None, known)
 
     def sample_with_trace(
         self,
@@ -267,7 +274,7 @@ class DDIMSampler:
         record: dict[str, list[torch.Tensor]] = {
             key: [] for key in ("model_out_uncond", "model_out_cond", "x_prev", "pred_x0")
         }
-        latent = self._run(model_fn, x_T, cond, uncond, steps, eta, guidance_scale, noise, generator, record)
+        latent = self._run(model_fn, x_T, cond, uncond, steps, eta, guidance_scale, noise, generator, record, None)
         params = self.schedule.ddim_parameters(steps, eta)
         indices = torch.arange(len(params.timesteps) - 1, -1, -1)
         trace = DDIMTrace(
@@ -292,8 +299,13 @@ class DDIMSampler:
         noise: Sequence[torch.Tensor] | torch.Tensor | None,
         generator: torch.Generator | Sequence[torch.Generator] | None,
         record: dict[str, list[torch.Tensor]] | None,
+        known: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         params = self.schedule.ddim_parameters(steps, eta)
+        if known is not None:
+            known_x0, known_mask = known[0].to(x_T.device, x_T.dtype), known[1].to(x_T.device).bool()
+            if known_x0.shape != x_T.shape:
+                raise ValueError(f"known latent {tuple(known_x0.shape)} must have the shape of x_T {tuple(x_T.shape)}")
         num_steps = len(params.timesteps)
         guided = guidance_scale != 1.0
         _check_sampler_inputs(x_T, cond, uncond, guided, noise, num_steps, generator)
@@ -330,8 +342,12 @@ class DDIMSampler:
                     record["model_out_cond"].append(v_cond)
                     record["x_prev"].append(x_prev)
                     record["pred_x0"].append(pred_x0)
+                if known is not None:
+                    z_known = _step_noise(None, step, generator, x)
+                    noised = a_prev.sqrt().to(x.device, x.dtype) * known_x0 + (1.0 - a_prev).sqrt().to(x.device, x.dtype) * z_known
+                    x_prev = torch.where(known_mask, noised, x_prev)
                 x = x_prev
-        return x
+        return x if known is None else torch.where(known_mask, known_x0, x)
 
 
 def _step_noise(

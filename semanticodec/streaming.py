@@ -20,8 +20,16 @@ as it is final: decode window w (512 / K tokens, starting every 480 / K tokens) 
 when its tokens are in, with the same per-window seeded noise as :meth:`SemantiCodec.decode`,
 and cross-faded as :func:`semanticodec.codec.overlap_add`; the result equals offline decoding
 of the same stream. Lost or corrupt packets (found by the resilient bitstream reader) are
-concealed: their token rows are marked as padding (-1) in the decoder context, the marker the
-model was trained with for rows without audio.
+concealed (``concealment``):
+
+- ``"padding"``: their token rows are marked as padding (-1) in the decoder context, the
+  marker the model was trained with for rows without audio (the gap decodes as near silence);
+- ``"inpaint"`` (default): the window is first sampled as with ``"padding"``; then the latent
+  frames of the gap are sampled again by diffusion inpainting — the frames around the gap
+  are held at the first pass's latent (noised to each step's level), the gap's context rows
+  are left unknown (the classifier-free-guidance null rows) and the model fills the gap to fit
+  the audio around it. Outside the gap the output equals ``"padding"``; a damaged window
+  costs two samplings.
 """
 
 from __future__ import annotations
@@ -40,10 +48,11 @@ from torch import Tensor
 from bitstream import Damage, Header, StreamReader, StreamWriter
 from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
-from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length
+from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
 
 EncoderMode = Literal["exact", "low_latency"]
+Concealment = Literal["inpaint", "padding"]
 
 LOOKAHEAD_SAMPLES = FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT
 """Samples after a window that its last fbank frame reads (240 = 15 ms)."""
@@ -381,19 +390,28 @@ class StreamingDecoder:
 
     The codec's ``seed`` must be set (per-window noise makes the output deterministic and equal
     to :meth:`SemantiCodec.decode` of the same stream). Damaged or missing packets are skipped
-    (``damage`` lists them) and their tokens concealed as padding.
+    (``damage`` lists them) and their tokens concealed (see the module docstring).
 
     Args:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
         on_damage: called with each :class:`bitstream.Damage` as it is found.
+        concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
     """
 
-    def __init__(self, codec: SemantiCodec, on_damage: Callable[[Damage], None] | None = None) -> None:
+    def __init__(
+        self,
+        codec: SemantiCodec,
+        on_damage: Callable[[Damage], None] | None = None,
+        concealment: Concealment = "inpaint",
+    ) -> None:
+        if concealment not in ("inpaint", "padding"):
+            raise ValueError(f"concealment must be 'inpaint' or 'padding', got {concealment!r}")
         if codec.seed is None:
             raise ValueError("StreamingDecoder needs a codec with a seed (deterministic per-window noise)")
         if codec.compat != "default":
             raise ValueError("streaming needs a codec with compat='default' (the official windowing is not streamable)")
         self.codec = codec
+        self.concealment = concealment
         self.header: Header | None = None
         self.damage: list[Damage] = []
         self.lost_pairs = 0
@@ -545,7 +563,7 @@ class StreamingDecoder:
         return self._emit(head)
 
     def _sample(self, tokens: Tensor, valid: int, missing: Tensor) -> Tensor:
-        """Waveform ``[163872]`` of one window; missing rows are marked as padding in the context."""
+        """Waveform ``[163872]`` of one window; missing rows are concealed as ``self.concealment`` says."""
         codec, model = self.codec, self.codec.model
         device = codec.device
         gen = [window_generator(codec.seed, self._window, device=device)]
@@ -555,13 +573,27 @@ class StreamingDecoder:
             return model.decode_windows(tok, valid_len, codec.ddim_steps, codec.cfg_scale, codec.eta, generators=gen)[0]
         cond, uncond = model.context(tok, valid_len)
         width = 2 * codec.config.feature_dim
-        cond[..., :width] = cond[..., :width].masked_fill(missing.to(device)[None, :, None], -1.0)
+        rows = missing.to(device)[None, :, None]
+        padded = cond.clone()
+        padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
         shape = model.latent_shape(1)
         x_T = torch.randn((1, *shape[1:]), generator=gen[0], device=gen[0].device).to(device)
-        latent = model.sampler.sample(
-            model.unet, x_T, cond, uncond, codec.ddim_steps, eta=codec.eta, guidance_scale=codec.cfg_scale, generator=gen
-        )
+        options = {"eta": codec.eta, "guidance_scale": codec.cfg_scale}
+        latent = model.sampler.sample(model.unet, x_T, padded, uncond, codec.ddim_steps, generator=gen, **options)
+        if self.concealment == "inpaint":
+            unknown = cond.clone()
+            unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
+            known = ~self._latent_gap(missing, latent.shape[2]).to(device)[None, None, :, None]
+            latent = model.sampler.sample(
+                model.unet, x_T, unknown, uncond, codec.ddim_steps, generator=gen, known=(latent, known), **options
+            )
         return model.latent_to_waveform(latent)[0]
+
+    def _latent_gap(self, missing: Tensor, frames: int) -> Tensor:
+        """``[frames]`` bool: latent frames whose token step holds a missing pair."""
+        per_step = token_step(self.codec.config.token_rate)[0]
+        steps = missing.reshape(-1, per_step).any(dim=1)
+        return steps.repeat_interleave(frames // len(steps))
 
     def _emit(self, audio: Tensor) -> np.ndarray:
         out = audio.numpy()

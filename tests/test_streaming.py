@@ -217,3 +217,26 @@ def test_decoder_rejects_bad_input(codec: SemantiCodec, two_windows) -> None:
     decoder.push(two_windows[0][:20])
     with pytest.raises(ValueError, match="truncated header"):
         decoder.finish()
+
+
+def test_inpainting_concealment_differs_from_padding_only_in_the_damaged_window(codec: SemantiCodec, two_windows) -> None:
+    data, offline = two_windows
+    lossy = data[: _packet_offset(data, 20)] + data[_packet_offset(data, 22) :]
+    decoded = {}
+    for mode in ("padding", "inpaint"):
+        decoder = StreamingDecoder(codec, concealment=mode)
+        decoded[mode] = np.concatenate([decoder.push(lossy), decoder.finish()])
+        assert decoder.lost_pairs == 16 and len(decoded[mode]) == len(offline)
+        np.testing.assert_array_equal(decoded[mode][WINDOW_SAMPLES:], offline[WINDOW_SAMPLES:])
+    assert not np.array_equal(decoded["inpaint"][:HOP_SAMPLES], decoded["padding"][:HOP_SAMPLES])
+    again = StreamingDecoder(codec, concealment="inpaint")
+    np.testing.assert_array_equal(np.concatenate([again.push(lossy), again.finish()]), decoded["inpaint"])
+    with pytest.raises(ValueError, match="concealment must be"):
+        StreamingDecoder(codec, concealment="silence")
+
+
+def test_latent_gap_follows_the_token_steps(codec: SemantiCodec) -> None:
+    missing = torch.zeros(512, dtype=torch.bool)
+    missing[160:176] = True
+    gap = StreamingDecoder(codec)._latent_gap(missing, 256)
+    assert gap.shape == (256,) and torch.nonzero(gap).flatten().tolist() == list(range(80, 88))

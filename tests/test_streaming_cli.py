@@ -100,8 +100,30 @@ def test_raw_input_errors(weights: str, tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "x.scdc"
     assert main(["compress", "-", str(out), "--checkpoint", weights, "--vocab", "100"]) == 2
     assert "needs --input-rate" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\x00\x01\x02")))
     assert main(["compress", "-", str(out), "--checkpoint", weights, "--vocab", "100", "--input-rate", "16000"]) == 2
     assert "stray bytes" in capsys.readouterr().err and not out.exists()
+
+
+def test_wav_stream_on_stdin_equals_the_file(weights: str, tmp_path, monkeypatch, capsys) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _pcm(2.0, 22050, 2), 22050, subtype="PCM_24")
+    common = ["--checkpoint", weights, "--quiet", "--vocab", "100"]
+    from_file, from_pipe = tmp_path / "file.scdc", tmp_path / "pipe.scdc"
+    assert main(["compress", str(wav), str(from_file), *common]) == 0
+    with open(wav, "rb") as stdin:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert main(["compress", "-", str(from_pipe), *common]) == 0
+    header, tokens = bitstream.read_file(from_pipe)
+    assert (header.sample_rate, header.sample_count) == (22050, 44100)
+    np.testing.assert_array_equal(tokens, bitstream.read_file(from_file)[1])
+    with open(wav, "rb") as stdin:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        assert main(["compress", "-", str(tmp_path / "x.scdc"), *common, "--input-rate", "16000"]) == 2
+    assert "contradicts the WAV header" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"fLaC" + bytes(100))))
+    assert main(["compress", "-", str(tmp_path / "x.scdc"), *common]) == 2
+    assert "FLAC/Ogg" in capsys.readouterr().err and not (tmp_path / "x.scdc").exists()
 
 
 def test_compress_low_latency(weights: str, tmp_path) -> None:

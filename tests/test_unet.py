@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -170,8 +171,37 @@ def test_bad_inputs_raise(small_unet: UNetModel) -> None:
         ({"channel_mult": ()}, "channel_mult"),
         ({"num_head_channels": 40, "model_channels": 32, "channel_mult": (1, 2)}, "num_head_channels"),
         ({"dropout": 1.0}, "dropout"),
+        ({"aligned_context_groups": -1}, "aligned_context_groups"),
+        ({"aligned_context_groups": 8, "context_dim": 192}, "aligned context needs"),
     ],
 )
 def test_bad_config_raises(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         UNetConfig(**kwargs)
+
+
+def test_aligned_context_reaches_its_own_cells() -> None:
+    """Row n of the context lands on time step n // G, frequency patch n % G of the latent grid."""
+    config = UNetConfig(
+        model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(2,), context_dim=200,
+        aligned_context_groups=4,
+    )
+    unet = UNetModel(config).eval()
+    with torch.no_grad():
+        for name, parameter in unet.named_parameters():
+            if not name.startswith("context_in.") and not parameter.any():
+                parameter.normal_(0.0, 0.05)
+    base = UNetModel(replace(config, aligned_context_groups=0)).eval()
+    base.load_state_dict({k: v for k, v in unet.state_dict().items() if not k.startswith("context_in.")})
+    x, t = torch.randn(1, 8, 16, 8), torch.tensor([500])
+    context = torch.zeros(1, 16, 200)
+    with torch.inference_mode():
+        random_context = torch.randn(1, 16, 200)
+        torch.testing.assert_close(unet(x, t, random_context), base(x, t, random_context), rtol=0, atol=0)
+        torch.nn.init.normal_(unet.context_in.weight)
+        context[0, 6, :8] = 1.0
+        grid = unet._aligned_context(context, torch.Size((16, 8))).abs().sum(dim=1)[0]
+    hot = torch.nonzero(grid > 0).tolist()
+    assert hot == [[h, w] for h in range(4, 8) for w in range(4, 6)]
+    with pytest.raises(ValueError, match="multiple of aligned_context_groups"):
+        unet(x, t, torch.zeros(1, 15, 200))

@@ -2,9 +2,16 @@
 
 The UNet maps a noisy VAE latent ``x_t`` ``[B, 8, 256, 16]`` (time x frequency), the diffusion
 timestep ``t`` ``[B]`` and the conditioning sequence ``context`` ``[B, N, context_dim]`` to the
-v-prediction ``[B, 8, 256, 16]``. Conditioning enters only through cross-attention. Every
-attention site holds two :class:`SpatialTransformer` s: a self-attention-only one (the
-official ``extra_sa_layer``) followed by one that cross-attends to the context.
+v-prediction ``[B, 8, 256, 16]``. In the official UNet conditioning enters only through
+cross-attention. Every attention site holds two :class:`SpatialTransformer` s: a
+self-attention-only one (the official ``extra_sa_layer``) followed by one that cross-attends
+to the context.
+
+``UNetConfig.aligned_context_groups > 0`` (this project's small model) adds a second path:
+the context rows (without their position columns) are projected to the base width, laid out
+on their (time, frequency-patch) grid and added, nearest-upsampled, to the first feature map,
+so every latent cell sees the tokens of its own 0.16 s column and frequency band directly
+instead of having to find them by position through attention.
 
 State-dict keys equal the official ``model.diffusion_model.*`` keys with that prefix removed:
 ``time_embed.{0,2}``, ``input_blocks.{i}.{j}``, ``middle_block.{j}``, ``output_blocks.{i}.{j}``,
@@ -57,6 +64,7 @@ class UNetConfig:
     context_dim: int = 1728
     norm_groups: int = 32
     dropout: float = 0.0
+    aligned_context_groups: int = 0
 
     def __post_init__(self) -> None:
         sizes = {
@@ -74,6 +82,12 @@ class UNetConfig:
                 raise ValueError(f"UNetConfig.{name} must be >= 1, got {value}")
         if not self.channel_mult or min(self.channel_mult) < 1:
             raise ValueError(f"UNetConfig.channel_mult must be non-empty and positive, got {self.channel_mult}")
+        if self.aligned_context_groups < 0:
+            raise ValueError(f"UNetConfig.aligned_context_groups must be >= 0, got {self.aligned_context_groups}")
+        if self.aligned_context_groups and self.context_dim <= POSITIONAL_ENCODING_DIM:
+            raise ValueError(
+                f"UNetConfig: aligned context needs context_dim > {POSITIONAL_ENCODING_DIM}, got {self.context_dim}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"UNetConfig.dropout must be in [0, 1), got {self.dropout}")
         for level, mult in enumerate(self.channel_mult):
@@ -219,6 +233,10 @@ class UNetModel(nn.Module):
             ]
 
         self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
+        if config.aligned_context_groups:
+            self.context_in = nn.Linear(config.context_dim - POSITIONAL_ENCODING_DIM, mc)
+            nn.init.zeros_(self.context_in.weight)
+            nn.init.zeros_(self.context_in.bias)
         skip_channels = [mc]
         ch = mc
         for level, mult in enumerate(config.channel_mult):
@@ -265,13 +283,27 @@ class UNetModel(nn.Module):
         emb = self.time_embed(t_emb.to(self.time_embed[0].weight.dtype))
         skips = []
         h = x
-        for block in self.input_blocks:
+        for i, block in enumerate(self.input_blocks):
             h = block(h, emb, context)
+            if i == 0 and self.config.aligned_context_groups:
+                h = h + self._aligned_context(context, h.shape[2:])
             skips.append(h)
         h = self.middle_block(h, emb, context)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
         return self.out(h)
+
+    def _aligned_context(self, context: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """Context rows ``[B, N, context_dim]`` -> ``[B, model_channels, H, W]`` on the latent grid.
+
+        Row ``n`` is time step ``n // G``, frequency patch ``n % G`` (G = aligned_context_groups,
+        AudioMAE's time-major patch order); the ``[N / G, G]`` grid is nearest-upsampled to ``size``.
+        """
+        groups = self.config.aligned_context_groups
+        features = self.context_in(context[:, :, : self.config.context_dim - POSITIONAL_ENCODING_DIM])
+        batch, rows, channels = features.shape
+        grid = features.reshape(batch, rows // groups, groups, channels).permute(0, 3, 1, 2)
+        return F.interpolate(grid, size=tuple(size), mode="nearest").to(context.dtype)
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> None:
         cfg = self.config
@@ -287,3 +319,8 @@ class UNetModel(nn.Module):
             )
         if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != cfg.context_dim:
             raise ValueError(f"UNet context must be [{batch}, N, {cfg.context_dim}], got {tuple(context.shape)}")
+        if cfg.aligned_context_groups and context.shape[1] % cfg.aligned_context_groups:
+            raise ValueError(
+                f"UNet context rows ({context.shape[1]}) must be a multiple of "
+                f"aligned_context_groups ({cfg.aligned_context_groups})"
+            )
