@@ -4,10 +4,16 @@
     python benchmarks/bench_streaming.py decode      # full-size decoder: seconds per window, real-time factor
     python benchmarks/bench_streaming.py seam        # tiny model: discontinuity at window joins
     python benchmarks/bench_streaming.py memory      # tiny model, CLI in pipes: peak RSS for long inputs
+    python benchmarks/bench_streaming.py quality     # trained model: low-latency tokens and ViSQOL vs offline
+    python benchmarks/bench_streaming.py loss        # trained model: ViSQOL under 1/5/10 % packet loss
+    python benchmarks/bench_streaming.py speed       # trained model: streaming decode real-time factor
 
 Every section prints a Markdown table. The full-size model gets the deterministic ``fill``
-weights of the reference set (no official checkpoint is available here), so token agreement
-is a mechanical figure and no perceptual quality (ViSQOL) can be measured with it.
+weights of the reference set (no official checkpoint is available here), so its token
+agreement is a mechanical figure; ``quality``, ``loss`` and ``speed`` use trained weights
+(``--checkpoint``, default: the model :func:`semanticodec.weights.load_model` picks — the
+bundled one here) on the held-out quick benchmark corpus, each domain's clips joined into
+one signal.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from semanticodec.audio import load_audio  # noqa: E402
-from semanticodec.codec import HOP_SAMPLES, SemantiCodec  # noqa: E402
+from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, SemantiCodec  # noqa: E402
 from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -205,11 +212,132 @@ def memory(minutes: list[float], decode_minutes: list[float]) -> None:
             print(f"| `decompress - -` (WAV to stdout), 1 DDIM step | {m:g} min | {rss:.0f} | {wall:.0f} |")
 
 
+LOSS_PACKET_COLUMNS = 1
+"""Packets of one token column (0.16 s) in the loss benchmark, as a real-time sender would use."""
+
+
+def _trained_codec(checkpoint: str | None, steps: int) -> SemantiCodec:
+    from semanticodec.weights import load_model
+
+    return SemantiCodec.from_model(load_model(checkpoint=checkpoint), device="cpu", ddim_steps=steps, seed=0, batch_size=1)
+
+
+def _domain_signals(corpus: Path) -> list[tuple[str, np.ndarray]]:
+    """Each domain's held-out clips of the quick corpus, joined with 0.5 s of silence (16 kHz)."""
+    import json
+
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    gap = np.zeros(8000, np.float32)
+    out = []
+    for domain in ("speech", "music", "sound"):
+        clips = [load_audio(corpus / c["file"]) for c in manifest["clips"] if c["domain"] == domain]
+        out.append((domain, np.concatenate([part for clip in clips for part in (clip, gap)])[:-8000]))
+    return out
+
+
+def _decode_bytes(codec: SemantiCodec, data: bytes, concealment: str = "inpaint") -> tuple[np.ndarray, int]:
+    decoder = StreamingDecoder(codec, concealment=concealment)
+    audio = np.concatenate([decoder.push(data), decoder.finish()])
+    return audio, decoder.lost_pairs
+
+
+def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
+    from benchmarks.metrics import Visqol
+
+    n = min(len(reference), len(degraded))
+    return Visqol("speech")(reference[:n], degraded[:n])
+
+
+def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int) -> None:
+    import bitstream
+
+    torch.set_num_threads(2)
+    codec = _trained_codec(checkpoint, steps)
+    print("| domain | encoder | algorithmic latency (s) | semantic agreement | acoustic agreement | ViSQOL vs original | ViSQOL vs offline decode |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for domain, audio in _domain_signals(corpus):
+        encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
+        offline_data = encoder.push(audio) + encoder.finish()
+        offline_tokens = bitstream.decode(offline_data)[1]
+        offline_audio = _decode_bytes(codec, offline_data)[0]
+        print(f"| {domain} | exact (= offline) | 10.26 | 100.00% | 100.00% | {_visqol(audio, offline_audio):.2f} | – |")
+        for latency in latencies:
+            config = LowLatencyConfig(latency, 0.32, max(0.0, min(8.0, 10.24 - latency - 0.32)))
+            encoder = StreamingEncoder(codec, 16000, mode="low_latency", low_latency=config, sample_count=len(audio))
+            data = b"".join(encoder.push(audio[i : i + 4000]) for i in range(0, len(audio), 4000)) + encoder.finish()
+            tokens = bitstream.decode(data)[1]
+            same = (tokens == offline_tokens).mean(axis=0)
+            decoded = _decode_bytes(codec, data)[0]
+            print(
+                f"| {domain} | low latency, block {latency:.2f} s | {latency + 0.32:.2f} | {same[0]:.2%} | {same[1]:.2%} "
+                f"| {_visqol(audio, decoded):.2f} | {_visqol(offline_audio, decoded):.2f} |",
+                flush=True,
+            )
+
+
+def _drop_packets(data: bytes, rate: float, seed: int) -> tuple[bytes, int, int]:
+    """``data`` without round(rate x packets) packets chosen at random (at least one); returns
+    the damaged stream, the packets dropped and the packet count."""
+    import bitstream
+    from bitstream.stream import packet_size
+
+    header, tokens = bitstream.decode(data)
+    size = packet_size(header, header.packet_pairs, False)
+    full = len(tokens) // header.packet_pairs
+    drop = max(1, round(rate * (full + 1)))
+    lost = set(np.random.default_rng(seed).choice(full, drop, replace=False).tolist())
+    body = b"".join(data[header.size + i * size : header.size + (i + 1) * size] for i in range(full) if i not in lost)
+    return data[: header.size] + body + data[header.size + full * size :], drop, full + 1
+
+
+def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int) -> None:
+    torch.set_num_threads(2)
+    codec = _trained_codec(checkpoint, steps)
+    print("| domain | packet loss | packets lost / sent | ViSQOL, no loss | ViSQOL, padding | ViSQOL, inpainting | vs lossless decode: padding | inpainting |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for domain, audio in _domain_signals(corpus):
+        encoder = StreamingEncoder(codec, 16000, sample_count=len(audio), packet_columns=LOSS_PACKET_COLUMNS)
+        data = encoder.push(audio) + encoder.finish()
+        clean = _decode_bytes(codec, data)[0]
+        base = _visqol(audio, clean)
+        for i, rate in enumerate(rates):
+            lossy, dropped, count = _drop_packets(data, rate, seed=i)
+            padded = _decode_bytes(codec, lossy, "padding")[0]
+            inpainted = _decode_bytes(codec, lossy, "inpaint")[0]
+            print(
+                f"| {domain} | {rate:.0%} | {dropped} / {count} | {base:.2f} | {_visqol(audio, padded):.2f} "
+                f"| {_visqol(audio, inpainted):.2f} | {_visqol(clean, padded):.2f} | {_visqol(clean, inpainted):.2f} |",
+                flush=True,
+            )
+
+
+def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
+    import bitstream
+
+    torch.set_num_threads(threads)
+    audio = load_audio(SHARED / "audio" / CLIPS[1])[: 2 * HOP_SAMPLES + OVERLAP_SAMPLES]
+    print("| DDIM steps | windows | seconds per window | real-time factor (decode time / audio time) |")
+    print("|---:|---:|---:|---:|")
+    for s in steps:
+        codec = _trained_codec(checkpoint, s)
+        encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
+        data = encoder.push(audio) + encoder.finish()
+        windows = len(bitstream.decode(data)[1]) // 480 + 1
+        start = time.perf_counter()
+        _decode_bytes(codec, data)
+        elapsed = time.perf_counter() - start
+        print(f"| {s} | {windows} | {elapsed / windows:.2f} | {elapsed / (len(audio) / 16000):.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("agreement", "decode", "seam", "memory"))
-    parser.add_argument("--latencies", type=float, nargs="+", default=[0.64, 1.28, 2.56])
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("section", choices=("agreement", "decode", "seam", "memory", "quality", "loss", "speed"))
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.32, 0.64, 1.28, 2.56])
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 3], help="DDIM steps (decode, speed; first: quality, loss)")
+    parser.add_argument("--checkpoint", help="trained weights for quality/loss/speed (default: as the codec picks)")
+    parser.add_argument("--corpus", type=Path, default=Path.home() / ".cache/semanticodec-bench/corpus-quick")
+    parser.add_argument("--loss-rates", type=float, nargs="+", default=[0.01, 0.05, 0.10])
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
     parser.add_argument("--decode-minutes", type=float, nargs="+", default=[1, 10])
     args = parser.parse_args()
@@ -219,6 +347,12 @@ def main() -> None:
         decode(args.steps)
     elif args.section == "seam":
         seam()
+    elif args.section == "quality":
+        quality(args.checkpoint, args.corpus, args.latencies, args.steps[0])
+    elif args.section == "loss":
+        loss(args.checkpoint, args.corpus, args.loss_rates, args.steps[0])
+    elif args.section == "speed":
+        speed(args.checkpoint, args.steps, args.threads)
     else:
         memory(args.minutes, args.decode_minutes)
 

@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Classic codecs and audio tools of the benchmark tests (Debian); skipped where apt is unavailable.
-tools="codec2 opus-tools ffmpeg fluidsynth"
+tools="codec2 opus-tools ffmpeg fluidsynth sox"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  for tool in c2enc opusenc ffmpeg fluidsynth; do
+  for tool in c2enc opusenc ffmpeg fluidsynth sox; do
     if ! command -v "$tool" >/dev/null; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tools >/dev/null
       break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,6 +56,25 @@ def test_pipe_compress_decompress(weights: str, codec: SemantiCodec, tmp_path) -
     header, tokens = bitstream.read_file(tmp_path / "pipe.scdc")
     assert header.sample_count == 0 and header.sample_rate == 22050
     np.testing.assert_array_equal(tokens, codec.encode(pcm.T.copy(), 22050).tokens)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
+def test_sox_wav_pipe(weights: str, codec: SemantiCodec, tmp_path) -> None:
+    """The issue's pipeline: sox writes a WAV stream of unknown length into compress - -."""
+    sf.write(tmp_path / "in.flac", _pcm(1.5, 44100, 2), 44100)
+    common = f"--checkpoint {weights} --quiet"
+    tool = f"{sys.executable} -m semanticodec"
+    pipeline = (
+        f"sox in.flac -t wav - | {tool} compress - - --vocab 100 {common} | tee pipe.scdc "
+        f"| {tool} decompress - out.wav --steps 1 {common}"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=tmp_path, env=env, check=True, timeout=120)
+    header, tokens = bitstream.read_file(tmp_path / "pipe.scdc")
+    assert header.sample_rate == 44100
+    audio, rate = sf.read(tmp_path / "in.flac", dtype="float32")
+    np.testing.assert_array_equal(tokens, codec.encode(audio.T.copy(), rate).tokens)
+    assert header.sample_count == 66150 and sf.info(tmp_path / "out.wav").frames == 24000
 
 
 def test_streaming_file_paths_equal_offline(weights: str, tmp_path, monkeypatch, capsys) -> None:
