@@ -248,10 +248,10 @@ def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
     return Visqol("speech")(reference[:n], degraded[:n])
 
 
-def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int) -> None:
+def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int, threads: int) -> None:
     import bitstream
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     codec = _trained_codec(checkpoint, steps)
     print("| domain | encoder | algorithmic latency (s) | semantic agreement | acoustic agreement | ViSQOL vs original | ViSQOL vs offline decode |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -290,8 +290,8 @@ def _drop_packets(data: bytes, rate: float, seed: int) -> tuple[bytes, int, int]
     return data[: header.size] + body + data[header.size + full * size :], drop, full + 1
 
 
-def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int) -> None:
-    torch.set_num_threads(2)
+def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int, threads: int) -> None:
+    torch.set_num_threads(threads)
     codec = _trained_codec(checkpoint, steps)
     print("| domain | packet loss | packets lost / sent | ViSQOL, no loss | ViSQOL, padding | ViSQOL, inpainting | vs lossless decode: padding | inpainting |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -322,7 +322,8 @@ def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
         codec = _trained_codec(checkpoint, s)
         encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
         data = encoder.push(audio) + encoder.finish()
-        windows = len(bitstream.decode(data)[1]) // 480 + 1
+        n, hop = codec.config.tokens_per_window, codec.config.tokens_per_window * 15 // 16
+        windows = 1 + max(0, -(-(len(bitstream.decode(data)[1]) - n) // hop))
         start = time.perf_counter()
         _decode_bytes(codec, data)
         elapsed = time.perf_counter() - start
@@ -348,9 +349,9 @@ def main() -> None:
     elif args.section == "seam":
         seam()
     elif args.section == "quality":
-        quality(args.checkpoint, args.corpus, args.latencies, args.steps[0])
+        quality(args.checkpoint, args.corpus, args.latencies, args.steps[0], args.threads)
     elif args.section == "loss":
-        loss(args.checkpoint, args.corpus, args.loss_rates, args.steps[0])
+        loss(args.checkpoint, args.corpus, args.loss_rates, args.steps[0], args.threads)
     elif args.section == "speed":
         speed(args.checkpoint, args.steps, args.threads)
     else:

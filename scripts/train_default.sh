@@ -16,7 +16,7 @@ semanticodec train mae "${common[@]}" --out "$run/mae"
 semanticodec train codebook "${common[@]}" --out "$run/codebook" --mae "$run/mae/mae.safetensors"
 semanticodec train vae "${common[@]}" --out "$run/vae" --steps 1200 --batch-size 8
 semanticodec train vocoder "${common[@]}" --out "$run/vocoder" --steps 6400
-semanticodec train ldm "${common[@]}" --out "$run/ldm" --steps 1600 --mae "$run/mae/mae.safetensors" \
+semanticodec train ldm "${common[@]}" --out "$run/ldm" --steps 4200 --mae "$run/mae/mae.safetensors" \
   --vae "$run/vae/vae.safetensors" --codebook "$run/codebook/codebook_2048_0.npy"
 semanticodec train assemble --codebook "$run/codebook/codebook_2048_0.npy" -o "$run/default_model.safetensors" --force \
   "$run/mae/mae.safetensors" "$run/vae/vae.safetensors" "$run/vocoder/vocoder.safetensors" "$run/ldm/ldm.safetensors"

@@ -123,7 +123,8 @@ class ModelConfig:
 
         Same architecture and 10.24 s windows as the official model; narrower parts:
         AudioMAE 128 wide x 6 blocks, a 1-layer LSTM, a UNet of 3 levels (32-64-128 channels)
-        with attention at the coarsest level, a 32-channel VAE and a 128-channel HiFi-GAN.
+        with attention at the coarsest level and the time-aligned context path (8 tokens per
+        0.16 s column), a 32-channel VAE and a 128-channel HiFi-GAN.
         """
         dim = 128
         return cls(
@@ -135,6 +136,7 @@ class ModelConfig:
             unet=UNetConfig(
                 model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(4,),
                 num_head_channels=32, context_dim=2 * dim + 192, norm_groups=16,
+                aligned_context_groups=8,
             ),
             vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),
             vocoder=HiFiGANConfig(

@@ -77,9 +77,10 @@ def open_wav_stream(
             source.skip(size + size % 2, f"the WAV {chunk_id!r} chunk")
     if fmt is None:
         raise WavStreamError("WAV stream has no fmt chunk before its data")
-    if riff[:4] == b"RF64" and size == 0xFFFFFFFF and rf64_data_size is not None:
+    rf64 = riff[:4] == b"RF64" and size == 0xFFFFFFFF and rf64_data_size is not None
+    if rf64:
         size = rf64_data_size
-    known = 0 < size < _UNKNOWN_SIZE or rf64_data_size is not None
+    known = rf64 or 0 < size < _UNKNOWN_SIZE
     data_bytes = size - size % fmt.frame_bytes if known else None
     info = replace(fmt, frames=data_bytes // fmt.frame_bytes if known else 0)
     return info, _blocks(source, info, data_bytes, max(1, int(info.sample_rate * block_seconds)))

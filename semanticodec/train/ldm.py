@@ -66,7 +66,7 @@ PRESETS: dict[str, LDMTrainConfig] = {
         warmup_steps=1000, windows=100_000,
     ),
     "small": LDMTrainConfig(
-        steps=1600, batch_size=8, crop_seconds=10.24, learning_rate=4e-4, checkpoint_every=100, log_every=10,
+        steps=4200, batch_size=8, crop_seconds=10.24, learning_rate=4e-4, checkpoint_every=100, log_every=10,
         warmup_steps=50, dead_code_steps=20, windows=1000,
     ),
     "tiny": LDMTrainConfig(
@@ -74,7 +74,7 @@ PRESETS: dict[str, LDMTrainConfig] = {
         dead_code_steps=1, windows=4,
     ),
 }
-"""``small``: 1.4 s per step on 2 idle CPU cores (about 40 min; the bundled model's run);
+"""``small``: 1.3-1.5 s per step on 2 idle CPU cores (about 1 h 40 min; the bundled model's run);
 ``official``: a GPU run."""
 
 
