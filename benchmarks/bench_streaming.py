@@ -19,6 +19,7 @@ one signal.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from semanticodec.audio import load_audio  # noqa: E402
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, SemantiCodec  # noqa: E402
+from semanticodec.conditioning import split_windows  # noqa: E402
 from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -85,12 +87,16 @@ def _clips() -> list[tuple[str, np.ndarray]]:
     return [(Path(name).name, load_audio(SHARED / "audio" / name)) for name in CLIPS]
 
 
+def _stream_bytes(codec: SemantiCodec, audio: np.ndarray, **options) -> bytes:
+    """``audio`` (16 kHz) pushed in 0.25 s chunks through a :class:`StreamingEncoder`."""
+    encoder = StreamingEncoder(codec, 16000, **options)
+    return b"".join(encoder.push(audio[i : i + 4000]) for i in range(0, len(audio), 4000)) + encoder.finish()
+
+
 def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndarray:
     import bitstream
 
-    encoder = StreamingEncoder(codec, 16000, **options)
-    data = b"".join(encoder.push(audio[i : i + 4000]) for i in range(0, len(audio), 4000)) + encoder.finish()
-    return bitstream.decode(data)[1]
+    return bitstream.decode(_stream_bytes(codec, audio, **options))[1]
 
 
 def agreement(latencies: list[float]) -> None:
@@ -111,8 +117,7 @@ def agreement(latencies: list[float]) -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for latency in latencies:
         start = time.perf_counter()
-        context = min(8.0, 10.24 - latency - 0.32)
-        tokens = _stream_tokens(codec, audio, mode="low_latency", low_latency=LowLatencyConfig(latency, 0.32, context))
+        tokens = _stream_tokens(codec, audio, mode="low_latency", low_latency=LowLatencyConfig.fitted(latency))
         elapsed = time.perf_counter() - start
         same = (tokens == offline).mean(axis=0)
         seconds = len(audio) / 16000
@@ -241,11 +246,16 @@ def _decode_bytes(codec: SemantiCodec, data: bytes, concealment: str = "inpaint"
     return audio, decoder.lost_pairs
 
 
-def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
+@functools.cache
+def _speech_visqol():
     from benchmarks.metrics import Visqol
 
+    return Visqol("speech")
+
+
+def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
     n = min(len(reference), len(degraded))
-    return Visqol("speech")(reference[:n], degraded[:n])
+    return _speech_visqol()(reference[:n], degraded[:n])
 
 
 def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int, threads: int) -> None:
@@ -262,9 +272,8 @@ def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps:
         offline_audio = _decode_bytes(codec, offline_data)[0]
         print(f"| {domain} | exact (= offline) | 10.26 | 100.00% | 100.00% | {_visqol(audio, offline_audio):.2f} | – |")
         for latency in latencies:
-            config = LowLatencyConfig(latency, 0.32, max(0.0, min(8.0, 10.24 - latency - 0.32)))
-            encoder = StreamingEncoder(codec, 16000, mode="low_latency", low_latency=config, sample_count=len(audio))
-            data = b"".join(encoder.push(audio[i : i + 4000]) for i in range(0, len(audio), 4000)) + encoder.finish()
+            config = LowLatencyConfig.fitted(latency)
+            data = _stream_bytes(codec, audio, mode="low_latency", low_latency=config, sample_count=len(audio))
             tokens = bitstream.decode(data)[1]
             same = (tokens == offline_tokens).mean(axis=0)
             decoded = _decode_bytes(codec, data)[0]
@@ -322,8 +331,8 @@ def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
         codec = _trained_codec(checkpoint, s)
         encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
         data = encoder.push(audio) + encoder.finish()
-        n, hop = codec.config.tokens_per_window, codec.config.tokens_per_window * 15 // 16
-        windows = 1 + max(0, -(-(len(bitstream.decode(data)[1]) - n) // hop))
+        tokens = torch.from_numpy(bitstream.decode(data)[1])[None]
+        windows = len(split_windows(tokens, codec.config.tokens_per_window)[1])
         start = time.perf_counter()
         _decode_bytes(codec, data)
         elapsed = time.perf_counter() - start

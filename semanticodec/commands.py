@@ -35,9 +35,6 @@ STREAM_SECONDS = 60.0
 RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}
 """Raw PCM sample formats accepted on standard input (little-endian, interleaved channels)."""
 
-LOW_LATENCY_CONTEXT = 8.0
-"""Seconds of past audio re-encoded with each low-latency block (less when the block is long)."""
-
 BLOCK_SECONDS = 1.0
 """Audio read or written per step in streaming mode."""
 
@@ -168,10 +165,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
     blocks, rate, frames = _audio_blocks(args)
     codec = _codec(args, args.token_rate, args.vocab)
     mode = "exact" if args.low_latency is None else "low_latency"
-    low_latency = None
-    if args.low_latency is not None:
-        context = max(0.0, min(LOW_LATENCY_CONTEXT, 10.24 - args.low_latency - args.lookahead))
-        low_latency = LowLatencyConfig(args.low_latency, args.lookahead, context)
+    low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
         codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns
     )

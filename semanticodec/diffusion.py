@@ -332,7 +332,8 @@ class DDIMSampler:
                 a_prev = torch.tensor(float(params.alphas_prev[index]), dtype=torch.float32)
                 sigma = torch.tensor(float(params.sigmas[index]), dtype=torch.float32)
                 dir_coef = (1.0 - a_prev - sigma**2).sqrt().to(x.device, x.dtype)
-                x_prev = a_prev.sqrt().to(x.device, x.dtype) * pred_x0 + dir_coef * eps
+                sqrt_a_prev = a_prev.sqrt().to(x.device, x.dtype)
+                x_prev = sqrt_a_prev * pred_x0 + dir_coef * eps
                 if eta > 0.0:
                     z = _step_noise(noise, step, generator, x)
                     x_prev = x_prev + sigma.to(x.device, x.dtype) * z
@@ -344,7 +345,7 @@ class DDIMSampler:
                     record["pred_x0"].append(pred_x0)
                 if known is not None:
                     z_known = _step_noise(None, step, generator, x)
-                    noised = a_prev.sqrt().to(x.device, x.dtype) * known_x0 + (1.0 - a_prev).sqrt().to(x.device, x.dtype) * z_known
+                    noised = sqrt_a_prev * known_x0 + (1.0 - a_prev).sqrt().to(x.device, x.dtype) * z_known
                     x_prev = torch.where(known_mask, noised, x_prev)
                 x = x_prev
         return x if known is None else torch.where(known_mask, known_x0, x)

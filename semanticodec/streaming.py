@@ -150,6 +150,13 @@ class LowLatencyConfig:
     lookahead: float = 0.32
     context: float = 8.0
 
+    @classmethod
+    def fitted(cls, latency: float, lookahead: float = 0.32, max_context: float = 8.0) -> LowLatencyConfig:
+        """The longest context up to ``max_context`` seconds that fits one window with the block
+        and the look-ahead."""
+        room = WINDOW_SAMPLES / SAMPLE_RATE - latency - lookahead
+        return cls(latency, lookahead, max(0.0, min(max_context, room)))
+
 
 class StreamingEncoder:
     """Audio chunks in, ``.scdc`` bytes out, packets emitted as soon as their tokens are final.

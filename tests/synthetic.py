@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from semanticodec.train.data import Clip, CropSampler
 
@@ -26,3 +27,13 @@ def log_rows(folder: Path) -> list[dict[str, str]]:
     """Rows of ``folder/log.csv`` written by the training loop."""
     with (folder / "log.csv").open() as f:
         return list(csv.DictReader(f))
+
+
+def fixed_batch_losses(stage, batch, steps: int, key: str, noise_seed: int) -> list[float]:
+    """The ``key`` loss of ``steps`` training steps of ``stage`` on one batch, torch's RNG
+    reseeded with ``noise_seed`` before each step (same masks / noise every step)."""
+    losses = []
+    for step in range(steps):
+        torch.manual_seed(noise_seed)
+        losses.append(stage.train_step(batch, step)[key])
+    return losses

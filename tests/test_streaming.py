@@ -240,3 +240,9 @@ def test_latent_gap_follows_the_token_steps(codec: SemantiCodec) -> None:
     missing[160:176] = True
     gap = StreamingDecoder(codec)._latent_gap(missing, 256)
     assert gap.shape == (256,) and torch.nonzero(gap).flatten().tolist() == list(range(80, 88))
+
+
+def test_fitted_low_latency_context() -> None:
+    assert LowLatencyConfig.fitted(0.32) == LowLatencyConfig(0.32, 0.32, 8.0)
+    assert LowLatencyConfig.fitted(2.56).context == pytest.approx(10.24 - 2.56 - 0.32)
+    assert LowLatencyConfig.fitted(10.24, 0.32).context == 0.0

@@ -40,17 +40,22 @@ def _pcm(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:
     return (noise * 32767).astype("<i2")
 
 
-def test_pipe_compress_decompress(weights: str, codec: SemantiCodec, tmp_path) -> None:
-    pcm = _pcm(2.0, 22050, 2)
-    (tmp_path / "in.raw").write_bytes(pcm.tobytes())
+def _run_pipe(weights: str, folder, feed: str, compress_options: str, decode_to: str) -> None:
+    """``feed | compress - - | tee pipe.scdc | decompress - DECODE_TO`` in ``folder`` (the tiny model, 1 DDIM step)."""
     common = f"--checkpoint {weights} --quiet"
     tool = f"{sys.executable} -m semanticodec"
     pipeline = (
-        f"{tool} compress - - --input-rate 22050 --channels 2 --vocab 100 {common} < in.raw | tee pipe.scdc "
-        f"| {tool} decompress - - --steps 1 {common} > out.wav"
+        f"{feed} | {tool} compress - - --vocab 100 {compress_options} {common} | tee pipe.scdc "
+        f"| {tool} decompress - {decode_to} --steps 1 {common}"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=tmp_path, env=env, check=True, timeout=120)
+    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=folder, env=env, check=True, timeout=120)
+
+
+def test_pipe_compress_decompress(weights: str, codec: SemantiCodec, tmp_path) -> None:
+    pcm = _pcm(2.0, 22050, 2)
+    (tmp_path / "in.raw").write_bytes(pcm.tobytes())
+    _run_pipe(weights, tmp_path, "cat in.raw", "--input-rate 22050 --channels 2", "- > out.wav")
     audio, rate = sf.read(tmp_path / "out.wav", dtype="float32")
     assert rate == 16000 and len(audio) == 13 * 2560
     header, tokens = bitstream.read_file(tmp_path / "pipe.scdc")
@@ -62,14 +67,7 @@ def test_pipe_compress_decompress(weights: str, codec: SemantiCodec, tmp_path) -
 def test_sox_wav_pipe(weights: str, codec: SemantiCodec, tmp_path) -> None:
     """The issue's pipeline: sox writes a WAV stream of unknown length into compress - -."""
     sf.write(tmp_path / "in.flac", _pcm(1.5, 44100, 2), 44100)
-    common = f"--checkpoint {weights} --quiet"
-    tool = f"{sys.executable} -m semanticodec"
-    pipeline = (
-        f"sox in.flac -t wav - | {tool} compress - - --vocab 100 {common} | tee pipe.scdc "
-        f"| {tool} decompress - out.wav --steps 1 {common}"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=tmp_path, env=env, check=True, timeout=120)
+    _run_pipe(weights, tmp_path, "sox in.flac -t wav -", "", "out.wav")
     header, tokens = bitstream.read_file(tmp_path / "pipe.scdc")
     assert header.sample_rate == 44100
     audio, rate = sf.read(tmp_path / "in.flac", dtype="float32")

@@ -13,6 +13,7 @@ import torch
 from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import Clip, CropSampler
 from semanticodec.train.ldm import PRESETS, CachedWindows, LDMStage, encode_windows, load_windows, save_windows
+from synthetic import fixed_batch_losses
 from tiny import tiny_config
 
 
@@ -59,10 +60,7 @@ def test_steps_on_a_fixed_batch_reduce_the_loss(windows):
     model, cached = windows
     stage = _stage(model, learning_rate=3e-3, warmup_steps=1, uncond_prob=0.0)
     batch = CachedWindows(cached, 2).batch(0)
-    losses = []
-    for step in range(12):
-        torch.manual_seed(0)
-        losses.append(stage.train_step(batch, step)["v_mse"])
+    losses = fixed_batch_losses(stage, batch, 12, "v_mse", noise_seed=0)
     assert losses[-1] < 0.96 * losses[0] and min(losses[6:]) < min(losses[:3]), losses
 
 

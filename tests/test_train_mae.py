@@ -15,7 +15,7 @@ from semanticodec.nn.vit import mae_decoder_keys
 from semanticodec.train.data import Batch, CropSampler
 from semanticodec.train.loop import train
 from semanticodec.train.mae import PRESETS, MAEDecoder, MAEStage, patchify
-from synthetic import log_rows, tone_and_noise_sampler
+from synthetic import fixed_batch_losses, log_rows, tone_and_noise_sampler
 from tiny import tiny_config
 
 
@@ -51,10 +51,7 @@ def test_overfits_a_fixed_batch() -> None:
     torch.manual_seed(0)
     stage = MAEStage(tiny_config(), config)
     batch = _sampler(config).batch(0)
-    losses = []
-    for step in range(config.steps):
-        torch.manual_seed(1)
-        losses.append(stage.train_step(batch, step)["loss"])
+    losses = fixed_batch_losses(stage, batch, config.steps, "loss", noise_seed=1)
     assert losses[-1] < 0.9 * losses[0]
 
 

@@ -14,7 +14,7 @@ from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 from semanticodec.train.loop import train
 from semanticodec.train.vae import PRESETS, PatchDiscriminator, VAEStage, kl_divergence, vae_input
-from synthetic import log_rows, tone_and_noise_sampler
+from synthetic import fixed_batch_losses, log_rows, tone_and_noise_sampler
 from tiny import tiny_config
 
 
@@ -53,10 +53,7 @@ def test_overfits_a_fixed_batch() -> None:
     torch.manual_seed(0)
     stage = VAEStage(tiny_config(), config)
     batch = _sampler(config).batch(0)
-    losses = []
-    for step in range(config.steps):
-        torch.manual_seed(1)
-        losses.append(stage.train_step(batch, step)["rec"])
+    losses = fixed_batch_losses(stage, batch, config.steps, "rec", noise_seed=1)
     assert losses[-1] < 0.8 * losses[0]
 
 
