@@ -10,6 +10,8 @@ column; at 50 tok/s 4 rows make a 0.16 s column, at 25 tok/s 4 rows a 0.32 s col
   object (files, pipes, sockets), strict or resilient to damaged packets.
 - ``scan``: integrity report of a whole stream (what ``semanticodec info`` prints).
 - ``pack_bits`` / ``unpack_bits``: the vectorised fixed-width bit packer.
+- ``EntropyTables`` / ``learn_tables``: the statistics of a model's tokens; given to the
+  writer, packets are range coded (format version 2) where that makes them smaller.
 
 Every malformed stream raises ``BitstreamError`` (a ValueError). The byte format is
 specified in FORMAT.md beside this file.
@@ -17,36 +19,45 @@ specified in FORMAT.md beside this file.
 
 from bitstream.bitpack import pack_bits, packed_size, unpack_bits
 from bitstream.errors import BitstreamError
-from bitstream.files import StreamInfo, decode, encode, read_file, read_stream, scan, write_file
+from bitstream.files import StreamInfo, decode, encode, packet_offsets, read_file, read_stream, scan, write_file
 from bitstream.header import (
     DEFAULT_PACKET_COLUMNS,
     MAGIC,
+    NO_TABLE,
     TOKEN_RATES,
     UNSPECIFIED_MODEL,
     VERSION,
+    VERSIONS,
     Header,
     bits_for,
 )
-from bitstream.stream import Damage, Packet, StreamReader, StreamWriter, check_tokens
+from bitstream.stream import Damage, Packet, StreamReader, StreamWriter, TableSource, check_tokens
+from bitstream.tables import EntropyTables, learn_tables
 
 __all__ = [
     "DEFAULT_PACKET_COLUMNS",
     "MAGIC",
+    "NO_TABLE",
     "TOKEN_RATES",
     "UNSPECIFIED_MODEL",
     "VERSION",
+    "VERSIONS",
     "BitstreamError",
     "Damage",
+    "EntropyTables",
     "Header",
     "Packet",
     "StreamInfo",
     "StreamReader",
     "StreamWriter",
+    "TableSource",
     "bits_for",
     "check_tokens",
     "decode",
     "encode",
+    "learn_tables",
     "pack_bits",
+    "packet_offsets",
     "packed_size",
     "read_file",
     "read_stream",

@@ -1,9 +1,10 @@
 """The .scdc stream header: fields, validation, byte layout (FORMAT.md §2).
 
-All multi-byte integers are big-endian. Layout (47 bytes + metadata)::
+All multi-byte integers are big-endian. Layout (47 bytes + metadata in version 1, 55 in
+version 2)::
 
     0   4  magic "SCDC"
-    4   1  format version (1)
+    4   1  format version: 1 (fixed-width packets only) or 2 (names entropy tables)
     5   1  token rate: 25, 50 or 100 tokens/s (both streams counted)
     6   1  packet_columns: token columns per full packet, 1..255
     7   4  semantic vocabulary size, 2..2**20
@@ -11,9 +12,10 @@ All multi-byte integers are big-endian. Layout (47 bytes + metadata)::
     15  16 model id (all zero: unspecified)
     31  4  original sample rate in Hz, 1000..768000
     35  8  original sample count (0: unknown)
-    43  2  metadata length M in bytes
-    45  M  metadata: UTF-8 "key=value" lines joined by "\\n"
-    45+M 2 CRC-16 of bytes 0 .. 45+M-1
+    43  8  version 2 only: table id, the entropy tables of the coded packets (never all zero)
+    43/51  2  metadata length M in bytes
+    ..  M  metadata: UTF-8 "key=value" lines joined by "\\n"
+    ..  2  CRC-16 of every header byte before it
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from types import MappingProxyType
 from bitstream.errors import BitstreamError
 
 MAGIC = b"SCDC"
-VERSION = 1
+VERSION = 2
+"""The newest format version: streams that name entropy tables. A stream without tables is
+written as version 1, byte for byte the format before entropy coding."""
+VERSIONS = (1, 2)
 TOKEN_RATES = (25, 50, 100)
 PAIRS_PER_COLUMN = {100: 8, 50: 4, 25: 4}
 """Token pairs in one token column: 8 frequency patches (100 tok/s) or 4 (50 and 25 tok/s)."""
@@ -47,9 +52,14 @@ MAX_METADATA_BYTES = 0xFFFF
 MAX_KEY_LENGTH = 64
 MODEL_ID_BYTES = 16
 UNSPECIFIED_MODEL = bytes(MODEL_ID_BYTES)
+TABLE_ID_BYTES = 8
+NO_TABLE = bytes(TABLE_ID_BYTES)
+"""Table id of a stream whose packets are all fixed width (a version 1 stream)."""
 
-_FIXED = struct.Struct(">4sBBBII16sIQH")
-FIXED_SIZE = _FIXED.size
+_COMMON = struct.Struct(">4sBBBII16sIQ")
+"""Header fields up to the sample count, the same in every version."""
+FIXED_SIZE = _COMMON.size + 2
+"""Bytes of a version 1 header before its metadata: 45 (version 2 adds the 8-byte table id)."""
 CRC_SIZE = 2
 _INT_FIELDS = ("token_rate", "semantic_vocab", "acoustic_vocab", "sample_count", "sample_rate", "packet_columns")
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % MAX_KEY_LENGTH)
@@ -111,6 +121,8 @@ class Header:
     (sample_count 0: unknown).
     packet_columns: token columns per full packet (None: DEFAULT_PACKET_COLUMNS[token_rate]).
     metadata: optional text pairs (keys: 1-64 of A-Z a-z 0-9 _ . -; values without newline/NUL).
+    table_id: 8 bytes naming the entropy tables of the coded packets (``EntropyTables.table_id``);
+    NO_TABLE (all zero): every packet is fixed width and the header is written as version 1.
     Invalid values raise ValueError.
     """
 
@@ -122,6 +134,7 @@ class Header:
     sample_rate: int = 16000
     packet_columns: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    table_id: bytes = NO_TABLE
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -130,8 +143,9 @@ class Header:
                 object.__setattr__(self, name, operator.index(value))
         if self.packet_columns is None and self.token_rate in TOKEN_RATES:
             object.__setattr__(self, "packet_columns", DEFAULT_PACKET_COLUMNS[self.token_rate])
-        if isinstance(self.model_id, bytearray):
-            object.__setattr__(self, "model_id", bytes(self.model_id))
+        for name in ("model_id", "table_id"):
+            if isinstance(getattr(self, name), bytearray):
+                object.__setattr__(self, name, bytes(getattr(self, name)))
         if isinstance(self.metadata, Mapping):
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         problem = self._problem()
@@ -151,6 +165,8 @@ class Header:
                 return f"{name} must be in {MIN_VOCAB}..{MAX_VOCAB}, got {value}"
         if not isinstance(self.model_id, bytes) or len(self.model_id) != MODEL_ID_BYTES:
             return f"model_id must be {MODEL_ID_BYTES} bytes, got {self.model_id!r}"
+        if not isinstance(self.table_id, bytes) or len(self.table_id) != TABLE_ID_BYTES:
+            return f"table_id must be {TABLE_ID_BYTES} bytes, got {self.table_id!r}"
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
             return f"sample_rate must be in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {self.sample_rate}"
         if not 0 <= self.sample_count <= MAX_SAMPLE_COUNT:
@@ -163,6 +179,11 @@ class Header:
 
     def __hash__(self) -> int:
         return hash(self.to_bytes())
+
+    @property
+    def version(self) -> int:
+        """Format version of the encoded header: 2 when it names entropy tables, else 1."""
+        return 1 if self.table_id == NO_TABLE else 2
 
     @property
     def semantic_bits(self) -> int:
@@ -207,7 +228,8 @@ class Header:
     @property
     def size(self) -> int:
         """Encoded header length in bytes."""
-        return FIXED_SIZE + len(encode_metadata(self.metadata)) + CRC_SIZE
+        table = TABLE_ID_BYTES if self.version == 2 else 0
+        return FIXED_SIZE + table + len(encode_metadata(self.metadata)) + CRC_SIZE
 
     def sample_count_problem(self, pairs: int) -> str | None:
         """Why ``sample_count`` cannot belong to a stream of ``pairs`` token pairs, or None.
@@ -243,11 +265,12 @@ class Header:
     def to_bytes(self) -> bytes:
         """The encoded header, CRC included."""
         block = encode_metadata(self.metadata)
-        fixed = _FIXED.pack(
-            MAGIC, VERSION, self.token_rate, self.packet_columns, self.semantic_vocab, self.acoustic_vocab,
-            self.model_id, self.sample_rate, self.sample_count, len(block),
+        common = _COMMON.pack(
+            MAGIC, self.version, self.token_rate, self.packet_columns, self.semantic_vocab, self.acoustic_vocab,
+            self.model_id, self.sample_rate, self.sample_count,
         )
-        body = fixed + block
+        table = self.table_id if self.version == 2 else b""
+        body = common + table + struct.pack(">H", len(block)) + block
         return body + struct.pack(">H", crc16(body))
 
 
@@ -267,25 +290,30 @@ def read_header(read: Callable[[int], bytes]) -> Header:
     version = read(1)
     if not version:
         raise BitstreamError("truncated header: stream ends after 4 bytes")
-    if version[0] != VERSION:
-        raise BitstreamError(f"unsupported format version {version[0]} (this reader supports {VERSION})")
-    rest = read(FIXED_SIZE - 5)
-    fixed = start + version + rest
-    if len(fixed) < FIXED_SIZE:
+    if version[0] not in VERSIONS:
+        raise BitstreamError(f"unsupported format version {version[0]} (this reader supports {', '.join(map(str, VERSIONS))})")
+    size = FIXED_SIZE + (TABLE_ID_BYTES if version[0] == 2 else 0)
+    fixed = start + version + read(size - 5)
+    if len(fixed) < size:
         raise BitstreamError(f"truncated header: stream ends after {len(fixed)} bytes")
-    _, _, token_rate, columns, sem_vocab, ac_vocab, model_id, sample_rate, sample_count, meta_len = _FIXED.unpack(fixed)
+    _, _, token_rate, columns, sem_vocab, ac_vocab, model_id, sample_rate, sample_count = _COMMON.unpack_from(fixed)
+    table_id = fixed[_COMMON.size : size - 2] if version[0] == 2 else NO_TABLE
+    meta_len = int.from_bytes(fixed[-2:], "big")
     tail = read(meta_len + CRC_SIZE)
     if len(tail) < meta_len + CRC_SIZE:
-        total = FIXED_SIZE + meta_len + CRC_SIZE
-        raise BitstreamError(f"truncated header: stream ends after {FIXED_SIZE + len(tail)} of {total} header bytes")
+        total = size + meta_len + CRC_SIZE
+        raise BitstreamError(f"truncated header: stream ends after {size + len(tail)} of {total} header bytes")
     block, crc_bytes = tail[:meta_len], tail[meta_len:]
     if crc16(fixed + block) != int.from_bytes(crc_bytes, "big"):
         raise BitstreamError("header checksum mismatch: the header is corrupted")
+    if version[0] == 2 and table_id == NO_TABLE:
+        raise BitstreamError("invalid header: a version 2 header must name entropy tables (its table id is zero)")
     metadata = decode_metadata(block)
     try:
         return Header(
             token_rate=token_rate, semantic_vocab=sem_vocab, acoustic_vocab=ac_vocab, model_id=model_id,
             sample_count=sample_count, sample_rate=sample_rate, packet_columns=columns, metadata=metadata,
+            table_id=table_id,
         )
     except ValueError as error:
         raise BitstreamError(f"invalid header: {error}") from None

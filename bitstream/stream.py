@@ -3,42 +3,58 @@
 Packet layout (FORMAT.md §3), big-endian::
 
     0  2  sync marker D3 C3
-    2  2  bit 15: FINAL flag; bits 14..0: sequence number mod 32768
+    2  2  bit 15: FINAL flag; version 1: bits 14..0 sequence number mod 32768;
+          version 2: bit 14 CODED flag, bits 13..0 sequence number mod 16384
     4  2  pair count n, present only in the FINAL packet (0 <= n < packet_pairs)
+    fixed width (CODED clear):
     .. S  semantic layer: n ids of semantic_bits bits, MSB-first, zero-padded to a byte
     .. A  acoustic layer: n ids of acoustic_bits bits, MSB-first, zero-padded to a byte
+    entropy coded (CODED set, FORMAT.md §8):
+    .. 1-2 S, 1-2 A: layer lengths (one byte below 128, else two bytes with the top bit set)
+    .. S  semantic layer, range coded;  .. A  acoustic layer, range coded
     .. 2  CRC-16 of every byte after the sync marker and before the CRC
 
 Full packets hold ``header.packet_pairs`` pairs and are never final; the stream ends with
-exactly one FINAL packet holding the remaining 0 .. packet_pairs - 1 pairs.
+exactly one FINAL packet holding the remaining 0 .. packet_pairs - 1 pairs. A writer with
+entropy tables codes a packet only when that makes it smaller than its fixed-width form.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from bitstream.entropy import CORRUPT, OK, decode_layer, encode_layer
 from bitstream.errors import BitstreamError
-from bitstream.header import CRC_SIZE, Header, crc16, read_header
+from bitstream.header import CRC_SIZE, NO_TABLE, Header, crc16, read_header
+from bitstream.tables import EntropyTables
 
 SYNC = b"\xd3\xc3"
 FINAL_FLAG = 0x8000
-SEQ_MODULUS = 0x8000
-MAX_SEQ_GAP = SEQ_MODULUS // 2
-"""A resynchronised packet is accepted when it lies less than this many packets ahead."""
+CODED_FLAG = 0x4000
+"""Version 2: the packet's layers are range coded."""
 DEFAULT_CHUNK = 1 << 16
 
 Layers = Literal["both", "semantic"]
+TableSource = EntropyTables | Callable[[bytes], "EntropyTables | None"] | None
+"""Where a reader finds the entropy tables a stream names: the tables themselves, a function
+from table id to tables (None when unknown), or None (no tables: version 1 streams only)."""
+
+
+def seq_modulus(header: Header) -> int:
+    """Sequence numbers count modulo this: 32768 in version 1, 16384 in version 2."""
+    return 0x8000 if header.version == 1 else 0x4000
 
 
 def packet_size(header: Header, pairs: int, final: bool) -> int:
-    """Bytes of a packet holding ``pairs`` token pairs, framing included."""
+    """Bytes of a fixed-width packet holding ``pairs`` token pairs, framing included (a coded
+    packet is always smaller)."""
     framing = len(SYNC) + 2 + (2 if final else 0) + CRC_SIZE
     return framing + packed_size(pairs, header.semantic_bits) + packed_size(pairs, header.acoustic_bits)
 
@@ -63,16 +79,46 @@ def check_tokens(tokens: ArrayLike, header: Header) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def encode_packet(header: Header, seq: int, tokens: np.ndarray, final: bool) -> bytes:
-    """One packet for checked tokens ``[n, 2]`` int64 (n == packet_pairs unless final)."""
-    flags = (seq % SEQ_MODULUS) | (FINAL_FLAG if final else 0)
-    parts = [struct.pack(">H", flags)]
-    if final:
-        parts.append(struct.pack(">H", len(tokens)))
-    parts.append(pack_bits(tokens[:, 0], header.semantic_bits))
-    parts.append(pack_bits(tokens[:, 1], header.acoustic_bits))
-    body = b"".join(parts)
-    return SYNC + body + struct.pack(">H", crc16(body))
+def _length_field(length: int) -> bytes:
+    """A coded layer length: one byte below 128, else two bytes, the first with its top bit set."""
+    return bytes([length]) if length < 0x80 else struct.pack(">H", 0x8000 | length)
+
+
+def coded_layers(header: Header, tokens: np.ndarray, tables: EntropyTables, budget: int) -> tuple[bytes, bytes] | None:
+    """The range-coded (semantic, acoustic) layers of one packet's checked tokens ``[n, 2]``
+    int64, or None when together they would take more than ``budget`` bytes."""
+    semantic_model, acoustic_model = tables.kernel_models
+    ppc = header.pairs_per_column
+    out = np.zeros(budget + 8, np.uint8)
+    semantic = np.ascontiguousarray(tokens[:, 0])
+    size = encode_layer(semantic, semantic[:0], ppc, semantic_model, out)
+    if size < 0:
+        return None
+    semantic_layer = out[:size].tobytes()
+    out = np.zeros(budget - size + 8, np.uint8)
+    size = encode_layer(np.ascontiguousarray(tokens[:, 1]), semantic, ppc, acoustic_model, out)
+    if size < 0:
+        return None
+    return semantic_layer, out[:size].tobytes()
+
+
+def encode_packet(
+    header: Header, seq: int, tokens: np.ndarray, final: bool, tables: EntropyTables | None = None
+) -> tuple[bytes, bool]:
+    """One packet for checked tokens ``[n, 2]`` int64 (n == packet_pairs unless final):
+    ``(bytes, coded)``. With ``tables`` it is range coded when that makes it smaller."""
+    flags = (seq % seq_modulus(header)) | (FINAL_FLAG if final else 0)
+    head = struct.pack(">H", flags) + (struct.pack(">H", len(tokens)) if final else b"")
+    fixed = pack_bits(tokens[:, 0], header.semantic_bits) + pack_bits(tokens[:, 1], header.acoustic_bits)
+    body, coded = head + fixed, False
+    if tables is not None and len(tokens):
+        layers = coded_layers(header, tokens, tables, len(fixed))
+        if layers is not None:
+            lengths = _length_field(len(layers[0])) + _length_field(len(layers[1]))
+            if len(lengths) + len(layers[0]) + len(layers[1]) < len(fixed):
+                body = struct.pack(">H", flags | CODED_FLAG) + head[2:] + lengths + layers[0] + layers[1]
+                coded = True
+    return SYNC + body + struct.pack(">H", crc16(body)), coded
 
 
 class StreamWriter:
@@ -83,15 +129,35 @@ class StreamWriter:
     remaining pairs and flushes. The file object is not closed. Used as a context manager,
     the final packet is written only when the block ends without an exception, so an
     interrupted stream stays detectably truncated.
+
+    With ``tables`` (entropy tables for the header's token rate and vocabularies) the header
+    names them (version 2, ``self.header.table_id``) and every packet is range coded when
+    that makes it smaller (``coded_packets`` counts them); without, the stream is version 1.
     """
 
-    def __init__(self, fileobj: BinaryIO, header: Header) -> None:
+    def __init__(self, fileobj: BinaryIO, header: Header, tables: EntropyTables | None = None) -> None:
         if not callable(getattr(fileobj, "write", None)):
             raise ValueError(f"StreamWriter needs a binary file object with write(), got {type(fileobj).__name__}")
         if not isinstance(header, Header):
             raise ValueError(f"header must be a bitstream.Header, got {type(header).__name__}")
+        if tables is not None:
+            if not isinstance(tables, EntropyTables):
+                raise ValueError(f"tables must be bitstream.EntropyTables, got {type(tables).__name__}")
+            if not tables.fits(header.token_rate, header.semantic_vocab, header.acoustic_vocab):
+                raise ValueError(
+                    f"entropy tables for {tables.token_rate} tok/s, vocabularies {tables.semantic_vocab} + "
+                    f"{tables.acoustic_vocab} cannot code a {header.token_rate} tok/s, "
+                    f"{header.semantic_vocab} + {header.acoustic_vocab} stream"
+                )
+            if header.table_id not in (NO_TABLE, tables.table_id):
+                raise ValueError(f"the header names entropy tables {header.table_id.hex()}, the tables given are {tables.table_id.hex()}")
+            header = replace(header, table_id=tables.table_id)
+        elif header.table_id != NO_TABLE:
+            raise ValueError(f"the header names entropy tables {header.table_id.hex()}: pass them as tables")
         self.header = header
+        self.tables = tables
         self.pairs_written = 0
+        self.coded_packets = 0
         self.closed = False
         self._file = fileobj
         self._seq = 0
@@ -107,12 +173,17 @@ class StreamWriter:
         size = self.header.packet_pairs
         full = len(pending) // size
         packets = [
-            encode_packet(self.header, self._seq + i, pending[i * size : (i + 1) * size], False) for i in range(full)
+            self._packet(self._seq + i, pending[i * size : (i + 1) * size], False) for i in range(full)
         ]
         self._seq += full
         self._pending = pending[full * size :].copy()
         self.pairs_written += len(chunk)
         self._emit(b"".join(packets))
+
+    def _packet(self, seq: int, tokens: np.ndarray, final: bool) -> bytes:
+        data, coded = encode_packet(self.header, seq, tokens, final, self.tables)
+        self.coded_packets += coded
+        return data
 
     def close(self) -> None:
         """Write the final packet (the pairs not yet written, possibly none) and flush.
@@ -126,7 +197,7 @@ class StreamWriter:
         if problem is not None:
             raise ValueError(problem)
         self.closed = True
-        self._emit(encode_packet(self.header, self._seq, self._pending, True))
+        self._emit(self._packet(self._seq, self._pending, True))
         self._pending = self._pending[:0]
 
     def _emit(self, data: bytes) -> None:
@@ -157,7 +228,7 @@ class Packet:
     index: position of the packet in the stream (sequence number, unwrapped), from 0.
     start: index of its first token pair in the stream (index * packet_pairs).
     semantic, acoustic: ids ``[n]`` int64; acoustic is None when reading the semantic layer alone.
-    final: whether this is the last packet of the stream.
+    final: whether this is the last packet of the stream. coded: whether it was range coded.
     """
 
     index: int
@@ -165,6 +236,7 @@ class Packet:
     semantic: np.ndarray
     acoustic: np.ndarray | None
     final: bool
+    coded: bool = False
 
     @property
     def tokens(self) -> np.ndarray:
@@ -297,6 +369,9 @@ class StreamReader:
     ``layers="semantic"`` skips unpacking the acoustic layer (``Packet.acoustic`` is None).
     After the final packet, ``total_pairs`` is the stream's pair count; a known sample
     count in the header that does not fit it raises BitstreamError in both modes.
+
+    A version 2 stream needs the entropy tables its header names: ``tables`` gives them (see
+    ``TableSource``); when they are not found, construction raises BitstreamError.
     """
 
     def __init__(
@@ -307,6 +382,7 @@ class StreamReader:
         layers: Layers = "both",
         on_damage: Callable[[Damage], None] | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        tables: TableSource = None,
     ) -> None:
         if layers not in ("both", "semantic"):
             raise ValueError(f"layers must be 'both' or 'semantic', got {layers!r}")
@@ -316,6 +392,7 @@ class StreamReader:
             raise ValueError(f"StreamReader needs a binary file object with read(), got {type(fileobj).__name__}")
         self._in = _Input(fileobj, chunk_size)
         self.header = read_header(self._in.read_exact)
+        self.tables = resolve_tables(self.header, tables)
         self.resilient = resilient
         self.layers = layers
         self.damage: list[Damage] = []
@@ -430,45 +507,115 @@ class StreamReader:
             raise _Bad(f"sync marker missing (found {head[:2].hex(' ')})")
         flags = int.from_bytes(head[2:4], "big")
         final = bool(flags & FINAL_FLAG)
-        seq = flags & (SEQ_MODULUS - 1)
+        modulus = seq_modulus(header)
+        coded = header.version == 2 and bool(flags & CODED_FLAG)
+        seq = flags & (modulus - 1)
         pairs = header.packet_pairs
+        start = 4
         if final:
             if not self._in.fill(6):
                 raise _Bad(f"truncated packet: stream ends {self._in.available} bytes into it")
             pairs = int.from_bytes(self._in.peek(6)[4:6], "big")
             if pairs >= header.packet_pairs:
                 raise _Bad(f"final packet claims {pairs} pairs, must be fewer than {header.packet_pairs}")
+            start = 6
         size = packet_size(header, pairs, final)
+        if coded:
+            lengths, start = self._lengths(start)
+            coded_size = start + sum(lengths) + CRC_SIZE
+            if coded_size >= size:
+                raise _Bad(f"entropy-coded packet of {coded_size} bytes is not smaller than its fixed-width form ({size} bytes)")
+            size = coded_size
         if not self._in.fill(size):
             raise _Bad(f"truncated packet: stream ends {self._in.available} of {size} bytes into it")
         data = self._in.peek(size)
         if crc16(data[2:-CRC_SIZE]) != int.from_bytes(data[-CRC_SIZE:], "big"):
             raise _Bad("checksum mismatch (corrupted packet)")
-        gap = (seq - self._next) % SEQ_MODULUS
-        if gap >= MAX_SEQ_GAP or (gap and not self.resilient):
-            expected = self._next % SEQ_MODULUS
+        gap = (seq - self._next) % modulus
+        if gap >= modulus // 2 or (gap and not self.resilient):
+            expected = self._next % modulus
             raise _Bad(f"sequence number {seq}, expected {expected} (packets missing, repeated or reordered)")
         index = self._next + gap
-        body = memoryview(data)[(6 if final else 4) :]
+        body = memoryview(data)[start : size - CRC_SIZE]
         try:
-            semantic = _layer(body, pairs, header.semantic_bits, header.semantic_vocab, "semantic")
-            acoustic = None
-            if self.layers == "both":
-                skip = packed_size(pairs, header.semantic_bits)
-                acoustic = _layer(body[skip:], pairs, header.acoustic_bits, header.acoustic_vocab, "acoustic")
+            if coded:
+                semantic, acoustic = self._decode_coded(body, lengths, pairs)
+            else:
+                semantic = _layer(body, pairs, header.semantic_bits, header.semantic_vocab, "semantic")
+                acoustic = None
+                if self.layers == "both":
+                    skip = packed_size(pairs, header.semantic_bits)
+                    acoustic = _layer(body[skip:], pairs, header.acoustic_bits, header.acoustic_vocab, "acoustic")
         except _Bad as bad:
             raise _Bad(bad.reason, framed=True, index=index, size=size, final=final, pairs=pairs) from None
         self._in.consume(size)
         self._next = index + 1
         if final:
             self._finish(index, pairs)
-        return Packet(index, index * header.packet_pairs, semantic, acoustic, final)
+        return Packet(index, index * header.packet_pairs, semantic, acoustic, final, coded)
+
+    def _lengths(self, offset: int) -> tuple[tuple[int, int], int]:
+        """The two layer lengths of a coded packet, read from ``offset`` (after the pair count):
+        ``((semantic, acoustic), offset of the semantic layer)``; raises _Bad when truncated."""
+        lengths = []
+        for _ in range(2):
+            if not self._in.fill(offset + 1):
+                raise _Bad(f"truncated packet: stream ends {self._in.available} bytes into it")
+            first = self._in.peek(offset + 1)[offset]
+            if first < 0x80:
+                lengths.append(first)
+                offset += 1
+                continue
+            if not self._in.fill(offset + 2):
+                raise _Bad(f"truncated packet: stream ends {self._in.available} bytes into it")
+            length = int.from_bytes(self._in.peek(offset + 2)[offset:], "big") & 0x7FFF
+            if length < 0x80:
+                raise _Bad(f"layer length {length} written in two bytes (one byte below 128)")
+            lengths.append(length)
+            offset += 2
+        return (lengths[0], lengths[1]), offset
+
+    def _decode_coded(self, body: memoryview, lengths: tuple[int, int], pairs: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decode the range-coded layers of a packet whose CRC passed; raises _Bad."""
+        semantic_model, acoustic_model = self.tables.kernel_models
+        ppc = self.header.pairs_per_column
+        raw = np.frombuffer(body, np.uint8)
+        semantic = np.zeros(pairs, np.int64)
+        _check_coded(decode_layer(raw[: lengths[0]], pairs, semantic[:0], ppc, semantic_model, semantic), "semantic")
+        if self.layers != "both":
+            return semantic, None
+        acoustic = np.zeros(pairs, np.int64)
+        _check_coded(decode_layer(raw[lengths[0] :], pairs, semantic, ppc, acoustic_model, acoustic), "acoustic")
+        return semantic, acoustic
 
     def _finish(self, index: int, pairs: int) -> None:
         self.total_pairs = index * self.header.packet_pairs + pairs
         problem = self.header.sample_count_problem(self.total_pairs)
         if problem is not None:
             raise BitstreamError(f"invalid header: {problem}")
+
+
+def _check_coded(status: int, name: str) -> None:
+    if status == CORRUPT:
+        raise _Bad(f"the {name} layer does not decode under the stream's entropy tables")
+    if status != OK:
+        raise _Bad(f"the {name} layer ends with a zero byte (not a canonical range-coded layer)")
+
+
+def resolve_tables(header: Header, tables: TableSource) -> EntropyTables | None:
+    """The entropy tables a version 2 ``header`` names (None for version 1), found through
+    ``tables``; raises BitstreamError when they are not available or do not fit the header."""
+    if header.version == 1:
+        return None
+    found = tables(header.table_id) if callable(tables) else tables
+    name = header.table_id.hex()
+    if found is None:
+        raise BitstreamError(f"the stream is entropy coded with tables {name}, which are not available")
+    if found.table_id != header.table_id:
+        raise BitstreamError(f"the stream is entropy coded with tables {name}; the tables given are {found.table_id.hex()}")
+    if not found.fits(header.token_rate, header.semantic_vocab, header.acoustic_vocab):
+        raise BitstreamError(f"invalid header: entropy tables {name} are for another token rate or vocabulary")
+    return found
 
 
 def _layer(body: memoryview, pairs: int, bits: int, vocab: int, name: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bitstream import VERSION, Header, StreamInfo, encode, read_file, scan
+from bitstream import Header, StreamInfo, encode, read_file, scan
 from semanticodec.atomic import atomic_write, check_output
 
 PROG = "semanticodec"
@@ -102,7 +102,7 @@ def _info_record(path: str, info: StreamInfo) -> dict[str, Any]:
     return {
         "file": path,
         "format": "SCDC",
-        "format_version": VERSION,
+        "format_version": header.version,
         "token_rate": header.token_rate,
         "pairs_per_second": header.pairs_per_second,
         "semantic_vocab": header.semantic_vocab,

@@ -1,7 +1,8 @@
 """Malformed input: arbitrary and mutated streams give a valid parse or BitstreamError, never
 another exception, a hang or an allocation out of proportion to the input.
 
-The default run checks every single-bit flip and every truncation of a small stream,
+The corpus holds fixed-width (version 1) and entropy-coded (version 2) streams. The default
+run checks every single-bit flip of a small stream of each kind and every truncation,
 2000 hypothesis examples and 20 000 seeded mutations of valid streams (well under a minute);
 ``pytest -m slow`` runs 500 000 mutations and every double-bit flip.
 """
@@ -22,35 +23,52 @@ from hypothesis import strategies as st
 from bitstream import BitstreamError, Header, StreamReader, decode, encode, scan
 from bitstream.header import FIXED_SIZE, MAGIC, crc16
 from bitstream.stream import SYNC, packet_size
+from toy_tables import structured_tokens, toy_tables
 
 CORPUS_SPECS = [
-    # token_rate, semantic_vocab, acoustic_vocab, packet_columns, pairs, metadata
-    (100, 4096, 8192, 1, 43, {}),
-    (50, 10000, 8192, 2, 37, {"title": "fuzz", "k": "v"}),
-    (25, 3, 5, 1, 18, {}),
-    (25, 32768, 8192, None, 300, {}),
-    (100, 1 << 20, 1 << 20, 1, 9, {"a": "ü"}),
-    (50, 4096, 8192, 1, 0, {}),
+    # token_rate, semantic_vocab, acoustic_vocab, packet_columns, pairs, metadata, entropy coded
+    (100, 4096, 8192, 1, 43, {}, False),
+    (50, 10000, 8192, 2, 37, {"title": "fuzz", "k": "v"}, False),
+    (25, 3, 5, 1, 18, {}, False),
+    (25, 32768, 8192, None, 300, {}, False),
+    (100, 1 << 20, 1 << 20, 1, 9, {"a": "ü"}, False),
+    (50, 4096, 8192, 1, 0, {}, False),
+    (100, 64, 128, 2, 41, {}, True),
+    (50, 64, 128, 3, 50, {"title": "coded"}, True),
+    (25, 64, 128, None, 300, {}, True),
 ]
+TABLES = {tables.table_id: tables for tables in (toy_tables(rate) for rate in (100, 50, 25))}
+"""The entropy tables of the coded streams, by table id (``TABLES.get`` is the readers' lookup)."""
 
 
 def build_corpus() -> list[tuple[Header, bytes]]:
     rng = np.random.default_rng(11)
     corpus = []
-    for rate, vocab, acoustic, columns, pairs, metadata in CORPUS_SPECS:
+    for rate, vocab, acoustic, columns, pairs, metadata, coded in CORPUS_SPECS:
         header = Header(rate, vocab, acoustic, packet_columns=columns, metadata=metadata,
                         sample_count=pairs * 16000 * 2 // rate)
-        tokens = np.stack([rng.integers(0, vocab, pairs), rng.integers(0, acoustic, pairs)], axis=1)
-        corpus.append((header, encode(tokens, header)))
+        if coded:
+            data = encode(structured_tokens(rng, pairs, vocab, acoustic, rate), header, toy_tables(rate))
+            assert data[4] == 2
+            header = decode(data, tables=TABLES.get)[0]
+        else:
+            data = encode(np.stack([rng.integers(0, vocab, pairs), rng.integers(0, acoustic, pairs)], axis=1), header)
+        corpus.append((header, data))
     return corpus
 
 
 CORPUS = build_corpus()
 EXAMPLE = CORPUS[0][1]
+CODED_EXAMPLE = CORPUS[6][1]
+
+
+def fixed_size(data: bytes) -> int:
+    """Header bytes before the metadata: 45 in version 1, 53 in version 2."""
+    return FIXED_SIZE + (8 if len(data) > 4 and data[4] == 2 else 0)
 
 
 def header_size(data: bytes) -> int:
-    return FIXED_SIZE + int.from_bytes(data[43:45], "big") + 2
+    return fixed_size(data) + int.from_bytes(data[fixed_size(data) - 2 : fixed_size(data)], "big") + 2
 
 
 def fix_header_crc(data: bytearray) -> None:
@@ -59,14 +77,31 @@ def fix_header_crc(data: bytearray) -> None:
         data[end : end + 2] = struct.pack(">H", crc16(data[:end]))
 
 
+def packet_length(data: bytes | bytearray, offset: int, header: Header) -> int | None:
+    """Length of the packet at ``offset`` as its own fields say (None when they cannot be read)."""
+    if offset + 6 > len(data):
+        return None
+    final = bool(data[offset + 2] & 0x80)
+    pairs = int.from_bytes(data[offset + 4 : offset + 6], "big") if final else header.packet_pairs
+    if pairs > header.packet_pairs:
+        return None
+    if header.version == 1 or not data[offset + 2] & 0x40:
+        return packet_size(header, pairs, final)
+    at = offset + (6 if final else 4)
+    for _ in range(2):
+        if at + 2 > len(data):
+            return None
+        length, width = (data[at], 1) if data[at] < 0x80 else (int.from_bytes(data[at : at + 2], "big") & 0x7FFF, 2)
+        at += width + length
+    return at + 2 - offset
+
+
 def fix_packet_crcs(data: bytearray, header: Header) -> None:
     """Recompute the CRC of every packet whose sync marker sits where the writer put it."""
     offset = header.size
     while offset + 6 <= len(data) and data[offset : offset + 2] == SYNC:
-        final = bool(data[offset + 2] & 0x80)
-        pairs = int.from_bytes(data[offset + 4 : offset + 6], "big") if final else header.packet_pairs
-        size = packet_size(header, pairs, final)
-        if pairs > header.packet_pairs or offset + size > len(data):
+        size = packet_length(data, offset, header)
+        if size is None or offset + size > len(data):
             return
         data[offset + size - 2 : offset + size] = struct.pack(">H", crc16(bytes(data[offset + 2 : offset + size - 2])))
         offset += size
@@ -76,6 +111,7 @@ FIELDS = {  # offset, size of header fields (FORMAT.md §2)
     "version": (4, 1), "token_rate": (5, 1), "packet_columns": (6, 1), "semantic_vocab": (7, 4),
     "acoustic_vocab": (11, 4), "sample_rate": (31, 4), "sample_count": (35, 8), "metadata_length": (43, 2),
 }
+FIELDS_V2 = {**FIELDS, "table_id": (43, 8), "metadata_length": (51, 2)}
 
 
 REWRITES = (6, 7, 8)
@@ -110,15 +146,16 @@ def mutate(header: Header, data: bytes, rng: np.random.Generator) -> tuple[int, 
         at = rng.integers(0, n + 1)
         out[at:at] = chunk
     elif kind == 6:
-        name = list(FIELDS)[rng.integers(0, len(FIELDS))]
-        offset, size = FIELDS[name]
+        fields = FIELDS_V2 if header.version == 2 else FIELDS
+        name = list(fields)[rng.integers(0, len(fields))]
+        offset, size = fields[name]
         choices = [0, 1, (1 << (8 * size)) - 1, 1 << (8 * size - 1), int(rng.integers(0, 1 << min(62, 8 * size)))]
         out[offset : offset + size] = choices[rng.integers(0, len(choices))].to_bytes(size, "big")
         fix_header_crc(out)
     elif kind == 7:
         end = header_size(data) - 2
         for _ in range(rng.integers(1, 4)):
-            out[rng.integers(FIXED_SIZE, end + 1) if end > FIXED_SIZE else 43] = rng.integers(0, 256)
+            out[rng.integers(fixed_size(data), end + 1) if end > fixed_size(data) else fixed_size(data) - 2] = rng.integers(0, 256)
         fix_header_crc(out)
     elif kind == 8:
         for _ in range(rng.integers(1, 6)):
@@ -143,14 +180,18 @@ def must_parse_or_reject(data: bytes, original: tuple[Header, np.ndarray] | None
     their position: (wrong, delivered).
     """
     try:
-        header, tokens = decode(data)
+        header, tokens = decode(data, tables=TABLES.get)
     except BitstreamError:
         pass
     else:
-        assert tokens.shape[1] == 2 and len(tokens) <= len(data) * 8 // (header.semantic_bits + header.acoustic_bits)
+        # Fixed-width ids take their full width; a coded packet takes at least 8 bytes.
+        limit = len(data) * 8 // (header.semantic_bits + header.acoustic_bits)
+        if header.version == 2:
+            limit = max(limit, len(data) // 8 * header.packet_pairs)
+        assert tokens.shape[1] == 2 and len(tokens) <= limit
     wrong = delivered = 0
     try:
-        reader = StreamReader(io.BytesIO(data), resilient=True)
+        reader = StreamReader(io.BytesIO(data), resilient=True, tables=TABLES.get)
         for packet in reader:
             delivered += 1
             if original is not None and reader.header == original[0]:
@@ -159,13 +200,13 @@ def must_parse_or_reject(data: bytes, original: tuple[Header, np.ndarray] | None
     except BitstreamError:
         pass
     try:
-        scan(io.BytesIO(data))
+        scan(io.BytesIO(data), TABLES.get)
     except BitstreamError:
         pass
     return wrong, delivered
 
 
-ORIGINALS = [(header, decode(data)[1]) for header, data in CORPUS]
+ORIGINALS = [(header, decode(data, tables=TABLES.get)[1]) for header, data in CORPUS]
 
 
 def run_mutations(cases: int, seed: int) -> tuple[int, int]:
@@ -181,19 +222,20 @@ def run_mutations(cases: int, seed: int) -> tuple[int, int]:
     return wrong, delivered
 
 
-def test_every_single_bit_flip_is_detected() -> None:
-    for position in range(len(EXAMPLE) * 8):
-        damaged = bytearray(EXAMPLE)
+@pytest.mark.parametrize("example", [EXAMPLE, CODED_EXAMPLE], ids=["fixed", "coded"])
+def test_every_single_bit_flip_is_detected(example: bytes) -> None:
+    for position in range(len(example) * 8):
+        damaged = bytearray(example)
         damaged[position // 8] ^= 0x80 >> (position % 8)
         with pytest.raises(BitstreamError):
-            decode(bytes(damaged))
+            decode(bytes(damaged), tables=TABLES.get)
 
 
 def test_every_truncation_is_detected() -> None:
     for _, data in CORPUS:
         for end in range(len(data)):
             with pytest.raises(BitstreamError):
-                decode(data[:end])
+                decode(data[:end], tables=TABLES.get)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +244,8 @@ def test_every_truncation_is_detected() -> None:
         (b"", "empty stream"),
         (b"SC", "truncated header"),
         (b"RIFF....WAVE", "not an .scdc stream"),
-        (MAGIC + b"\x02" + bytes(60), "unsupported format version 2"),
+        (MAGIC + b"\x03" + bytes(60), "unsupported format version 3"),
+        (CODED_EXAMPLE[:52], "truncated header"),
         (EXAMPLE[:30], "truncated header"),
         (EXAMPLE[:-1], "truncated packet"),
         (EXAMPLE + b"\x00", "trailing data"),
@@ -210,7 +253,7 @@ def test_every_truncation_is_detected() -> None:
 )
 def test_named_problems(data: bytes, message: str) -> None:
     with pytest.raises(BitstreamError, match=message):
-        decode(data)
+        decode(data, tables=TABLES.get)
 
 
 @pytest.mark.parametrize(
@@ -260,6 +303,8 @@ def test_final_packet_count_out_of_range() -> None:
     st.binary(max_size=300).map(lambda tail: MAGIC + tail),
     st.binary(max_size=300).map(lambda tail: EXAMPLE[: header_size(EXAMPLE)] + tail),
     st.binary(max_size=300).map(lambda tail: CORPUS[1][1][: header_size(CORPUS[1][1])] + tail),
+    st.binary(max_size=300).map(lambda tail: CODED_EXAMPLE[: header_size(CODED_EXAMPLE)] + tail),
+    st.binary(max_size=300).map(lambda tail: CODED_EXAMPLE[: header_size(CODED_EXAMPLE)] + SYNC + b"\x40\x00" + tail),
 ))
 def test_arbitrary_bytes(data: bytes) -> None:
     must_parse_or_reject(data)
@@ -301,10 +346,13 @@ def test_memory_stays_proportional_to_the_input() -> None:
     claims_metadata = bytearray(wide)
     claims_metadata[43:45] = b"\xff\xff"
     fix_header_crc(claims_metadata)
-    cases = [wide + SYNC + bytes(12), wide + SYNC + b"\x80\x00\xff\xff", bytes(claims_metadata) + bytes(8)]
+    coded = CODED_EXAMPLE[: header_size(CODED_EXAMPLE)]
+    cases = [wide + SYNC + bytes(12), wide + SYNC + b"\x80\x00\xff\xff", bytes(claims_metadata) + bytes(8),
+             coded + SYNC + b"\x40\x00\xff\xff\xff\xff", coded + SYNC + b"\xc0\x00\x00\x05\xff\xff\xff\xff"]
     cases += [mutate(*CORPUS[rng.integers(0, len(CORPUS))], rng)[1] for _ in range(200)]
     for data in cases:
-        for read in (lambda: decode(data), lambda: list(StreamReader(io.BytesIO(data), resilient=True))):
+        for read in (lambda: decode(data, tables=TABLES.get),
+                     lambda: list(StreamReader(io.BytesIO(data), resilient=True, tables=TABLES.get))):
             peak = peak_allocation(read)
             assert peak <= 64 * len(data) + 64 * 1024, f"peak {peak} bytes for a {len(data)}-byte input"
 
@@ -319,11 +367,12 @@ def test_many_seeded_mutations() -> None:
 
 
 @pytest.mark.slow
-def test_every_double_bit_flip_is_detected() -> None:
-    bits = len(EXAMPLE) * 8
+@pytest.mark.parametrize("example", [EXAMPLE, CODED_EXAMPLE], ids=["fixed", "coded"])
+def test_every_double_bit_flip_is_detected(example: bytes) -> None:
+    bits = len(example) * 8
     for a, b in itertools.combinations(range(bits), 2):
-        damaged = bytearray(EXAMPLE)
+        damaged = bytearray(example)
         damaged[a // 8] ^= 0x80 >> (a % 8)
         damaged[b // 8] ^= 0x80 >> (b % 8)
         with pytest.raises(BitstreamError):
-            decode(bytes(damaged))
+            decode(bytes(damaged), tables=TABLES.get)
