@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from semanticodec.audio import load_audio  # noqa: E402
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, SemantiCodec  # noqa: E402
 from semanticodec.conditioning import split_windows  # noqa: E402
+from semanticodec.entropy_tables import find_tables  # noqa: E402
 from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -96,7 +97,7 @@ def _stream_bytes(codec: SemantiCodec, audio: np.ndarray, **options) -> bytes:
 def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndarray:
     import bitstream
 
-    return bitstream.decode(_stream_bytes(codec, audio, **options))[1]
+    return bitstream.decode(_stream_bytes(codec, audio, **options), tables=find_tables)[1]
 
 
 def agreement(latencies: list[float]) -> None:
@@ -157,7 +158,7 @@ def seam() -> None:
     data = encoder.push(audio) + encoder.finish()
     decoder = StreamingDecoder(codec)
     out = np.concatenate([decoder.push(data), decoder.finish()])
-    tokens = bitstream.decode(data)[1]
+    tokens = bitstream.decode(data, tables=find_tables)[1]
     hard = np.concatenate([codec.model.decode_windows(torch.from_numpy(tokens[s : s + 512])[None], torch.tensor([512]), 2, 2.0, 1.0)[0].numpy()[:163840] for s in (0, 512)])
     step = np.abs(np.diff(out))
     typical = np.percentile(step, 99)
@@ -288,15 +289,13 @@ def _drop_packets(data: bytes, rate: float, seed: int) -> tuple[bytes, int, int]
     """``data`` without round(rate x packets) packets chosen at random (at least one); returns
     the damaged stream, the packets dropped and the packet count."""
     import bitstream
-    from bitstream.stream import packet_size
 
-    header, tokens = bitstream.decode(data)
-    size = packet_size(header, header.packet_pairs, False)
-    full = len(tokens) // header.packet_pairs
+    offsets = bitstream.packet_offsets(data, find_tables)
+    full = len(offsets) - 2
     drop = max(1, round(rate * (full + 1)))
     lost = set(np.random.default_rng(seed).choice(full, drop, replace=False).tolist())
-    body = b"".join(data[header.size + i * size : header.size + (i + 1) * size] for i in range(full) if i not in lost)
-    return data[: header.size] + body + data[header.size + full * size :], drop, full + 1
+    body = b"".join(data[offsets[i] : offsets[i + 1]] for i in range(full) if i not in lost)
+    return data[: offsets[0]] + body + data[offsets[full] :], drop, full + 1
 
 
 def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int, threads: int) -> None:
@@ -331,7 +330,7 @@ def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
         codec = _trained_codec(checkpoint, s)
         encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
         data = encoder.push(audio) + encoder.finish()
-        tokens = torch.from_numpy(bitstream.decode(data)[1])[None]
+        tokens = torch.from_numpy(bitstream.decode(data, tables=find_tables)[1])[None]
         windows = len(split_windows(tokens, codec.config.tokens_per_window)[1])
         start = time.perf_counter()
         _decode_bytes(codec, data)

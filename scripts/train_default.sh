@@ -20,4 +20,8 @@ semanticodec train ldm "${common[@]}" --out "$run/ldm" --steps 4200 --mae "$run/
   --vae "$run/vae/vae.safetensors" --codebook "$run/codebook/codebook_2048_0.npy"
 semanticodec train assemble --codebook "$run/codebook/codebook_2048_0.npy" -o "$run/default_model.safetensors" --force \
   "$run/mae/mae.safetensors" "$run/vae/vae.safetensors" "$run/vocoder/vocoder.safetensors" "$run/ldm/ldm.safetensors"
+# Entropy tables of the new model's tokens, stored in its weights file (the bundled tables were
+# learned from a 2.7 h random part of the corpus, see MODEL_CARD.md).
+semanticodec tokenize "$data" --out "$run/tokens" --checkpoint "$run/default_model.safetensors" --quiet ${DEVICE:+--device "$DEVICE"}
+semanticodec learn-tables "$run/tokens" --into "$run/default_model.safetensors"
 echo "model: $run/default_model.safetensors"

@@ -124,6 +124,9 @@ def _info_record(path: str, info: StreamInfo) -> dict[str, Any]:
         "nominal_bitrate_bps": header.nominal_bitrate,
         "actual_bitrate_bps": info.actual_bitrate,
         "overhead_percent": None if info.overhead is None else 100 * info.overhead,
+        "entropy_tables": None if info.tables is None else info.tables.table_id.hex(),
+        "entropy_tables_source": None if info.tables is None else info.tables.source,
+        "coded_packets": info.coded_packets,
         "metadata": dict(header.metadata),
         "integrity": {
             "ok": info.ok,
@@ -148,6 +151,10 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
     tokens = "unknown (final packet missing)"
     if record["token_pairs"] is not None:
         tokens = f"{record['token_pairs']} pairs, {record['token_seconds']:.3f} s"
+    overhead = record["overhead_percent"]
+    size = f"overhead {_fmt(overhead, '.2f', ' %')}"
+    if overhead is not None and overhead < 0:
+        size = f"{-overhead:.2f} % below nominal"
     lines = [
         ("file", record["file"]),
         ("format", f"SCDC version {record['format_version']}"),
@@ -158,10 +165,12 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
         ("duration", original),
         ("tokens", tokens),
         ("bitrate", f"nominal {record['nominal_bitrate_bps']:.1f} bps, "
-                    f"actual {_fmt(record['actual_bitrate_bps'], '.1f', ' bps')} ({record['size_bytes']} bytes, "
-                    f"overhead {_fmt(record['overhead_percent'], '.2f', ' %')})"),
+                    f"actual {_fmt(record['actual_bitrate_bps'], '.1f', ' bps')} ({record['size_bytes']} bytes, {size})"),
         ("packets", f"{record['packets']} intact; a full packet holds {record['packet_pairs']} pairs "
                     f"({record['packet_columns']} columns, {record['packet_seconds']:.2f} s)"),
+        ("entropy", "none: every packet fixed width" if info.tables is None else
+                    f"{record['coded_packets']} of {record['packets']} packets range coded with tables "
+                    f"{record['entropy_tables']} ({record['entropy_tables_source'] or 'given'})"),
     ]
     lines += [("metadata", f"{key}={value}") for key, value in record["metadata"].items()]
     lines.append(("integrity", "ok" if info.ok else "DAMAGED"))
@@ -175,11 +184,13 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from semanticodec.entropy_tables import find_tables
+
     if args.file == "-":
-        info = scan(sys.stdin.buffer)
+        info = scan(sys.stdin.buffer, find_tables)
     else:
         with open(args.file, "rb") as file:
-            info = scan(file)
+            info = scan(file, find_tables)
     record = _info_record(args.file, info)
     print(json.dumps(record, indent=2) if args.json else _info_text(record, info))
     return EXIT_OK if info.ok else EXIT_DAMAGED
@@ -200,7 +211,27 @@ def _configure_pack(parser: argparse.ArgumentParser) -> None:
                         help="token columns per packet (default 32 at 100 tok/s, 64 at 50 and 25)")
     parser.add_argument("--meta", type=_meta_arg, action="append", default=[], metavar="KEY=VALUE",
                         help="metadata entry (repeatable)")
+    add_entropy_option(parser)
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
+
+
+def add_entropy_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-entropy``: write fixed-width packets (format version 1) instead of range coding
+    them with the model's entropy tables."""
+    parser.add_argument(
+        "--no-entropy", action="store_true",
+        help="fixed-width packets (format version 1); default: range coded with the model's entropy tables where smaller",
+    )
+
+
+def entropy_tables_for(args: argparse.Namespace, header: Header):
+    """The entropy tables to write ``header``'s stream with: None with ``--no-entropy`` or when
+    the model has none (fixed width)."""
+    from semanticodec.entropy_tables import tables_for_model
+
+    if args.no_entropy:
+        return None
+    return tables_for_model(header.model_id, header.token_rate, header.semantic_vocab, header.acoustic_vocab)
 
 
 def _run_pack(args: argparse.Namespace) -> int:
@@ -217,10 +248,12 @@ def _run_pack(args: argparse.Namespace) -> int:
         model_id=args.model_id, sample_count=sample_count, sample_rate=args.sample_rate,
         packet_columns=args.packet_columns, metadata=metadata,
     )
-    data = encode(tokens, header)
+    data = encode(tokens, header, entropy_tables_for(args, header))
     with atomic_write(args.output, args.force, [args.tokens]) as file:
         file.write(data)
-    print(f"{args.output}: {len(tokens)} token pairs, {len(data)} bytes, {header.nominal_bitrate:g} bps nominal")
+    actual = len(data) * 8 * header.pairs_per_second / max(len(tokens), 1)
+    print(f"{args.output}: {len(tokens)} token pairs, {len(data)} bytes, {header.nominal_bitrate:g} bps nominal, "
+          f"{actual:.1f} bps actual")
     return EXIT_OK
 
 
@@ -235,8 +268,10 @@ def _configure_unpack(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_unpack(args: argparse.Namespace) -> int:
+    from semanticodec.entropy_tables import find_tables
+
     check_output(args.tokens, [args.input], args.force)
-    _, tokens = read_file(args.input, "semantic" if args.semantic_only else "both", args.model_id)
+    _, tokens = read_file(args.input, "semantic" if args.semantic_only else "both", args.model_id, find_tables)
     with atomic_write(args.tokens, args.force, [args.input]) as file:
         np.save(file, tokens)
     return EXIT_OK
@@ -245,8 +280,8 @@ def _run_unpack(args: argparse.Namespace) -> int:
 register(Command(
     "info", "show a .scdc file's header, duration, bitrate and integrity", _configure_info, _run_info,
     "Show a .scdc file's header, duration, token rate, vocabularies, bitrate (nominal, and actual: "
-    "bytes x 8 / seconds), packet count and integrity. Exit status: 0 intact, 1 damaged (the "
-    "report lists the damage), 2 unreadable or usage error.",
+    "bytes x 8 / seconds), packet count, the entropy tables in use and integrity. Exit status: 0 "
+    "intact, 1 damaged (the report lists the damage), 2 unreadable or usage error.",
 ))
 register(Command("pack", "pack a .npy token array into a .scdc file", _configure_pack, _run_pack))
 register(Command("unpack", "unpack a .scdc file into a .npy token array", _configure_unpack, _run_unpack))
@@ -280,6 +315,7 @@ register(
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
     import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)
+    import semanticodec.table_commands  # noqa: F401  (registers learn-tables)
     import semanticodec.token_commands  # noqa: F401  (registers tokenize, detokenize)
     import semanticodec.train.cli  # noqa: F401  (registers train)
 

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from semanticodec.cli import Command, register
+from semanticodec.cli import Command, add_entropy_option, entropy_tables_for, register
+
+if TYPE_CHECKING:
+    from bitstream import Header
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
@@ -92,6 +95,7 @@ def _configure_compress(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lookahead", type=float, default=0.32, metavar="SECONDS", help="low-latency look-ahead (0.32)")
     parser.add_argument("--packet-columns", type=int, metavar="N", help="token columns per packet (default: the format's)")
+    add_entropy_option(parser)
     _add_model_options(parser)
 
 
@@ -167,7 +171,8 @@ def _compress_stream(args: argparse.Namespace) -> int:
     mode = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
-        codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns
+        codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns,
+        tables=None if args.no_entropy else "model",
     )
     size = 0
     with _open_output(args) as file:
@@ -199,7 +204,8 @@ def _run_compress(args: argparse.Namespace) -> int:
         return _compress_stream(args)
     codec = _codec(args, args.token_rate, args.vocab)
     encoded = codec.encode(args.input)
-    data = encode(encoded.tokens, encoded.header(args.packet_columns))
+    header = encoded.header(args.packet_columns)
+    data = encode(encoded.tokens, header, entropy_tables_for(args, header))
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
         file.write(data)
     kbps = len(data) * 8 / encoded.duration / 1000
@@ -231,6 +237,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.audio import SAMPLE_RATE, resample
     from semanticodec.codec import EncodedAudio
+    from semanticodec.entropy_tables import find_tables
 
     fmt = "WAV" if args.output == "-" else AUDIO_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
@@ -239,7 +246,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
-    header, tokens = read_file(args.input)
+    header, tokens = read_file(args.input, tables=find_tables)
     codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
     if header.acoustic_vocab != codec.config.acoustic_vocab_size:
         raise ValueError(f"{args.input}: acoustic vocabulary {header.acoustic_vocab} != the model's {codec.config.acoustic_vocab_size}")
@@ -266,21 +273,27 @@ def _run_decompress(args: argparse.Namespace) -> int:
 
 def _long_stream(path: str) -> bool:
     """Whether the .scdc file ``path`` is longer than STREAM_SECONDS (or of unknown length)."""
-    from bitstream import StreamReader
+    from bitstream.header import read_header
 
     with open(path, "rb") as file:
-        duration = StreamReader(file).header.duration
+        duration = read_header(file.read).duration
     return duration is None or duration > STREAM_SECONDS
 
 
-def _read_header_bytes(source) -> bytes:
-    """The header bytes at the start of a .scdc stream (fixed part, metadata, CRC)."""
-    from bitstream import BitstreamError
+def _read_header_bytes(source) -> tuple[bytes, Header]:
+    """The header at the start of a .scdc stream: its bytes (fixed part, table id, metadata,
+    CRC) and what they say."""
+    from bitstream.header import read_header
 
-    fixed = source.read(45)
-    if len(fixed) < 45:
-        raise BitstreamError(f"truncated header: stream ends after {len(fixed)} bytes")
-    return fixed + source.read(int.from_bytes(fixed[43:45], "big") + 2)
+    head = bytearray()
+
+    def read(n: int) -> bytes:
+        data = source.read(n)
+        head.extend(data)
+        return data
+
+    header = read_header(read)
+    return bytes(head), header
 
 
 def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
@@ -294,14 +307,12 @@ def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
 def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
-    from bitstream.header import read_header
     from semanticodec.audio import SAMPLE_RATE
     from semanticodec.streaming import StreamingDecoder, StreamResampler
 
     with contextlib.ExitStack() as stack:
         source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
-        head = _read_header_bytes(source)
-        header = read_header(io.BytesIO(head).read)
+        head, header = _read_header_bytes(source)
         codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
         decoder = StreamingDecoder(
             codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment

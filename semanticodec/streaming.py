@@ -45,10 +45,11 @@ import torch
 from scipy import signal
 from torch import Tensor
 
-from bitstream import Damage, Header, StreamReader, StreamWriter
+from bitstream import Damage, EntropyTables, Header, StreamReader, StreamWriter, TableSource
 from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
+from semanticodec.entropy_tables import find_tables, tables_for_model
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
 
 EncoderMode = Literal["exact", "low_latency"]
@@ -170,6 +171,9 @@ class StreamingEncoder:
             the header; 0 = unknown, the decoder then trims to the tokens' duration).
         packet_columns: token columns per packet (None: the format's default; 1 for low
             latency gives a packet per 0.16 s column).
+        tables: entropy tables the packets are range coded with where that makes them smaller;
+            ``"model"``: the codec's model's installed tables (fixed width when it has none);
+            None: fixed width (format version 1).
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class StreamingEncoder:
         sample_count: int = 0,
         packet_columns: int | None = None,
         metadata: dict[str, str] | None = None,
+        tables: EntropyTables | Literal["model"] | None = "model",
     ) -> None:
         if mode not in ("exact", "low_latency"):
             raise ValueError(f"mode must be 'exact' or 'low_latency', got {mode!r}")
@@ -226,7 +231,9 @@ class StreamingEncoder:
             packet_columns=packet_columns,
             metadata=metadata or {},
         )
-        self._writer = StreamWriter(self._sink, header)
+        if tables == "model":
+            tables = tables_for_model(codec.model_id, header.token_rate, header.semantic_vocab, header.acoustic_vocab)
+        self._writer = StreamWriter(self._sink, header, tables)
         self._sample_count = int(sample_count)
         self.finished = False
 
@@ -403,6 +410,8 @@ class StreamingDecoder:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
         on_damage: called with each :class:`bitstream.Damage` as it is found.
         concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
+        tables: where the entropy tables of a range-coded stream come from (default: the
+            installed tables, :func:`semanticodec.entropy_tables.find_tables`).
     """
 
     def __init__(
@@ -410,6 +419,7 @@ class StreamingDecoder:
         codec: SemantiCodec,
         on_damage: Callable[[Damage], None] | None = None,
         concealment: Concealment = "inpaint",
+        tables: TableSource = find_tables,
     ) -> None:
         if concealment not in ("inpaint", "padding"):
             raise ValueError(f"concealment must be 'inpaint' or 'padding', got {concealment!r}")
@@ -424,6 +434,7 @@ class StreamingDecoder:
         self.lost_pairs = 0
         self.finished = False
         self._on_damage = on_damage
+        self._tables = tables
         self._input = _PushedBytes()
         self._reader: StreamReader | None = None
         n = codec.config.tokens_per_window
@@ -482,7 +493,7 @@ class StreamingDecoder:
         saved = bytes(self._input.data) if self._reader is None else b""
         try:
             if self._reader is None:
-                self._reader = StreamReader(self._input, resilient=True, on_damage=self._damaged)
+                self._reader = StreamReader(self._input, resilient=True, on_damage=self._damaged, tables=self._tables)
                 self._start(self._reader.header)
             for packet in self._reader:
                 self._add(packet.start, packet.tokens)

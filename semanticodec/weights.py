@@ -2,7 +2,8 @@
 
 A safetensors file written by :func:`save_safetensors` holds the model's own state dict
 (``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
-``semantic.codebook`` ``[V, D]``, and its configuration as JSON in the metadata. It holds
+``semantic.codebook`` ``[V, D]``, and its configuration as JSON in the metadata; it may also
+hold the model's entropy tables (``entropy.*``, see :mod:`semanticodec.entropy_tables`). It holds
 only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EMA state.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from bitstream.tables import TABLE_PREFIX
+from semanticodec.bundled import DEFAULT_MODEL
 from semanticodec.checkpoint import (
     OFFICIAL_VOCAB_SIZES,
     CheckpointError,
@@ -25,9 +28,6 @@ from semanticodec.config import ModelConfig
 from semanticodec.model import SemantiCodecModel
 
 FORMAT_NAME = "semanticodec"
-DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
-"""The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
-used when no official checkpoint is configured."""
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -73,8 +73,8 @@ def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
     """A model from a file written by :func:`save_safetensors` (computed in float32)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    config = _file_config(Path(path))
-    state = load_state_dict(path)
+    config = file_config(Path(path))
+    state = {key: value for key, value in load_state_dict(path).items() if not key.startswith(TABLE_PREFIX)}
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
     model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
@@ -89,7 +89,7 @@ def default_model_config() -> ModelConfig | None:
     """Configuration of the bundled default model (None when the package has none)."""
     if not DEFAULT_MODEL.is_file():
         return None
-    return _file_config(DEFAULT_MODEL)
+    return file_config(DEFAULT_MODEL)
 
 
 def checkpoint_for(model_id: bytes) -> Path | None:
@@ -99,7 +99,8 @@ def checkpoint_for(model_id: bytes) -> Path | None:
     return DEFAULT_MODEL if default is not None and model_id == default.model_id else None
 
 
-def _file_config(path: Path) -> ModelConfig:
+def file_config(path: Path) -> ModelConfig:
+    """The model configuration stored in a semanticodec safetensors file's metadata."""
     from safetensors import SafetensorError, safe_open
 
     try:

@@ -17,6 +17,7 @@ from semanticodec.cli import main
 from semanticodec.config import ModelConfig
 from semanticodec.checkpoint import CheckpointError
 from semanticodec.commands import _codec
+from semanticodec.entropy_tables import find_tables
 from tiny import tiny_model
 
 
@@ -91,8 +92,13 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, monkeypatch, capsys):
     clip = Path(weights.__file__).with_name("data") / "example.flac"
     scdc, wav = tmp_path / "example.scdc", tmp_path / "example.wav"
     assert main(["compress", str(clip), str(scdc), "--quiet"]) == 0
-    header, tokens = read_file(scdc)
+    header, tokens = read_file(scdc, tables=find_tables)
     assert header.model_id == weights.default_model_config().model_id and header.semantic_vocab == 4096
+    fixed = tmp_path / "fixed.scdc"
+    assert main(["compress", str(clip), str(fixed), "--quiet", "--no-entropy"]) == 0
+    fixed_header, fixed_tokens = read_file(fixed)
+    np.testing.assert_array_equal(fixed_tokens, tokens)
+    assert (header.version, fixed_header.version) == (2, 1) and scdc.stat().st_size < 0.8 * fixed.stat().st_size
     assert main(["decompress", str(scdc), str(wav), "--steps", "4", "--quiet"]) == 0
     audio, rate = sf.read(wav)
     original, original_rate = sf.read(clip)

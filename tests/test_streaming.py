@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -233,6 +235,60 @@ def test_inpainting_concealment_differs_from_padding_only_in_the_damaged_window(
     np.testing.assert_array_equal(np.concatenate([again.push(lossy), again.finish()]), decoded["inpaint"])
     with pytest.raises(ValueError, match="concealment must be"):
         StreamingDecoder(codec, concealment="silence")
+
+
+# Entropy-coded streams ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coded_windows(codec: SemantiCodec) -> tuple[bytes, np.ndarray, bitstream.EntropyTables, list[int]]:
+    """The audio of ``two_windows`` streamed with entropy tables learned from its own tokens
+    (16 pairs per packet), its offline decoding, the tables and the packet offsets."""
+    samples = (WINDOW_SAMPLES + 100) * 22050 // 16000
+    audio = _noise(samples, 9)
+    tokens = codec.encode(audio, 22050).tokens
+    config = codec.config
+    tables = bitstream.learn_tables([tokens], 100, config.semantic_vocab_size, config.acoustic_vocab_size, codec.model_id)
+    data = _encode_stream(codec, audio, 22050, sample_count=samples, packet_columns=2, tables=tables)
+    header, decoded = bitstream.decode(data, tables=tables)
+    np.testing.assert_array_equal(decoded, tokens)
+    assert header.version == 2 and scan_coded(data, tables) > 20
+    count = header.sample_count
+    item = EncodedAudio(decoded, 100, header.semantic_vocab, header.acoustic_vocab, header.model_id, count, 22050)
+    return data, codec.decode(item), tables, bitstream.packet_offsets(data, tables)
+
+
+def scan_coded(data: bytes, tables: bitstream.EntropyTables) -> int:
+    return bitstream.scan(io.BytesIO(data), tables).coded_packets
+
+
+def test_coded_stream_decodes_as_it_arrives(codec: SemantiCodec, coded_windows) -> None:
+    data, offline, tables, _ = coded_windows
+    decoder = StreamingDecoder(codec, tables=tables)
+    parts = [decoder.push(chunk) for chunk in _chunks(data, 3, 50)]
+    audio = np.concatenate(parts + [decoder.finish()])
+    np.testing.assert_array_equal(audio, offline)
+    assert decoder.damage == [] and decoder.buffered_pairs <= 512 + 16
+    with pytest.raises(ValueError, match="which are not available"):
+        StreamingDecoder(codec, tables=lambda table_id: None).push(data)
+
+
+def test_lost_and_corrupt_coded_packets_are_concealed(codec: SemantiCodec, coded_windows) -> None:
+    data, offline, tables, offsets = coded_windows
+    lossy = data[: offsets[5]] + data[offsets[6] :]
+    decoder = StreamingDecoder(codec, tables=tables)
+    audio = np.concatenate([decoder.push(lossy), decoder.finish()])
+    assert decoder.lost_pairs == 16 and [d.first_packet for d in decoder.damage] == [5]
+    assert len(audio) == len(offline)
+    np.testing.assert_array_equal(audio[WINDOW_SAMPLES:], offline[WINDOW_SAMPLES:])
+    assert not np.array_equal(audio[:HOP_SAMPLES], offline[:HOP_SAMPLES])
+    damaged = bytearray(data)
+    damaged[offsets[32] + 7] ^= 0x10  # the final packet: pairs 512-519, in the second window only
+    decoder = StreamingDecoder(codec, tables=tables, concealment="padding")
+    audio = np.concatenate([decoder.push(bytes(damaged)), decoder.finish()])
+    assert [(d.first_packet, d.lost_packets) for d in decoder.damage] == [(32, None)]
+    assert decoder.lost_pairs == 8 and len(audio) == len(offline)
+    np.testing.assert_array_equal(audio[:HOP_SAMPLES], offline[:HOP_SAMPLES])
 
 
 def test_latent_gap_follows_the_token_steps(codec: SemantiCodec) -> None:
