@@ -269,13 +269,13 @@ def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps:
     for domain, audio in _domain_signals(corpus):
         encoder = StreamingEncoder(codec, 16000, sample_count=len(audio))
         offline_data = encoder.push(audio) + encoder.finish()
-        offline_tokens = bitstream.decode(offline_data)[1]
+        offline_tokens = bitstream.decode(offline_data, tables=find_tables)[1]
         offline_audio = _decode_bytes(codec, offline_data)[0]
         print(f"| {domain} | exact (= offline) | 10.26 | 100.00% | 100.00% | {_visqol(audio, offline_audio):.2f} | – |")
         for latency in latencies:
             config = LowLatencyConfig.fitted(latency)
             data = _stream_bytes(codec, audio, mode="low_latency", low_latency=config, sample_count=len(audio))
-            tokens = bitstream.decode(data)[1]
+            tokens = bitstream.decode(data, tables=find_tables)[1]
             same = (tokens == offline_tokens).mean(axis=0)
             decoded = _decode_bytes(codec, data)[0]
             print(
