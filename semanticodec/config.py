@@ -13,6 +13,7 @@ from semanticodec.nn.hifigan import HiFiGANConfig
 from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
+from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
@@ -36,7 +37,7 @@ class ModelConfig:
     acoustic: AcousticConfig = field(default_factory=AcousticConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
-    vocoder: HiFiGANConfig = field(default_factory=HiFiGANConfig)
+    vocoder: VocoderConfig = field(default_factory=HiFiGANConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     pe_dim: int = 192
 
@@ -93,13 +94,14 @@ class ModelConfig:
             "acoustic": AcousticConfig,
             "unet": UNetConfig,
             "vae": VAEConfig,
-            "vocoder": HiFiGANConfig,
             "schedule": ScheduleConfig,
         }
         kwargs = {}
         for key, value in data.items():
             if key in parts:
                 value = parts[key](**{k: tuple(map(_tuplify, v)) if isinstance(v, list) else v for k, v in value.items()})
+            elif key == "vocoder":
+                value = vocoder_config_from_dict(value)
             kwargs[key] = value
         return cls(**kwargs)
 

@@ -20,7 +20,7 @@ from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import DDIMSampler, NoiseSchedule
-from semanticodec.nn.hifigan import HiFiGAN
+from semanticodec.nn.vocoder import build_vocoder
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
@@ -62,7 +62,7 @@ class SemantiCodecModel(nn.Module):
         self.unet = UNetModel(config.unet)
         self.schedule = NoiseSchedule(config.schedule)
         self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
-        self.vocoder = HiFiGAN(config.vocoder)
+        self.vocoder = build_vocoder(config.vocoder)
         self.sampler = DDIMSampler(self.schedule)
 
     @property
@@ -155,7 +155,7 @@ class SemantiCodecModel(nn.Module):
         return self.latent_to_waveform(latent)
 
     def latent_to_waveform(self, latent: Tensor) -> Tensor:
-        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``."""
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``."""
         mel = self.vae.decode(latent / self.schedule.scale_factor)
         return self.vocoder.mel_to_waveform(mel)[:, 0]
 
