@@ -111,6 +111,21 @@ def test_overfits_a_fixed_batch(vocoder: str, lambda_stft: float) -> None:
     assert adversarial["disc"] > 0 and adversarial["gen_adv"] > 0
 
 
+def test_adversarial_steps_use_their_own_batch(monkeypatch) -> None:
+    """The adversarial steps see only ``adversarial_batch_size`` crops of ``adversarial_crop_seconds``."""
+    config = replace(TINY, crop_seconds=0.256, mel_only_steps=1, adversarial_batch_size=1, adversarial_crop_seconds=0.128)
+    stage = VocoderStage(tiny_config(), config)
+    seen = []
+    forward = stage.discriminator.forward
+    monkeypatch.setattr(stage.discriminator, "forward", lambda x: seen.append(tuple(x.shape)) or forward(x))
+    batch = Batch(0.1 * torch.randn(2, config.crop_samples), torch.tensor([config.crop_samples, 1000]))
+    stage.train_step(batch, 0)
+    assert seen == []
+    stage.train_step(batch, 1)
+    # real + fake of one crop of 0.128 s (12 whole mel frames = 1920 samples), for D then for G
+    assert seen == [(2, 1, 1920), (2, 1, 1920)]
+
+
 @VOCODERS
 def test_padding_is_masked(vocoder: str) -> None:
     """Short clips train with finite losses; the mel L1 ignores frames after ``length``."""
@@ -200,6 +215,8 @@ def test_losses() -> None:
         ({"betas": (0.8, 1.0)}, "betas"),
         ({"lambda_mel": -1.0}, "lambda_mel"),
         ({"lambda_stft": -1.0}, "lambda_stft"),
+        ({"adversarial_batch_size": 3}, "adversarial_batch_size"),
+        ({"adversarial_crop_seconds": 0.5}, "adversarial_crop_seconds"),
         ({"stft_resolutions": ()}, "stft_resolutions"),
     ],
 )

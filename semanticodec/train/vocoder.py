@@ -62,6 +62,9 @@ class VocoderTrainConfig(TrainConfig):
     multi-resolution STFT loss at ``stft_resolutions`` (``(n_fft, hop)`` pairs); ``betas``, ``weight_decay``:
     AdamW for both generator and discriminators; ``lr_decay`` every ``lr_decay_every`` steps;
     ``mel_only_steps``: steps trained with the mel loss alone before the discriminators start;
+    ``adversarial_batch_size`` / ``adversarial_crop_seconds``: the adversarial steps train on
+    the first that many crops, cut to that length (0: the whole batch), since the
+    discriminators cost far more per sample than the spectral losses;
     ``discriminator``: MPD/MSD sizes. ``grad_clip`` defaults to 0 (HiFi-GAN does not clip).
     """
 
@@ -74,6 +77,8 @@ class VocoderTrainConfig(TrainConfig):
     lr_decay: float = 0.999
     lr_decay_every: int = 1000
     mel_only_steps: int = 0
+    adversarial_batch_size: int = 0
+    adversarial_crop_seconds: float = 0.0
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     grad_clip: float = 0.0
 
@@ -93,6 +98,14 @@ class VocoderTrainConfig(TrainConfig):
             raise ValueError(f"lr_decay must lie in (0, 1] and lr_decay_every be >= 1: {self}")
         if self.mel_only_steps < 0:
             raise ValueError(f"mel_only_steps must be >= 0, got {self.mel_only_steps}")
+        if not 0 <= self.adversarial_batch_size <= self.batch_size:
+            raise ValueError(f"adversarial_batch_size must lie in [0, batch_size], got {self.adversarial_batch_size}")
+        adversarial_samples = round(self.adversarial_crop_seconds * 16000)
+        if self.adversarial_crop_seconds and not MIN_CROP_SAMPLES <= adversarial_samples <= self.crop_samples:
+            raise ValueError(
+                f"adversarial_crop_seconds {self.adversarial_crop_seconds} must give {MIN_CROP_SAMPLES} to "
+                f"{self.crop_samples} samples (0: the whole crop)"
+            )
 
 
 PRESETS: dict[str, VocoderTrainConfig] = {
@@ -103,7 +116,7 @@ PRESETS: dict[str, VocoderTrainConfig] = {
     "small": VocoderTrainConfig(
         steps=40_000, batch_size=16, crop_seconds=0.64, learning_rate=5e-4, betas=(0.8, 0.9), log_every=20,
         checkpoint_every=200, lr_decay=0.999, lr_decay_every=100, mel_only_steps=6000, lambda_stft=15.0,
-        grad_clip=10.0,
+        grad_clip=10.0, adversarial_batch_size=8, adversarial_crop_seconds=0.32,
         discriminator=DiscriminatorConfig(scales=0, width=0.25, resolutions=((512, 128), (1024, 256), (256, 64))),
     ),
     "tiny": VocoderTrainConfig(
@@ -115,7 +128,8 @@ PRESETS: dict[str, VocoderTrainConfig] = {
 """``official``: HiFi-GAN V1's recipe (batch 16, 8192-sample segments = 0.512 s at 16 kHz,
 2.5 M steps) for GPUs. ``small``: for the Vocos of :meth:`ModelConfig.small` on one CPU core:
 16 crops of 0.64 s; 6000 steps with the mel and multi-resolution STFT losses only, then the
-GAN with the MPD (1/4 width) and a complex-STFT MRD (Vocos' pairing, no MSD); resumable
+GAN with the MPD (1/4 width) and a complex-STFT MRD (Vocos' pairing, no MSD) on 8 crops of
+0.32 s; resumable
 across sessions (:attr:`steps` is a ceiling, the bundled model used the step recorded in its
 model card). ``tiny``: tests (every loss and discriminator kind)."""
 
@@ -169,6 +183,10 @@ class VocoderStage:
         mel-only steps (the log's columns stay fixed).
         """
         config = self.config
+        if step >= config.mel_only_steps:
+            rows = config.adversarial_batch_size or batch.audio.shape[0]
+            samples = round(config.adversarial_crop_seconds * 16000) or batch.audio.shape[1]
+            batch = Batch(batch.audio[:rows, :samples], batch.length[:rows].clamp(max=samples))
         lr = config.learning_rate * config.lr_decay ** (step // config.lr_decay_every)
         for optimizer in (self.optimizer_g, self.optimizer_d):
             for group in optimizer.param_groups:
