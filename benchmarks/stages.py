@@ -10,8 +10,9 @@ Rows (each clip's reference is the input at 16 kHz):
   of fast Griffin-Lim after a non-negative least-squares mel inversion: a fixed phase-retrieval
   reference with no training at all;
 - ``vocoder, true mel``: the model's vocoder on the input's mel;
-- ``VAE → vocoder`` / ``VAE → Griffin-Lim``: the mel through the VAE (posterior mean) and then
-  the vocoder or Griffin-Lim (needs VAE encoder weights: ``--vae``);
+- ``VAE → vocoder`` / ``VAE → Griffin-Lim``: the mel through a VAE (posterior mean; ``--vae``,
+  the VAE of a ``semanticodec train vae`` run, since inference weights hold no encoder) and
+  then the vocoder or Griffin-Lim;
 - ``decoder`` / ``decoder → Griffin-Lim``: the whole codec, tokens → diffusion → VAE →
   vocoder, and the same decoded mel inverted with Griffin-Lim.
 
@@ -124,15 +125,18 @@ def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None)
     return model
 
 
-def load_vae_encoder(model: SemantiCodecModel, path: Path) -> torch.nn.Module:
-    """A VAE with the model's decoder and the encoder of ``path`` (``vae.safetensors`` of
-    ``semanticodec train vae``, which holds both)."""
+def load_vae(model: SemantiCodecModel, path: Path) -> torch.nn.Module:
+    """The VAE (encoder and decoder) of ``path``: ``vae.safetensors`` or ``checkpoint.pt`` of
+    ``semanticodec train vae``, with the model's VAE sizes."""
     from semanticodec.checkpoint import load_state_dict
     from semanticodec.nn.vae import AutoencoderKL
 
     vae = AutoencoderKL(model.config.vae, with_encoder=True)
-    state = load_state_dict(path)
-    vae.load_state_dict({k[len("vae."):]: v.float() for k, v in state.items() if k.startswith("vae.")})
+    if path.suffix == ".pt":
+        vae.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["modules"]["vae"])
+    else:
+        state = load_state_dict(path)
+        vae.load_state_dict({k[len("vae."):]: v.float() for k, v in state.items() if k.startswith("vae.")})
     return vae.eval()
 
 
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model weights (.safetensors; default: the bundled model)")
     parser.add_argument("--vocoder", type=Path, help="replace the model's vocoder: checkpoint.pt of `train vocoder` or .safetensors")
     parser.add_argument("--vocoder-config", type=Path, help="ModelConfig JSON whose vocoder describes --vocoder")
-    parser.add_argument("--vae", type=Path, help="VAE weights with the encoder (vae.safetensors of `train vae`)")
+    parser.add_argument("--vae", type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of `train vae`")
     parser.add_argument("--steps", type=int, default=50, help="diffusion steps of the decoder rows")
     parser.add_argument("--no-decoder", action="store_true", help="skip the two decoder rows (the costly part)")
     parser.add_argument("--plots", type=int, default=2, help="spectrogram PNGs for the first N clips of each domain")
@@ -282,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.vocoder:
         model = load_vocoder(model, args.vocoder, args.vocoder_config)
     model.eval()
-    vae = load_vae_encoder(model, args.vae) if args.vae else None
+    vae = load_vae(model, args.vae) if args.vae else None
     codec = SemantiCodec.from_model(model, ddim_steps=args.steps, seed=0)
 
     visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
