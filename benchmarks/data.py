@@ -179,13 +179,15 @@ LICENSES = {
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """The training split: total cap in hours, longest piece in seconds, and how many
-    Freedoom MIDI lumps are rendered and how much of each (seconds) is kept."""
+    """The training split: total cap in hours, longest piece in seconds, how many Freedoom
+    MIDI lumps are rendered and how much of each (seconds) is kept, and the peak level (dBFS)
+    below which a file counts as silent and is left out (the Asterisk ``silence/`` prompts)."""
 
     hours: float = 10.0
     piece_seconds: float = 60.0
     midi_lumps: int = 24
     midi_seconds: float = 90.0
+    silence_dbfs: float = -60.0
 
 
 @dataclass(frozen=True)
@@ -647,11 +649,14 @@ def _train_names(selected: list[Candidate]) -> dict[str, str]:
 
 def write_train_file(candidate: Candidate, stem: str, folder: Path, plan: TrainPlan = TrainPlan()) -> list[Clip]:
     """One training file as ``<domain>/<stem>[_partNN].wav`` pieces (16 kHz mono PCM-16) under
-    ``folder``; the transcript is kept only for a file written whole."""
+    ``folder``; the transcript is kept only for a file written whole. A silent file (peak
+    below ``plan.silence_dbfs``) gives no pieces."""
     audio = _load_candidate(candidate)
     if candidate.soundfont:
         audio = audio[: int(plan.midi_seconds * SAMPLE_RATE)]
     peak = float(np.abs(audio).max(initial=0.0))
+    if peak < 10 ** (plan.silence_dbfs / 20):
+        return []
     if peak > 1.0:
         audio = audio / peak
     pieces = split_pieces(audio, plan.piece_seconds)

@@ -380,6 +380,10 @@ def test_write_train_file_splits_long_files(tmp_path):
     short = data.Candidate(tmp_path / "short.wav", "asterisk-fr", "speech", 3.0, "Bonjour.")
     (clip,) = data.write_train_file(short, "asterisk-fr_short", tmp_path / "out")
     assert clip.file == "speech/asterisk-fr_short.wav" and clip.transcript == "Bonjour." and clip.duration == 3.0
+    sf.write(tmp_path / "silence.wav", np.full(16000, 5e-4), 16000)  # -66 dBFS, like the Asterisk silence/ prompts
+    silence = data.Candidate(tmp_path / "silence.wav", "asterisk-fr", "speech", 1.0)
+    assert data.write_train_file(silence, "asterisk-fr_silence", tmp_path / "out") == []
+    assert not (tmp_path / "out/speech/asterisk-fr_silence.wav").exists()
 
 
 def test_train_names_are_unique():
