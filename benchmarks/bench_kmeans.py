@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 import torch
 
-from kmeans import assign, train
+from semanticodec.kmeans import assign, train
 
 MIXTURE_CENTRES = 2048
 

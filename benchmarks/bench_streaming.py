@@ -94,7 +94,7 @@ def _stream_bytes(codec: SemantiCodec, audio: np.ndarray, **options) -> bytes:
 
 
 def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndarray:
-    import bitstream
+    from semanticodec import bitstream
 
     return bitstream.decode(_stream_bytes(codec, audio, **options))[1]
 
@@ -125,7 +125,7 @@ def agreement(latencies: list[float]) -> None:
 
 
 def decode(steps: list[int]) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(2)
     model = full_model(decoder=True)
@@ -147,7 +147,7 @@ def decode(steps: list[int]) -> None:
 
 @torch.inference_mode()
 def seam() -> None:
-    import bitstream
+    from semanticodec import bitstream
     from tiny import tiny_model
 
     torch.set_num_threads(2)
@@ -259,7 +259,7 @@ def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
 
 
 def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int, threads: int) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(threads)
     codec = _trained_codec(checkpoint, steps)
@@ -287,8 +287,8 @@ def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps:
 def _drop_packets(data: bytes, rate: float, seed: int) -> tuple[bytes, int, int]:
     """``data`` without round(rate x packets) packets chosen at random (at least one); returns
     the damaged stream, the packets dropped and the packet count."""
-    import bitstream
-    from bitstream.stream import packet_size
+    from semanticodec import bitstream
+    from semanticodec.bitstream.stream import packet_size
 
     header, tokens = bitstream.decode(data)
     size = packet_size(header, header.packet_pairs, False)
@@ -321,7 +321,7 @@ def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int, t
 
 
 def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(threads)
     audio = load_audio(SHARED / "audio" / CLIPS[1])[: 2 * HOP_SAMPLES + OVERLAP_SAMPLES]

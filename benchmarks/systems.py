@@ -239,7 +239,7 @@ class SemantiCodecSystem(System):
         return self._error
 
     def encode(self, audio: np.ndarray) -> bytes:
-        import bitstream
+        from semanticodec import bitstream
 
         codec = self._load()
         if codec is None:
@@ -248,7 +248,7 @@ class SemantiCodecSystem(System):
         return bitstream.encode(encoded.tokens, encoded.header())
 
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
-        import bitstream
+        from semanticodec import bitstream
 
         codec = self._load()
         if codec is None:
@@ -305,7 +305,7 @@ class Encodec(System):
     def encode(self, audio: np.ndarray) -> bytes:
         import torch
 
-        from bitstream import pack_bits
+        from semanticodec.bitstream import pack_bits
 
         model = self._load()
         wav = torch.from_numpy(resample(_check_audio(audio), SAMPLE_RATE, 24000))[None, None]
@@ -318,7 +318,7 @@ class Encodec(System):
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
         import torch
 
-        from bitstream import unpack_bits
+        from semanticodec.bitstream import unpack_bits
 
         model = self._load()
         num_codebooks, frames = (int(v) for v in np.frombuffer(data[:8], dtype="<u4"))

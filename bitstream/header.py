@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bitstream.errors import BitstreamError
+from semanticodec.bitstream.errors import BitstreamError
 
 MAGIC = b"SCDC"
 VERSION = 1

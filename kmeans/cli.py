@@ -1,10 +1,10 @@
 """Command line: ``train`` (k-means codebook from feature shards) and ``features`` (audio → shards).
 
-Used as ``python -m kmeans train|features ...`` and, through :func:`add_train_parser` and
+Used as ``python -m semanticodec.kmeans train|features ...`` and, through :func:`add_train_parser` and
 :func:`add_features_parser`, as ``semanticodec kmeans train|features ...``. Each parser sets
 ``func`` to its handler, which takes the parsed namespace and returns an exit status.
 
-Several processes or machines: ``torchrun --nproc_per_node G -m kmeans train ...``.
+Several processes or machines: ``torchrun --nproc_per_node G -m semanticodec.kmeans train ...``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from kmeans.codebook import save_codebook
-from kmeans.distributed import init_from_env
-from kmeans.engines import ENGINES
-from kmeans.features import extract_features
-from kmeans.trainer import TrainConfig, train
+from semanticodec.kmeans.codebook import save_codebook
+from semanticodec.kmeans.distributed import init_from_env
+from semanticodec.kmeans.engines import ENGINES
+from semanticodec.kmeans.features import extract_features
+from semanticodec.kmeans.trainer import TrainConfig, train
 
 DEFAULT_EXTRACTOR = "semanticodec.codec:semantic_feature_extractor"
 """Factory ``(token_rate, checkpoint, device) -> extract`` of the model's AudioMAE features."""
@@ -138,7 +138,7 @@ def run_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(prog: str = "python -m kmeans") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m semanticodec.kmeans") -> argparse.ArgumentParser:
     """The stand-alone parser with both commands."""
     parser = argparse.ArgumentParser(prog=prog, description="Large-scale k-means for SemantiCodec's semantic codebooks.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +148,7 @@ def build_parser(prog: str = "python -m kmeans") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kmeans``; bad input or a failed file operation exits with status 2
+    """Entry point of ``python -m semanticodec.kmeans``; bad input or a failed file operation exits with status 2
     and a one-line message."""
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """Collective operations for data-parallel k-means over ``torch.distributed`` (gloo or NCCL).
 
-Launch with ``torchrun --nproc_per_node G [--nnodes M ...] -m kmeans train ...``: the command
+Launch with ``torchrun --nproc_per_node G [--nnodes M ...] -m semanticodec.kmeans train ...``: the command
 initialises the process group (NCCL when CUDA is available, else gloo). In a program that has
-already called ``torch.distributed.init_process_group``, :func:`kmeans.train` joins that group.
+already called ``torch.distributed.init_process_group``, :func:`semanticodec.kmeans.train` joins that group.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Algorithm (:func:`train`):
    ``init_points_per_centroid * k`` training vectors; ``"random"``: ``k`` distinct random
    training vectors (FAISS's initialisation).
 3. **Iterations.** Each rank assigns its chunks (chunks ``rank, rank + W, ...``) with the
-   engine (:mod:`kmeans.engines`), accumulates per-centroid sums and counts, and the sums,
+   engine (:mod:`semanticodec.kmeans.engines`), accumulates per-centroid sums and counts, and the sums,
    counts and per-chunk objectives are all-reduced. Sums are accumulated in 64-bit fixed
    point (``round(x * 2**e)``, with ``e`` chosen from ``max |x|`` and the training size so that
    no sum can overflow), which makes the reduction exact and independent of the order and of
@@ -50,10 +50,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kmeans.data import Dataset, DataSpec, open_dataset, reservoir_sample
-from kmeans.distributed import Comm, get_comm
-from kmeans.engines import ENGINES, Engine, select_engine
-from kmeans.init import kmeans_plusplus
+from semanticodec.kmeans.data import Dataset, DataSpec, open_dataset, reservoir_sample
+from semanticodec.kmeans.distributed import Comm, get_comm
+from semanticodec.kmeans.engines import ENGINES, Engine, select_engine
+from semanticodec.kmeans.init import kmeans_plusplus
 
 logger = logging.getLogger("kmeans")
 
@@ -83,7 +83,7 @@ class TrainConfig:
     tol: float = 0.0
     """Stop early when the objective improves by at most this fraction (0: run ``niter``)."""
     engine: str = "auto"
-    """Assignment engine, one of :data:`kmeans.engines.ENGINES`."""
+    """Assignment engine, one of :data:`semanticodec.kmeans.engines.ENGINES`."""
     checkpoint_every: int = 1
     """Iterations between checkpoints."""
 

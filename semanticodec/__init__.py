@@ -6,11 +6,13 @@ the bitstream tools start without loading the model code.
 
 from __future__ import annotations
 
-__all__ = ["EncodedAudio", "SemantiCodec"]
+__version__ = "0.1.0"
+
+__all__ = ["EncodedAudio", "SemantiCodec", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
+    if name in ("EncodedAudio", "SemantiCodec"):
         from semanticodec import codec
 
         return getattr(codec, name)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bitstream import VERSION, Header, StreamInfo, encode, read_file, scan
+from semanticodec.bitstream import VERSION, Header, StreamInfo, encode, read_file, scan
 from semanticodec.atomic import atomic_write, check_output
 
 PROG = "semanticodec"
@@ -260,7 +260,7 @@ def _package_version() -> str:
 
 
 def _configure_kmeans(parser: argparse.ArgumentParser) -> None:
-    from kmeans.cli import add_features_parser, add_train_parser
+    from semanticodec.kmeans.cli import add_features_parser, add_train_parser
 
     verbs = parser.add_subparsers(dest="kmeans_command", required=True, metavar="VERB")
     add_train_parser(verbs)

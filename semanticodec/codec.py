@@ -78,8 +78,8 @@ class EncodedAudio:
     sample_rate: int
 
     def header(self, packet_columns: int | None = None):
-        """The ``bitstream.Header`` of these tokens (``packet_columns``: None = the format's default)."""
-        from bitstream import Header
+        """The ``semanticodec.bitstream.Header`` of these tokens (``packet_columns``: None = the format's default)."""
+        from semanticodec.bitstream import Header
 
         return Header(
             token_rate=self.token_rate,

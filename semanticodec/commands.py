@@ -186,7 +186,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
 
 
 def _run_compress(args: argparse.Namespace) -> int:
-    from bitstream import encode
+    from semanticodec.bitstream import encode
     from semanticodec.atomic import atomic_write, check_output
 
     if args.output != "-":
@@ -227,7 +227,7 @@ def _configure_decompress(parser: argparse.ArgumentParser) -> None:
 def _run_decompress(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from bitstream import read_file
+    from semanticodec.bitstream import read_file
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.audio import SAMPLE_RATE, resample
     from semanticodec.codec import EncodedAudio
@@ -266,7 +266,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
 
 def _long_stream(path: str) -> bool:
     """Whether the .scdc file ``path`` is longer than STREAM_SECONDS (or of unknown length)."""
-    from bitstream import StreamReader
+    from semanticodec.bitstream import StreamReader
 
     with open(path, "rb") as file:
         duration = StreamReader(file).header.duration
@@ -275,7 +275,7 @@ def _long_stream(path: str) -> bool:
 
 def _read_header_bytes(source) -> bytes:
     """The header bytes at the start of a .scdc stream (fixed part, metadata, CRC)."""
-    from bitstream import BitstreamError
+    from semanticodec.bitstream import BitstreamError
 
     fixed = source.read(45)
     if len(fixed) < 45:
@@ -294,7 +294,7 @@ def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
 def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
-    from bitstream.header import read_header
+    from semanticodec.bitstream.header import read_header
     from semanticodec.audio import SAMPLE_RATE
     from semanticodec.streaming import StreamingDecoder, StreamResampler
 

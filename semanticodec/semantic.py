@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from kmeans import assign
+from semanticodec.kmeans.assign import assign
 from semanticodec.checkpoint import load_codebook
 from semanticodec.conditioning import stack_factor
 

@@ -45,7 +45,7 @@ import torch
 from scipy import signal
 from torch import Tensor
 
-from bitstream import Damage, Header, StreamReader, StreamWriter
+from semanticodec.bitstream import Damage, Header, StreamReader, StreamWriter
 from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
@@ -401,7 +401,7 @@ class StreamingDecoder:
 
     Args:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
-        on_damage: called with each :class:`bitstream.Damage` as it is found.
+        on_damage: called with each :class:`semanticodec.bitstream.Damage` as it is found.
         concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
     """
 

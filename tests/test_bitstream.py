@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from bitstream import (
+from semanticodec.bitstream import (
     BitstreamError,
     Damage,
     Header,
@@ -25,8 +25,8 @@ from bitstream import (
     scan,
     write_file,
 )
-from bitstream.header import crc16
-from bitstream.stream import packet_size
+from semanticodec.bitstream.header import crc16
+from semanticodec.bitstream.stream import packet_size
 from parity import reference
 
 OFFICIAL_VOCABS = (4096, 8192, 16384, 32768)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitstream import Header, decode, encode
+from semanticodec.bitstream import Header, decode, encode
 from semanticodec import cli
 from semanticodec.atomic import atomic_write, check_output
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bitstream import read_file
+from semanticodec.bitstream import read_file
 from semanticodec import weights
 from semanticodec.cli import main
 from semanticodec.config import ModelConfig

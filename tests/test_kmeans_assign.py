@@ -7,7 +7,7 @@ import pytest
 import torch
 from parity import reference
 
-from kmeans import assign
+from semanticodec.kmeans import assign
 from semanticodec.fill import fill
 
 NEAR_TIE = 1e-3  # reference README §7: exempt positions whose float64 margin is below this

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from kmeans.cli import main
+from semanticodec.kmeans.cli import main
 
 
 def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    """``torchrun --standalone`` (free localhost port) of ``python -m kmeans train ARGS``, one thread each."""
+    """``torchrun --standalone`` (free localhost port) of ``python -m semanticodec.kmeans train ARGS``, one thread each."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     command += ["-m", "kmeans", "train", *args, "--engine", "faiss-cpu", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}

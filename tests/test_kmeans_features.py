@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from kmeans.cli import main
-from kmeans.features import MANIFEST, extract_features, list_audio, read_manifest
+from semanticodec.kmeans.cli import main
+from semanticodec.kmeans.features import MANIFEST, extract_features, list_audio, read_manifest
 from semanticodec.audio import load_audio
 
 FILES = [

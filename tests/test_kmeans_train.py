@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-import kmeans.trainer as train_module
-from kmeans import (
+import semanticodec.kmeans.trainer as train_module
+from semanticodec.kmeans import (
     TrainConfig,
     assign,
     codebook_filename,
@@ -18,7 +18,7 @@ from kmeans import (
     select_engine,
     train,
 )
-from kmeans.data import reservoir_sample
+from semanticodec.kmeans.data import reservoir_sample
 from semanticodec.checkpoint import load_codebook
 
 QUIET = {"progress": False}
@@ -312,7 +312,7 @@ def test_gpu_engines_never_fall_back_silently(monkeypatch):
     import faiss
     import torch
 
-    import kmeans.engines as engines
+    import semanticodec.kmeans.engines as engines
 
     if torch.cuda.is_available() or engines.faiss_gpu_count() > 0:
         pytest.skip("GPUs are visible here")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import bitstream
-from bitstream.stream import packet_size
+from semanticodec import bitstream
+from semanticodec.bitstream.stream import packet_size
 from semanticodec.audio import resample
 from semanticodec.codec import HOP_SAMPLES, WINDOW_SAMPLES, EncodedAudio, SemantiCodec, window_generator
 from semanticodec.streaming import (

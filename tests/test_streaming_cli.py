@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-import bitstream
+from semanticodec import bitstream
 import semanticodec.commands as commands
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec

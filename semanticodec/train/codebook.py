@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import kmeans
+from semanticodec import kmeans
 from semanticodec.codec import WINDOW_SAMPLES
 from semanticodec.config import ModelConfig
 from semanticodec.features import audiomae_fbank
