@@ -57,8 +57,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import load_audio
+from semanticodec.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DOMAINS = ("speech", "music", "sound")
 
 

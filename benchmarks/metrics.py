@@ -30,8 +30,8 @@ from scipy import signal
 
 from semanticodec.audio import resample
 from semanticodec.features import slaney_mel_basis
+from semanticodec.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import torch
 
 from benchmarks.systems import PAPER_TABLE, System
 from semanticodec.features import slaney_mel_basis
+from semanticodec.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 TICKS_KBPS = (0.25, 0.5, 1, 2, 4, 8, 16)
 
 

@@ -28,8 +28,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import resample
+from semanticodec.constants import SAMPLE_RATE, TOKEN_RATES
 
-SAMPLE_RATE = 16000
 
 
 class System(ABC):
@@ -175,7 +175,6 @@ class Opus(_ExternalTool):
         return _fit(audio if audio.ndim == 1 else audio.mean(axis=1), num_samples)
 
 
-SEMANTICODEC_TOKEN_RATES = (100, 50, 25)
 SEMANTICODEC_VOCABS = (32768, 16384, 8192, 4096)
 
 
@@ -192,8 +191,8 @@ class SemantiCodecSystem(System):
     def __init__(
         self, token_rate: int, vocab: int, checkpoint: str | os.PathLike | None = None, ddim_steps: int = 50, seed: int = 0
     ) -> None:
-        if token_rate not in SEMANTICODEC_TOKEN_RATES:
-            raise ValueError(f"token_rate must be one of {SEMANTICODEC_TOKEN_RATES}, got {token_rate}")
+        if token_rate not in TOKEN_RATES:
+            raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
         if vocab not in SEMANTICODEC_VOCABS:
             raise ValueError(f"vocab must be one of {SEMANTICODEC_VOCABS}, got {vocab}")
         self.token_rate, self.vocab = token_rate, vocab
@@ -446,7 +445,7 @@ def default_systems(checkpoint: str | os.PathLike | None = None, quick: bool = F
 
     vocabs = (16384,) if quick else SEMANTICODEC_VOCABS
     systems: list[System] = [SemantiCodecSystem.bundled()] if default_model_config() is not None else []
-    systems += [SemantiCodecSystem(rate, vocab, checkpoint) for rate in SEMANTICODEC_TOKEN_RATES for vocab in vocabs]
+    systems += [SemantiCodecSystem(rate, vocab, checkpoint) for rate in TOKEN_RATES for vocab in vocabs]
     systems += [Codec2(mode) for mode in CODEC2_MODES]
     systems += [Opus(6), Opus(8)]
     systems += [Encodec(kbps) for kbps in (6.0, 3.0, 1.5)]

@@ -15,8 +15,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-SAMPLE_RATE = 16000
-"""The codec's sample rate in Hz."""
+from semanticodec.constants import SAMPLE_RATE
 
 MAX_SAMPLE_RATE = 768_000
 

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from semanticodec.constants import TOKEN_RATES
+
 ENV_VAR = "SEMANTICODEC_CHECKPOINT"
 HF_REPO_DIR = "models--haoheliu--SemantiCodec"
-TOKEN_RATES = (100, 50, 25)
 OFFICIAL_VOCAB_SIZES = (4096, 8192, 16384, 32768)
 _CODEBOOK_SET = {100: "combine_512_audioset_dominate", 50: "combine_256_audioset_dominate", 25: "combine_128_audioset_dominate"}
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from semanticodec.bitstream import VERSION, Header, StreamInfo, encode, read_file, scan
 from semanticodec.atomic import atomic_write, check_output
+from semanticodec.constants import SAMPLE_RATE, token_samples
 
 PROG = "semanticodec"
 EXIT_OK = 0
@@ -193,7 +194,7 @@ def _configure_pack(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acoustic-vocab", type=int, default=8192, metavar="V", help="acoustic vocabulary size (8192)")
     parser.add_argument("--model-id", type=model_id_arg, default=bytes(16), metavar="HEX",
                         help="32 hex digits identifying the model (default all zeros: unspecified)")
-    parser.add_argument("--sample-rate", type=int, default=16000, metavar="HZ", help="original sample rate (16000)")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, metavar="HZ", help=f"original sample rate ({SAMPLE_RATE})")
     parser.add_argument("--sample-count", type=int, metavar="N",
                         help="original length in samples (default: the duration the tokens cover; 0: unknown)")
     parser.add_argument("--packet-columns", type=int, metavar="N",
@@ -208,7 +209,7 @@ def _run_pack(args: argparse.Namespace) -> int:
     tokens = load_tokens(args.tokens)
     sample_count = args.sample_count
     if sample_count is None:
-        sample_count = (2 * len(tokens) * args.sample_rate + args.token_rate // 2) // args.token_rate
+        sample_count = token_samples(len(tokens), args.token_rate, args.sample_rate)
     metadata = dict(args.meta)
     if len(metadata) != len(args.meta):
         raise ValueError("a metadata key is given twice")

@@ -36,25 +36,21 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from semanticodec.audio import SAMPLE_RATE, Downmix, prepare, read_audio
+from semanticodec.audio import Downmix, prepare, read_audio
 from semanticodec.conditioning import split_windows, target_token_length
 from semanticodec.config import ModelConfig
+from semanticodec.constants import (
+    FRAMES_PER_WINDOW,
+    HOP_SAMPLES,
+    OVERLAP_SAMPLES,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    token_samples,
+)
 from semanticodec.features import audiomae_fbank
 from semanticodec.model import SemantiCodecModel
 
 Compat = Literal["default", "official"]
-
-WINDOW_SAMPLES = 163840
-"""Samples in one 10.24 s window at 16 kHz."""
-
-FRAMES_PER_WINDOW = 1024
-"""Fbank frames per window."""
-
-OVERLAP_SAMPLES = 10240
-"""Cross-fade length between decode windows (0.64 s)."""
-
-HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
-"""Start-to-start distance of decode windows (9.6 s)."""
 
 AudioInput = str | os.PathLike | np.ndarray | Tensor
 
@@ -340,7 +336,7 @@ def join_windows(
         end = int(num_tokens / 8 * 16 * 0.01 * (100 / token_rate) * SAMPLE_RATE)
     else:
         audio = overlap_add(waves)
-        end = num_tokens * 2 * SAMPLE_RATE // token_rate
+        end = token_samples(num_tokens, token_rate)
         if num_samples is not None:
             end = min(end, num_samples)
     return audio[:end].numpy()

@@ -229,8 +229,9 @@ def _run_decompress(args: argparse.Namespace) -> int:
 
     from semanticodec.bitstream import read_file
     from semanticodec.atomic import atomic_write, check_output
-    from semanticodec.audio import SAMPLE_RATE, resample
+    from semanticodec.audio import resample
     from semanticodec.codec import EncodedAudio
+    from semanticodec.constants import SAMPLE_RATE, token_samples
 
     fmt = "WAV" if args.output == "-" else AUDIO_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
@@ -250,7 +251,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
         semantic_vocab_size=header.semantic_vocab,
         acoustic_vocab_size=header.acoustic_vocab,
         model_id=header.model_id,
-        num_samples=header.sample_count or tokens.shape[0] * 2 * SAMPLE_RATE // header.token_rate,
+        num_samples=header.sample_count or token_samples(tokens.shape[0], header.token_rate),
         sample_rate=sample_rate,
     )
     audio = codec.decode(item)
@@ -295,7 +296,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
     from semanticodec.bitstream.header import read_header
-    from semanticodec.audio import SAMPLE_RATE
+    from semanticodec.constants import SAMPLE_RATE
     from semanticodec.streaming import StreamingDecoder, StreamResampler
 
     with contextlib.ExitStack() as stack:

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from semanticodec.audio import SAMPLE_RATE, prepare, read_audio
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.audio import prepare, read_audio
+from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta
 
 if TYPE_CHECKING:

@@ -19,8 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
-"""Sample rate of every feature in Hz."""
+from semanticodec.constants import SAMPLE_RATE
 
 FBANK_FRAME_LENGTH = 400
 """Kaldi frame length in samples (25 ms)."""

@@ -25,7 +25,7 @@ from torch import nn
 
 from semanticodec.kmeans.assign import assign
 from semanticodec.checkpoint import load_codebook
-from semanticodec.conditioning import stack_factor
+from semanticodec.constants import stack_factor
 
 
 def stack_patches(features: torch.Tensor, token_rate: int, freq_patches: int = 8) -> torch.Tensor:

@@ -46,9 +46,19 @@ from scipy import signal
 from torch import Tensor
 
 from semanticodec.bitstream import Damage, Header, StreamReader, StreamWriter
-from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
-from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
-from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
+from semanticodec.audio import _lowpass, check_sample_rate
+from semanticodec.codec import SemantiCodec, window_generator
+from semanticodec.conditioning import target_token_length, window_hop
+from semanticodec.constants import (
+    COLUMN_SAMPLES,
+    FRAMES_PER_WINDOW,
+    HOP_SAMPLES,
+    OVERLAP_SAMPLES,
+    PAIRS_PER_COLUMN,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    token_samples,
+)
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
 
 EncoderMode = Literal["exact", "low_latency"]
@@ -56,8 +66,6 @@ Concealment = Literal["inpaint", "padding"]
 
 LOOKAHEAD_SAMPLES = FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT
 """Samples after a window that its last fbank frame reads (240 = 15 ms)."""
-
-FRAMES_PER_WINDOW = WINDOW_SAMPLES // FBANK_FRAME_SHIFT
 
 
 class StreamResampler:
@@ -193,9 +201,8 @@ class StreamingEncoder:
         self.mode = mode
         self.sample_rate = int(sample_rate)
         config = codec.config
-        k = config.stack_factor
-        self._step_samples = COLUMN_SAMPLES * (2 if k == 4 else 1)
-        self._tokens_per_step = config.tokens_per_window * self._step_samples // WINDOW_SAMPLES
+        self._step_samples = COLUMN_SAMPLES[config.token_rate]
+        self._tokens_per_step = PAIRS_PER_COLUMN[config.token_rate]
         if mode == "low_latency":
             ll = low_latency or LowLatencyConfig()
             self._block = round(ll.latency * SAMPLE_RATE)
@@ -428,7 +435,7 @@ class StreamingDecoder:
         self._reader: StreamReader | None = None
         n = codec.config.tokens_per_window
         self._window_tokens = n
-        self._hop_tokens = n - int(n * 0.0625)
+        self._hop_tokens = window_hop(n)
         self._tokens = np.zeros((0, 2), np.int64)
         self._missing = np.zeros(0, bool)
         self._tokens_start = 0
@@ -471,7 +478,7 @@ class StreamingDecoder:
             self.lost_pairs += total - self._received_end
         if total == 0:
             raise ValueError("the stream holds no tokens")
-        token_end = total * 2 * SAMPLE_RATE // self.header.token_rate
+        token_end = token_samples(total, self.header.token_rate)
         self._limit = token_end if self._limit is None else min(self._limit, token_end)
         self._grow(total)
         out.append(self._decode_ready(total))
@@ -598,7 +605,7 @@ class StreamingDecoder:
 
     def _latent_gap(self, missing: Tensor, frames: int) -> Tensor:
         """``[frames]`` bool: latent frames whose token step holds a missing pair."""
-        per_step = token_step(self.codec.config.token_rate)[0]
+        per_step = PAIRS_PER_COLUMN[self.codec.config.token_rate]
         steps = missing.reshape(-1, per_step).any(dim=1)
         return steps.repeat_interleave(frames // len(steps))
 

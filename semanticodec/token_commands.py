@@ -153,13 +153,15 @@ def _run_detokenize(args: argparse.Namespace) -> int:
         check_output(target, [source], args.force)
     import soundfile as sf
 
+    from semanticodec.constants import SAMPLE_RATE
+
     for start in range(0, len(jobs), DECODE_GROUP):
         group = jobs[start : start + DECODE_GROUP]
         audio = codec.decode([tokens for _, _, tokens in group])
         for (target, source, _), wave in zip(group, audio):
             with atomic_write(target, overwrite=args.force, inputs=[source]) as file:
-                sf.write(file, np.clip(wave, -1.0, 1.0), 16000, format="WAV")
-            print(f"{target}: {len(wave) / 16000:.2f} s", file=sys.stderr)
+                sf.write(file, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, format="WAV")
+            print(f"{target}: {len(wave) / SAMPLE_RATE:.2f} s", file=sys.stderr)
     return EXIT_OK
 
 

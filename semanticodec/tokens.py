@@ -26,14 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from semanticodec.constants import ACOUSTIC_VOCAB_SIZE, PAIRS_PER_COLUMN, stack_factor
+
 Format = Literal["pairs", "flat", "semantic"]
 FORMATS: tuple[str, ...] = ("pairs", "flat", "semantic")
-
-ACOUSTIC_VOCAB = 8192
-"""Acoustic vocabulary size A of the released models."""
-
-ROWS_PER_COLUMN = {100: 8, 50: 4, 25: 4}
-"""Token rows per AudioMAE patch column (0.16 s at 100 and 50 tok/s, 0.32 s at 25)."""
 
 Array = np.ndarray | Tensor
 
@@ -49,7 +45,7 @@ class TokenFormat:
 
     kind: Format = "flat"
     semantic_vocab: int = 16384
-    acoustic_vocab: int = ACOUSTIC_VOCAB
+    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE
 
     def __post_init__(self) -> None:
         if self.kind not in FORMATS:
@@ -127,7 +123,7 @@ def _check_range(ids: np.ndarray, low: int, high: int, what: str) -> None:
         raise ValueError(f"{what} ids must lie in [{low}, {high}), got min {ids.min()} max {ids.max()}")
 
 
-def check_pairs(pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB) -> np.ndarray:
+def check_pairs(pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> np.ndarray:
     """Validate pairs ``[T, 2]`` or ``[B, T, 2]`` and return them as int64 numpy."""
     array = _numpy(pairs, "pairs")
     if array.ndim not in (2, 3) or array.shape[-1] != 2:
@@ -149,7 +145,7 @@ def _add_specials(seq: np.ndarray, bos_id: int, bos: bool, eos: bool) -> np.ndar
 
 
 def flatten(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → flat stream ``[2T]`` / ``[B, 2T]`` (+1 with BOS, +1 with EOS).
 
@@ -183,7 +179,7 @@ def _strip(seq: np.ndarray, base: int, what: str) -> np.ndarray:
     return body
 
 
-def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB) -> Array:
+def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> Array:
     """Flat stream ``[L]`` (optionally with BOS, EOS, trailing PAD) → pairs ``[T, 2]``.
 
     Raises ValueError when the ids do not alternate semantic [0, V) / acoustic [V, V + A).
@@ -204,7 +200,7 @@ def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUST
 
 
 def semantic_only(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → semantic ids ``[T]`` / ``[B, T]`` (BOS = V, EOS = V + 1)."""
     array = check_pairs(pairs, semantic_vocab, acoustic_vocab)
@@ -229,7 +225,7 @@ def convert(
     source: Format,
     target: Format,
     semantic_vocab: int,
-    acoustic_vocab: int = ACOUSTIC_VOCAB,
+    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE,
     bos: bool = False,
     eos: bool = False,
 ) -> Array:
@@ -246,10 +242,9 @@ def convert(
 
 
 def rows_per_column(token_rate: int) -> int:
-    """Token rows per AudioMAE patch column at ``token_rate`` tok/s (8, 4, 4)."""
-    if token_rate not in ROWS_PER_COLUMN:
-        raise ValueError(f"token_rate must be one of {tuple(ROWS_PER_COLUMN)}, got {token_rate!r}")
-    return ROWS_PER_COLUMN[token_rate]
+    """Token rows (pairs) per token column at ``token_rate`` tok/s (8, 4, 4)."""
+    stack_factor(token_rate)  # checks the rate
+    return PAIRS_PER_COLUMN[token_rate]
 
 
 def pad_batch(sequences: list[Array], pad_id: int, length: int | None = None) -> tuple[Tensor, Tensor]:

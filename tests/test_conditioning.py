@@ -13,11 +13,11 @@ from semanticodec.conditioning import (
     padding_cutoff,
     positional_encoding,
     split_windows,
-    stack_factor,
     target_token_length,
     unconditional_context,
     valid_tokens,
 )
+from semanticodec.constants import stack_factor
 from semanticodec.fill import fill
 
 

@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from semanticodec.cli import Command, register
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.constants import WINDOW_SAMPLES
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)

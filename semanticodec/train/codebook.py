@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from semanticodec import kmeans
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.config import ModelConfig
 from semanticodec.features import audiomae_fbank
 from semanticodec.model import SemantiCodecModel

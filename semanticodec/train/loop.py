@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from semanticodec.constants import SAMPLE_RATE
 from semanticodec.train.data import Batch, CropSampler
 
 
@@ -51,7 +52,7 @@ class TrainConfig:
 
     @property
     def crop_samples(self) -> int:
-        return round(self.crop_seconds * 16000)
+        return round(self.crop_seconds * SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
