@@ -17,7 +17,7 @@ plus packages used only for training:
 
 | domain | package | content | license |
 |---|---|---|---|
-| speech | ``asterisk-core-sounds-{fr,es,it,ru}-g722`` + ``asterisk-core-sounds-{fr,es,it,ru}`` | Asterisk prompts in four more voices, with text | CC-BY-SA-3.0 |
+| speech | ``asterisk-core-sounds-{fr,es,it,ru}-g722`` + ``asterisk-core-sounds-{fr,es,it,ru}`` | Asterisk prompts, 4 more voices, text | CC-BY-SA-3.0 |
 | speech | ``fillets-ng-data-cs``, ``fillets-ng-data-nl`` | Fish Fillets NG dialogue (Vorbis 22 kHz), several actors | GPL-2+ |
 | sound | ``hydrogen-drumkits`` | drum kit samples (FLAC/wav) of at least 0.5 s | GPL-2+, CC-BY(-SA)-3.0, CC0 per kit |
 
@@ -42,12 +42,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
-import math
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass

@@ -17,10 +17,10 @@ from __future__ import annotations
 import io
 import os
 import resource
-from abc import ABC, abstractmethod
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import resample
+from semanticodec.bitstream import Header
 from semanticodec.constants import SAMPLE_RATE, TOKEN_RATES
-
 
 
 class System(ABC):
@@ -189,7 +189,7 @@ class SemantiCodecSystem(System):
     family = "SemantiCodec"
 
     def __init__(
-        self, token_rate: int, vocab: int, checkpoint: str | os.PathLike | None = None, ddim_steps: int = 50, seed: int = 0
+        self, token_rate: int, vocab: int, checkpoint: str | os.PathLike | None = None, steps: int = 50, seed: int = 0
     ) -> None:
         if token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
@@ -197,23 +197,23 @@ class SemantiCodecSystem(System):
             raise ValueError(f"vocab must be one of {SEMANTICODEC_VOCABS}, got {vocab}")
         self.token_rate, self.vocab = token_rate, vocab
         self.checkpoint = checkpoint
-        self.ddim_steps, self.seed = ddim_steps, seed
+        self.steps, self.seed = steps, seed
         self.name = f"SemantiCodec {token_rate} tok/s V={vocab}"
         self.tokens_per_s = float(token_rate)
-        self.nominal_kbps = token_rate / 2 * (np.log2(vocab) + 13) / 1000
+        self.nominal_kbps = Header(token_rate, vocab).nominal_bitrate / 1000
         self.weights = str(checkpoint or os.environ.get("SEMANTICODEC_CHECKPOINT") or "official (HF cache)")
         self._codec = None
         self._error: str | None = None
 
     @classmethod
-    def bundled(cls, ddim_steps: int = 50, seed: int = 0) -> SemantiCodecSystem:
+    def bundled(cls, steps: int = 50, seed: int = 0) -> SemantiCodecSystem:
         """The default model shipped in the package (``semanticodec/data/default_model.safetensors``)."""
         from semanticodec.weights import DEFAULT_MODEL, default_model_config
 
         config = default_model_config()
         if config is None:
             raise ValueError(f"the package has no bundled default model ({DEFAULT_MODEL} is missing)")
-        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, ddim_steps, seed)
+        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, steps, seed)
         system.name = f"SemantiCodec small (bundled) {config.token_rate} tok/s V={config.semantic_vocab_size}"
         system.nominal_kbps = config.bitrate / 1000
         system.weights = f"bundled default model {config.name}"
@@ -222,11 +222,11 @@ class SemantiCodecSystem(System):
     def _load(self):
         if self._codec is None and self._error is None:
             from semanticodec import SemantiCodec
-            from semanticodec.checkpoint import CheckpointError
+            from semanticodec.official import CheckpointError
 
             try:
-                self._codec = SemantiCodec(
-                    self.token_rate, self.vocab, self.checkpoint, ddim_steps=self.ddim_steps, seed=self.seed
+                self._codec = SemantiCodec.from_pretrained(
+                    self.checkpoint, token_rate=self.token_rate, semantic_vocab_size=self.vocab, steps=self.steps, seed=self.seed
                 )
             except (CheckpointError, FileNotFoundError) as err:
                 hint = "pass --checkpoint or set SEMANTICODEC_CHECKPOINT" if self.checkpoint is None else str(err)
@@ -355,7 +355,6 @@ class DAC(System):
     def _load(self):
         if self._model is None:
             import dac
-
             import torch
 
             # The released .pth holds {"state_dict", "metadata": {"kwargs"}}: read without unpickling code.

@@ -17,7 +17,7 @@ so the work is a few numpy operations per overlap, whatever the number of values
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from math import gcd
 from typing import Literal
 
@@ -30,7 +30,7 @@ MAX_BITS = 24
 BitOrder = Literal["big", "little"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layout(bits: int, order: BitOrder) -> tuple[int, int, tuple[tuple[int, int, int], ...]]:
     """``(values per group, bytes per group, overlaps)``; an overlap ``(i, j, shift)`` says that
     value ``i`` of a group shifted left by ``shift`` (right by ``-shift``) gives its bits in

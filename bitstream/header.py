@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from semanticodec.bitstream.errors import BitstreamError
-from semanticodec.constants import COLUMN_SECONDS, PAIRS_PER_COLUMN, TOKEN_RATES
+from semanticodec.constants import COLUMN_SECONDS, MAX_SAMPLE_RATE, PAIRS_PER_COLUMN, TOKEN_RATES
 
 MAGIC = b"SCDC"
 VERSION = 1
@@ -37,7 +37,6 @@ MAX_PACKET_COLUMNS = 255
 MIN_VOCAB = 2
 MAX_VOCAB = 1 << 20
 MIN_SAMPLE_RATE = 1000
-MAX_SAMPLE_RATE = 768_000
 MAX_SAMPLE_COUNT = (1 << 53) - 1
 MAX_METADATA_BYTES = 0xFFFF
 MAX_KEY_LENGTH = 64

@@ -67,17 +67,3 @@ def get_comm(distributed: bool | None = None) -> Comm:
     if (distributed is None and active) or distributed:
         return TorchComm()
     return Comm()
-
-
-def init_from_env() -> bool:
-    """Initialise the default process group when launched by torchrun (``WORLD_SIZE`` > 1).
-
-    Returns whether a group was created (the caller then destroys it at the end).
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend=backend)
-    return True

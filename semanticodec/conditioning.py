@@ -18,16 +18,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from semanticodec.constants import (
-    COLUMN_SAMPLES,
-    OVERLAP_RATIO,
-    PAIRS_PER_COLUMN,
-    PATCH_SECONDS,
-    SAMPLE_RATE,
-    WINDOW_TOKENS_TR100,
-    stack_factor,
-)
-
 PE_DIM = 192
 """Width of the sinusoidal positional encoding appended to the decoder context."""
 
@@ -171,79 +161,6 @@ def unconditional_context(
     pe = positional_encoding(n_tokens, pe_dim).to(device=device, dtype=dtype)
     zeros = torch.zeros(batch, n_tokens, 2 * feature_dim, device=device, dtype=dtype)
     return torch.cat([zeros, pe.expand(batch, n_tokens, pe_dim)], dim=-1)
-
-
-def split_windows(tokens: Tensor, window: int = WINDOW_TOKENS_TR100, overlap_ratio: float = OVERLAP_RATIO) -> tuple[Tensor, Tensor]:
-    """Cut a token sequence into the official overlapping decode windows.
-
-    As ``long_token_split_window``: overlap ``int(window * overlap_ratio)``, hop
-    ``window - overlap``; full windows are taken ``while start + window < T`` and the rest
-    ``tokens[:, start:]`` (1..window tokens) is the last, partial window. With the defaults a
-    window is 512 / K tokens = 10.24 s of audio and window w starts at w * 9.6 s (hop 480 / K
-    tokens, overlap 32 / K tokens = 0.64 s), which is where its 10.24 s of decoded audio is
-    cross-faded in. For T = 656 at 100 tokens/s: tokens [0:512] and [480:656].
-
-    Args:
-        tokens: ``[B, T, 2]`` int64 (semantic, acoustic), T >= 1.
-        window: tokens per window (512 / K).
-        overlap_ratio: overlap as a fraction of the window.
-
-    Returns:
-        ``(windows, valid_len)``: ``windows [B, W, window, 2]`` int64 with the partial last
-        window zero-filled after its valid tokens, and ``valid_len [W]`` int64 (the same
-        for every batch item). The decoder context of window w must mark rows
-        ``>= valid_len[w]`` as padding (as the official -1 rows).
-    """
-    if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != 2:
-        raise ValueError(f"tokens must be a [B, T, 2] tensor, got {describe(tokens)}")
-    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-        raise ValueError(f"tokens must be integers, got {tokens.dtype}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int, got {window!r}")
-    hop = window_hop(window, overlap_ratio)
-    if not 0 < hop <= window:
-        raise ValueError(f"overlap_ratio must give 0 <= overlap < window, got {overlap_ratio!r} ({window - hop} tokens)")
-    batch, length, _ = tokens.shape
-    if length < 1:
-        raise ValueError("tokens is empty (T = 0)")
-    starts = [0]
-    while starts[-1] + window < length:
-        starts.append(starts[-1] + hop)
-    padded = torch.zeros(batch, starts[-1] + window, 2, dtype=torch.int64, device=tokens.device)
-    padded[:, :length] = tokens
-    windows = padded.unfold(1, window, hop).permute(0, 1, 3, 2)
-    valid_len = torch.tensor([min(window, length - s) for s in starts], dtype=torch.int64, device=tokens.device)
-    return windows.contiguous(), valid_len
-
-
-def window_hop(window: int, overlap_ratio: float = OVERLAP_RATIO) -> int:
-    """Token pairs from the start of one decode window of ``window`` pairs to the next (480 / K
-    with the defaults): the window minus ``int(window * overlap_ratio)`` overlapping pairs."""
-    return window - int(window * overlap_ratio)
-
-
-def target_token_length(num_samples: int, token_rate: int, compat: bool = False) -> int:
-    """Tokens kept for ``num_samples`` of 16 kHz audio (the encoder output is trimmed to this).
-
-    - ``compat=True``, the official rounding: ``dur = n / 16000``; ``dur += 0.16 - dur % 0.16``
-      in float64; ``ceil(8 * dur / 0.16 / K)``. It adds a whole extra 0.16 s column when the
-      duration is already a multiple of 0.16 s (up to float rounding: 20.0 s gives 1000
-      tokens at 100 tokens/s, 10.24 s gives 520), and at 25 tokens/s an odd number of 0.16 s
-      columns keeps only the 2 lower-frequency tokens of the last 0.32 s step.
-    - ``compat=False`` (default), fixed: the duration is rounded up to whole token columns,
-      exactly in integers, with no extra column: ``ceil(n / 2560) * 8 / K`` at 100 and 50
-      tokens/s and ``ceil(n / 5120) * 4`` at 25 tokens/s (a column there is 0.32 s).
-
-    Both give 656 tokens for 13 s (208000 samples) at 100 tokens/s.
-    """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    stack_factor(token_rate)
-    if compat:
-        duration = num_samples / SAMPLE_RATE
-        duration = duration + (PATCH_SECONDS - duration % PATCH_SECONDS)
-        return math.ceil(8 * duration / PATCH_SECONDS / (100 / token_rate))
-    return -(-num_samples // COLUMN_SAMPLES[token_rate]) * PAIRS_PER_COLUMN[token_rate]
 
 
 def check_vector_pair(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 SAMPLE_RATE = 16000
 """The codec's sample rate in Hz."""
 
+MAX_SAMPLE_RATE = 768_000
+"""Highest input sample rate in Hz that audio reading and the ``.scdc`` header accept."""
+
 TOKEN_RATES = (100, 50, 25)
 """Supported token rates in tokens per second, semantic and acoustic ids counted (pairs/s x 2)."""
 
@@ -54,6 +57,9 @@ OVERLAP_SAMPLES = int(WINDOW_SAMPLES * OVERLAP_RATIO)
 
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 """Start-to-start distance of decode windows (153600 samples, 9.6 s)."""
+
+CONCEALMENTS = ("inpaint", "padding")
+"""How a decoder conceals lost token pairs (:mod:`semanticodec.concealment`); the first is the default."""
 
 
 def stack_factor(token_rate: int) -> int:

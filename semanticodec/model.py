@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import DDIMSampler, NoiseSchedule
@@ -24,6 +23,7 @@ from semanticodec.nn.hifigan import HiFiGAN
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.official import CheckpointError, check_keys, official_schema
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 
+from parity import reference
 from semanticodec.bitstream import (
     BitstreamError,
     Damage,
@@ -27,7 +28,6 @@ from semanticodec.bitstream import (
 )
 from semanticodec.bitstream.header import crc16
 from semanticodec.bitstream.stream import packet_size
-from parity import reference
 
 OFFICIAL_VOCABS = (4096, 8192, 16384, 32768)
 

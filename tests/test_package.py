@@ -10,6 +10,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from setuptools.config.pyprojecttoml import read_configuration
 
 import semanticodec
@@ -61,3 +62,34 @@ def test_inference_loads_neither_faiss_nor_the_kmeans_trainer() -> None:
     assert "torch" in loaded
     assert not {"faiss", "semanticodec.kmeans.trainer", "semanticodec.kmeans.engines", "semanticodec.train"} & loaded
 
+
+
+def test_the_format_and_the_light_commands_load_no_model_code(tmp_path: Path) -> None:
+    tokens = np.load(ROOT / "semanticodec" / "data" / "example_tokens.npy")
+    path = tmp_path / "example.scdc"
+    path.write_bytes(bitstream.encode(tokens, bitstream.Header(100, 16384)))
+    heavy = {"torch", "faiss", "numba", "scipy", "semanticodec.model", "semanticodec.codec"}
+    assert not heavy & _imports("import semanticodec.cli; semanticodec.cli.build_parser()")
+    pack = ["pack", str(tmp_path / "t.npy"), str(tmp_path / "p.scdc"), "--token-rate", "100", "--semantic-vocab-size", "16384"]
+    for argv in (["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
+        loaded = _imports(f"from semanticodec.cli import main\nassert main({argv!r}) == 0")
+        assert not heavy & loaded, f"semanticodec {argv[0]} loads {sorted(heavy & loaded)}"
+
+
+def test_the_readme_layout_lists_every_module() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    bullets = text[text.index("## Layout") :].split("\n- ")
+    folders = {"bitstream": "semanticodec.bitstream", "kmeans": "semanticodec.kmeans", "benchmarks": "`benchmarks/`"}
+    sections = {folder: next(b for b in bullets if marker in b) for folder, marker in folders.items()}
+    package = "\n".join(b for b in bullets if b not in sections.values())
+    missing = []
+    for folder in ("semanticodec", *folders):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name == "__init__.py":
+                continue
+            relative = path.relative_to(ROOT / folder).as_posix()
+            where = sections.get(folder, package)
+            name = relative if relative.startswith("nn/") else path.name
+            if name not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
+                missing.append(f"{folder}/{relative}")
+    assert not missing, f"README.md's Layout section does not list {missing}"

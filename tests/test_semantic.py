@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill
 from parity import assert_parity, reference
-from semanticodec.fill import fill
 from semanticodec.constants import stack_factor
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
