@@ -16,14 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import DDIMSampler, NoiseSchedule
-from semanticodec.nn.vocoder import build_vocoder
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.official import CheckpointError, check_keys, official_schema
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."
@@ -98,11 +98,12 @@ class SemantiCodecModel(nn.Module):
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
     def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``."""
         self.check_tokens(tokens)
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        pe_dim = self.config.pe_dim
+        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len, pe_dim)
         uncond = unconditional_context(
-            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
 
