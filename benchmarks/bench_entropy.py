@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import data
-from bitstream import EntropyTables, Header, decode, encode, learn_tables
-from bitstream.stream import coded_layers
-from bitstream.tables import CONTEXTS
+from semanticodec.bitstream import EntropyTables, Header, decode, encode, learn_tables
+from semanticodec.bitstream.stream import coded_layers
+from semanticodec.bitstream.tables import CONTEXTS
 
 DOMAINS = ("speech", "music", "sound")
 ADDED = ((), ("band",), ("band", "previous_column"), ("band", "previous_column", "previous_band"),
@@ -48,9 +48,9 @@ def held_out_tokens(corpus: Path, cache: Path) -> list[tuple[str, np.ndarray, He
     for clip in data.read_manifest(corpus):
         stored = cache / (clip.file.replace("/", "__") + ".npz")
         if not stored.is_file():
-            codec = codec or SemantiCodec(device="cpu")
+            codec = codec or SemantiCodec.from_pretrained(device="cpu")
             encoded = codec.encode(str(corpus / clip.file))
-            np.savez(stored, tokens=encoded.tokens, count=encoded.num_samples, rate=encoded.sample_rate,
+            np.savez(stored, tokens=encoded.tokens, count=encoded.sample_count, rate=encoded.sample_rate,
                      model=np.frombuffer(encoded.model_id, np.uint8))
         saved = np.load(stored)
         header = Header(100, 4096, 4096, model_id=saved["model"].tobytes(), sample_count=int(saved["count"]),

@@ -17,10 +17,10 @@ Every malformed stream raises ``BitstreamError`` (a ValueError). The byte format
 specified in FORMAT.md beside this file.
 """
 
-from bitstream.bitpack import pack_bits, packed_size, unpack_bits
-from bitstream.errors import BitstreamError
-from bitstream.files import StreamInfo, decode, encode, packet_offsets, read_file, read_stream, scan, write_file
-from bitstream.header import (
+from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.files import StreamInfo, decode, encode, packet_offsets, read_file, read_stream, scan, write_file
+from semanticodec.bitstream.header import (
     DEFAULT_PACKET_COLUMNS,
     MAGIC,
     NO_TABLE,
@@ -31,8 +31,8 @@ from bitstream.header import (
     Header,
     bits_for,
 )
-from bitstream.stream import Damage, Packet, StreamReader, StreamWriter, TableSource, check_tokens
-from bitstream.tables import EntropyTables, learn_tables
+from semanticodec.bitstream.stream import Damage, Packet, StreamReader, StreamWriter, TableSource, check_tokens
+from semanticodec.bitstream.tables import EntropyTables, learn_tables
 
 __all__ = [
     "DEFAULT_PACKET_COLUMNS",

@@ -1,4 +1,4 @@
-"""Range coding of one packet layer under the context-mixing model of ``bitstream.tables``.
+"""Range coding of one packet layer under the context-mixing model of :mod:`.tables`.
 
 The model (FORMAT.md §8) gives every id ``s`` of a vocabulary of size V, at position i of
 its packet, an integer cumulative frequency
@@ -17,7 +17,9 @@ with N observations (W its full weight, H its half count). The frequency of ``s`
 The range coder keeps a 48-bit interval, emits bytes MSB-first when the range falls below
 2**40 and propagates carries into the bytes already written; it ends with the fewest bytes
 that pin a value inside the final interval and drops trailing zero bytes (a decoder reads
-zeros past the end). Every kernel is numba-compiled: no Python runs per id.
+zeros past the end). Every kernel is numba-compiled: no Python runs per id. This is the only
+module of the format that imports numba; the others import it when they code or decode a
+range-coded packet, so fixed-width streams never load it.
 """
 
 from __future__ import annotations
@@ -25,20 +27,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from semanticodec.bitstream.tables import PREVIOUS_BAND, PREVIOUS_COLUMN
+
 TOP = 1 << 48
 """The coder interval is [0, TOP): 48 bits."""
 BOTTOM = 1 << 40
 """A byte is shifted out whenever the range drops below this."""
-MAX_TOTAL = 1 << 24
-"""Largest total frequency the model may produce (range // total keeps >= 16 bits)."""
-
-PREVIOUS_COLUMN = 0
-"""Context kind: the id of the same stream one token column earlier, same band."""
-PREVIOUS_BAND = 1
-"""Context kind: the id of the same stream in the band below, same column."""
-SEMANTIC = 2
-"""Context kind (acoustic layer only): the semantic id of the same pair."""
-
 OK = 0
 CORRUPT = 1
 """Decoder status: a value outside the model's total (the layer was not made by this model)."""

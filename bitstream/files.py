@@ -10,10 +10,10 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bitstream.errors import BitstreamError
-from bitstream.header import NO_TABLE, Header
-from bitstream.stream import Damage, Layers, StreamReader, StreamWriter, TableSource
-from bitstream.tables import EntropyTables
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.header import NO_TABLE, Header
+from semanticodec.bitstream.stream import Damage, Layers, StreamReader, StreamWriter, TableSource
+from semanticodec.bitstream.tables import EntropyTables
 
 
 def encode(tokens: ArrayLike, header: Header, tables: EntropyTables | None = None) -> bytes:

@@ -29,11 +29,10 @@ from typing import BinaryIO, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bitstream.bitpack import pack_bits, packed_size, unpack_bits
-from bitstream.entropy import CORRUPT, OK, decode_layer, encode_layer
-from bitstream.errors import BitstreamError
-from bitstream.header import CRC_SIZE, NO_TABLE, Header, crc16, read_header
-from bitstream.tables import EntropyTables
+from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.header import CRC_SIZE, NO_TABLE, Header, crc16, read_header
+from semanticodec.bitstream.tables import EntropyTables
 
 SYNC = b"\xd3\xc3"
 FINAL_FLAG = 0x8000
@@ -87,6 +86,8 @@ def _length_field(length: int) -> bytes:
 def coded_layers(header: Header, tokens: np.ndarray, tables: EntropyTables, budget: int) -> tuple[bytes, bytes] | None:
     """The range-coded (semantic, acoustic) layers of one packet's checked tokens ``[n, 2]``
     int64, or None when together they would take more than ``budget`` bytes."""
+    from semanticodec.bitstream.entropy import encode_layer
+
     semantic_model, acoustic_model = tables.kernel_models
     ppc = header.pairs_per_column
     out = np.zeros(budget + 8, np.uint8)
@@ -577,6 +578,8 @@ class StreamReader:
 
     def _decode_coded(self, body: memoryview, lengths: tuple[int, int], pairs: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Decode the range-coded layers of a packet whose CRC passed; raises _Bad."""
+        from semanticodec.bitstream.entropy import decode_layer
+
         semantic_model, acoustic_model = self.tables.kernel_models
         ppc = self.header.pairs_per_column
         raw = np.frombuffer(body, np.uint8)
@@ -596,6 +599,8 @@ class StreamReader:
 
 
 def _check_coded(status: int, name: str) -> None:
+    from semanticodec.bitstream.entropy import CORRUPT, OK
+
     if status == CORRUPT:
         raise _Bad(f"the {name} layer does not decode under the stream's entropy tables")
     if status != OK:

@@ -1,4 +1,4 @@
-"""Entropy tables: the static statistics that drive the range coder of ``bitstream.entropy``.
+"""Entropy tables: the static statistics that drive the range coder of :mod:`.entropy`.
 
 One ``EntropyTables`` belongs to one model (token rate, vocabularies, model id) and holds, for
 each layer (``semantic``, ``acoustic``):
@@ -26,8 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-from bitstream.entropy import MAX_TOTAL, PREVIOUS_BAND, PREVIOUS_COLUMN, SEMANTIC, layer_bits
-from bitstream.header import DEFAULT_PACKET_COLUMNS, MAX_VOCAB, MIN_VOCAB, PAIRS_PER_COLUMN, TABLE_ID_BYTES, TOKEN_RATES
+from semanticodec.bitstream.header import DEFAULT_PACKET_COLUMNS, MAX_VOCAB, MIN_VOCAB, PAIRS_PER_COLUMN, TABLE_ID_BYTES, TOKEN_RATES
 
 TABLE_PREFIX = "entropy."
 """Key prefix of the table arrays in a safetensors file."""
@@ -38,6 +37,14 @@ LAYER_CONTEXTS = {"semantic": ("previous_column", "previous_band"), "acoustic": 
 """The sparse contexts of each layer, in the order the coder sums them."""
 CONTEXTS = ("band", "previous_column", "previous_band", "semantic", "local")
 """Every context the model can use (``learn_tables(contexts=...)`` switches them)."""
+MAX_TOTAL = 1 << 24
+"""Largest total frequency the model may produce (the range coder's range // total keeps >= 16 bits)."""
+PREVIOUS_COLUMN = 0
+"""Context kind: the id of the same stream one token column earlier, same band."""
+PREVIOUS_BAND = 1
+"""Context kind: the id of the same stream in the band below, same column."""
+SEMANTIC = 2
+"""Context kind (acoustic layer only): the semantic id of the same pair."""
 KIND_CODES = {"previous_column": PREVIOUS_COLUMN, "previous_band": PREVIOUS_BAND, "semantic": SEMANTIC}
 MAX_COUNT = 0xFFFF
 """Largest sparse-context count (they are stored as uint16; ``learn_tables`` scales down a
@@ -238,7 +245,7 @@ class EntropyTables:
 
 
 def _kernel_model(layer: LayerModel) -> tuple:
-    """The tuple the kernels of ``bitstream.entropy`` take: (base cumulative counts [rows, V + 1],
+    """The tuple the kernels of :mod:`.entropy` take: (base cumulative counts [rows, V + 1],
     [W0, WL, HL], and per sparse context: kinds, first context row, weights, halves; then the
     contexts' rows concatenated: offsets [rows + 1], ids [E], cumulative counts [E + 1])."""
     base = np.zeros((layer.base.shape[0], layer.vocab + 1), np.int64)
@@ -376,6 +383,8 @@ def learn_tables(
         raise ValueError(f"unknown contexts {unknown}; choose from {CONTEXTS}")
     if not files:
         raise ValueError("no token files to learn entropy tables from")
+    from semanticodec.bitstream.entropy import layer_bits
+
     files = [np.asarray(f, dtype=np.int64) for f in files]
     for i, tokens in enumerate(files):
         if tokens.ndim != 2 or tokens.shape[1] != 2:

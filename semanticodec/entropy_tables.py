@@ -1,6 +1,6 @@
 """Entropy tables of the models: where they are stored, how they are found, how they are learned.
 
-The tables (``bitstream.EntropyTables``) are the arrays of ``EntropyTables.to_arrays`` (keys
+The tables (``semanticodec.bitstream.EntropyTables``) are the arrays of ``EntropyTables.to_arrays`` (keys
 ``entropy.*``) in a safetensors file: inside the bundled default model's weights file, or in
 a small file of their own (official models, or any model whose weights file should stay
 untouched). ``semanticodec learn-tables`` counts them from token datasets and stores them.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bitstream import EntropyTables, learn_tables
-from bitstream.tables import CONTEXTS, TABLE_PREFIX
+from semanticodec.bitstream import EntropyTables, learn_tables
+from semanticodec.bitstream.tables import CONTEXTS, TABLE_PREFIX
 from semanticodec.bundled import DEFAULT_MODEL
 
 TABLES_ENV = "SEMANTICODEC_TABLES"

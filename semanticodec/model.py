@@ -16,14 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import DDIMSampler, NoiseSchedule
-from semanticodec.nn.hifigan import HiFiGAN
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.official import CheckpointError, check_keys, official_schema
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."
@@ -62,7 +62,7 @@ class SemantiCodecModel(nn.Module):
         self.unet = UNetModel(config.unet)
         self.schedule = NoiseSchedule(config.schedule)
         self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
-        self.vocoder = HiFiGAN(config.vocoder)
+        self.vocoder = build_vocoder(config.vocoder)
         self.sampler = DDIMSampler(self.schedule)
 
     @property
@@ -98,11 +98,12 @@ class SemantiCodecModel(nn.Module):
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
     def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``."""
         self.check_tokens(tokens)
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        pe_dim = self.config.pe_dim
+        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len, pe_dim)
         uncond = unconditional_context(
-            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
 
@@ -155,7 +156,7 @@ class SemantiCodecModel(nn.Module):
         return self.latent_to_waveform(latent)
 
     def latent_to_waveform(self, latent: Tensor) -> Tensor:
-        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``."""
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``."""
         mel = self.vae.decode(latent / self.schedule.scale_factor)
         return self.vocoder.mel_to_waveform(mel)[:, 0]
 

@@ -1,4 +1,10 @@
-"""Loading and saving model weights: official checkpoints and this package's safetensors files.
+"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, and
+this package's own safetensors format.
+
+Weights come from a ``.safetensors`` file of this package, from the official release (found and
+checked by :mod:`semanticodec.official`), or from the small model bundled with the package.
+Every file is read without executing pickled code: ``torch.load(weights_only=True)``,
+``numpy.load(allow_pickle=False)`` or safetensors.
 
 A safetensors file written by :func:`save_safetensors` holds the model's own state dict
 (``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
@@ -14,22 +20,40 @@ from pathlib import Path
 
 import torch
 
-from bitstream.tables import TABLE_PREFIX
+from semanticodec.bitstream.tables import TABLE_PREFIX
 from semanticodec.bundled import DEFAULT_MODEL
-from semanticodec.checkpoint import (
-    OFFICIAL_VOCAB_SIZES,
-    CheckpointError,
-    find_official_root,
-    load_codebook,
-    load_state_dict,
-    official_files,
-)
 from semanticodec.config import ModelConfig
+from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
+from semanticodec.official import OFFICIAL_VOCAB_SIZES, CheckpointError, find_official_root, official_files
 
 FORMAT_NAME = "semanticodec"
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for corrupt or non-weight files
+        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+    return data
 
 
 def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> SemantiCodecModel:
@@ -49,7 +73,7 @@ def save_safetensors(
     (atomically: a temporary file beside ``path`` is renamed when complete)."""
     from safetensors.torch import save_file
 
-    from semanticodec.atomic import check_output
+    from semanticodec.atomic import atomic_path
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -59,14 +83,8 @@ def save_safetensors(
         if not key.startswith(("vae.encoder.", "vae.quant_conv."))
     }
     state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
-    check_output(path, overwrite=overwrite)
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=overwrite) as temp:
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
@@ -130,7 +148,7 @@ def load_model(
     """The model to use.
 
     1. ``checkpoint``: a safetensors file or an official checkpoint folder;
-    2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
+    2. the official checkpoints found by :func:`~semanticodec.official.find_official_root`
        (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
     3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
     """

@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from toy_tables import TOY_MODEL, structured_tokens, toy_tables
 
-from bitstream import (
+from semanticodec.bitstream import (
     BitstreamError,
     EntropyTables,
     Header,
@@ -24,10 +25,9 @@ from bitstream import (
     packet_offsets,
     scan,
 )
-from bitstream.entropy import BOTTOM, TOP
-from bitstream.header import crc16
-from bitstream.tables import LayerModel, SparseContext
-from toy_tables import TOY_MODEL, structured_tokens, toy_tables
+from semanticodec.bitstream.entropy import BOTTOM, TOP
+from semanticodec.bitstream.header import crc16
+from semanticodec.bitstream.tables import LayerModel, SparseContext
 
 
 def _u(values, dtype=np.uint32) -> np.ndarray:

@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 from safetensors import safe_open
+from toy_tables import structured_tokens
 
-from bitstream import Header, decode, encode
 from semanticodec import cli, entropy_tables, weights
+from semanticodec.bitstream import Header, decode, encode
 from semanticodec.corpus import tokenize_corpus
 from tiny import tiny_config, tiny_model
-from toy_tables import structured_tokens
 
 
 class StructuredCodec:
@@ -88,15 +88,15 @@ def test_learn_tables_into_a_weights_file_keeps_its_weights(capsys, tmp_path: Pa
 
 def test_tables_file_installed_through_the_environment(capsys, tmp_path: Path, dataset: Path, monkeypatch) -> None:
     tables_file = tmp_path / "tables.safetensors"
-    assert run(capsys, "learn-tables", str(dataset), "--out", str(tables_file))[0] == 0
-    code, _, err = run(capsys, "learn-tables", str(dataset), "--out", str(tables_file))
+    assert run(capsys, "learn-tables", str(dataset), "-o", str(tables_file))[0] == 0
+    code, _, err = run(capsys, "learn-tables", str(dataset), "-o", str(tables_file))
     assert code == 2 and "already exists" in err
     tables = entropy_tables.read_tables(tables_file)
     config = tiny_config()
     tokens = structured_tokens(np.random.default_rng(0), 1200, config.semantic_vocab_size, config.acoustic_vocab_size)
     np.save(tmp_path / "tokens.npy", tokens)
-    pack = ["pack", str(tmp_path / "tokens.npy"), "--token-rate", "100", "--semantic-vocab", "100",
-            "--acoustic-vocab", "64", "--model-id", config.model_id.hex()]
+    pack = ["pack", str(tmp_path / "tokens.npy"), "--token-rate", "100", "--semantic-vocab-size", "100",
+            "--acoustic-vocab-size", "64", "--model-id", config.model_id.hex()]
 
     monkeypatch.setenv("SEMANTICODEC_TABLES", str(tmp_path / "absent.safetensors"))
     code, _, err = run(capsys, *pack, str(tmp_path / "a.scdc"))
@@ -131,11 +131,11 @@ def test_tables_file_installed_through_the_environment(capsys, tmp_path: Path, d
 
 def test_learning_needs_one_model(capsys, tmp_path: Path, dataset: Path) -> None:
     other = make_dataset(tmp_path, tiny_config(100, 64), files=2)
-    code, _, err = run(capsys, "learn-tables", str(dataset), str(other), "--out", str(tmp_path / "t.safetensors"))
+    code, _, err = run(capsys, "learn-tables", str(dataset), str(other), "-o", str(tmp_path / "t.safetensors"))
     assert code == 2 and "learn from one model's tokens" in err
-    code, _, err = run(capsys, "learn-tables", str(dataset), "--out", str(tmp_path / "t.npz"))
+    code, _, err = run(capsys, "learn-tables", str(dataset), "-o", str(tmp_path / "t.npz"))
     assert code == 2 and "must end in .safetensors" in err
-    code, _, err = run(capsys, "learn-tables", str(dataset), "--out", str(tmp_path / "t.safetensors"), "--contexts", "band,echo")
+    code, _, err = run(capsys, "learn-tables", str(dataset), "-o", str(tmp_path / "t.safetensors"), "--contexts", "band,echo")
     assert code == 2 and "unknown contexts ['echo']" in err
 
 

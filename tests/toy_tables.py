@@ -6,8 +6,8 @@ import functools
 
 import numpy as np
 
-from bitstream import EntropyTables, learn_tables
-from bitstream.header import PAIRS_PER_COLUMN
+from semanticodec.bitstream import EntropyTables, learn_tables
+from semanticodec.bitstream.header import PAIRS_PER_COLUMN
 
 TOY_MODEL = bytes(range(100, 116))
 

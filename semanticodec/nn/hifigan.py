@@ -95,7 +95,7 @@ class ResBlock1(nn.Module):
         return x
 
 
-def _check_float(x: torch.Tensor, name: str) -> None:
+def check_float_tensor(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         got = f"{type(x).__name__} {getattr(x, 'dtype', '')}"
         raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
@@ -126,7 +126,7 @@ class HiFiGAN(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, num_samples(frames)]``."""
-        _check_float(mel, "mel")
+        check_float_tensor(mel, "mel")
         if mel.ndim != 3 or mel.shape[1] != self.config.num_mels or mel.shape[0] == 0 or mel.shape[2] == 0:
             raise ValueError(
                 f"mel must have shape [B, {self.config.num_mels}, frames] with B, frames >= 1, got {list(mel.shape)}"
@@ -145,7 +145,7 @@ class HiFiGAN(nn.Module):
 
     def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
         """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``."""
-        _check_float(mel, "mel")
+        check_float_tensor(mel, "mel")
         if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != self.config.num_mels:
             raise ValueError(f"mel must have shape [B, 1, frames, {self.config.num_mels}], got {list(mel.shape)}")
         return self(mel[:, 0].transpose(1, 2))

@@ -1,8 +1,8 @@
-"""The ``learn-tables`` sub-command: entropy tables of a model from its token datasets.
+"""The ``learn-tables`` command: entropy tables of a model from its token datasets.
 
 ``semanticodec learn-tables TOKENS/ --into MODEL.safetensors`` stores the tables inside a
 semanticodec weights file (the bundled model: ``semanticodec/data/default_model.safetensors``,
-its weights kept bit for bit); ``--out TABLES.safetensors`` writes a small file of their own
+its weights kept bit for bit); ``-o TABLES.safetensors`` writes a small file of their own
 (official models; install it with ``$SEMANTICODEC_TABLES``). See :mod:`semanticodec.entropy_tables`.
 """
 
@@ -13,32 +13,32 @@ import sys
 import time
 from pathlib import Path
 
-from semanticodec.cli import EXIT_OK, Command, register
+from semanticodec.commands import EXIT_OK
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    from bitstream.tables import CONTEXTS
+def configure_learn_tables(parser: argparse.ArgumentParser) -> None:
+    from semanticodec.bitstream.tables import CONTEXTS
 
     parser.add_argument("datasets", nargs="+", help="token dataset folders written by `semanticodec tokenize` (one model)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--into", metavar="MODEL", help="store the tables inside this semanticodec .safetensors weights file")
-    target.add_argument("--out", metavar="FILE", help="write the tables to this .safetensors file of their own")
+    target.add_argument("-o", "--output", metavar="FILE", help="write the tables to this .safetensors file of their own")
     parser.add_argument(
         "--contexts", default=",".join(CONTEXTS), metavar="LIST",
         help=f"comma-separated contexts to use (default all: {','.join(CONTEXTS)})",
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output file")
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_learn_tables(args: argparse.Namespace) -> int:
     from semanticodec.entropy_tables import describe, learn_from_datasets, store_tables
 
-    path = Path(args.into or args.out)
+    path = Path(args.into or args.output)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path} must end in .safetensors")
     if args.into and not path.is_file():
         raise FileNotFoundError(f"--into {path}: no such weights file")
-    if args.out:
+    if args.output:
         from semanticodec.atomic import check_output
 
         check_output(path, args.datasets, args.force)
@@ -52,12 +52,3 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
-
-
-register(Command(
-    "learn-tables", "learn a model's entropy tables from token datasets", _configure, _run,
-    "Count the entropy tables of a model (token statistics per frequency band, previous column, "
-    "band below, semantic id, adapted within each packet) from token datasets written by "
-    "`semanticodec tokenize`, fit their weights on every 5th file, and store them inside the "
-    "model's weights file (--into) or in a file of their own (--out).",
-))
