@@ -221,6 +221,10 @@ def _configure_decompress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--original-rate", action="store_true", help="resample to the original sample rate (default: 16 kHz)"
     )
+    parser.add_argument(
+        "--semantic-only", action="store_true",
+        help="decode the semantic layer alone (half the bitrate; only models trained for it, never official ones)",
+    )
     _add_model_options(parser)
 
 
@@ -239,8 +243,10 @@ def _run_decompress(args: argparse.Namespace) -> int:
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
-    header, tokens = read_file(args.input)
+    header, tokens = read_file(args.input, layers="semantic" if args.semantic_only else "both")
     codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+    if args.semantic_only:
+        codec.model.check_semantic_only()
     if header.acoustic_vocab != codec.config.acoustic_vocab_size:
         raise ValueError(f"{args.input}: acoustic vocabulary {header.acoustic_vocab} != the model's {codec.config.acoustic_vocab_size}")
     sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
@@ -253,7 +259,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
         num_samples=header.sample_count or tokens.shape[0] * 2 * SAMPLE_RATE // header.token_rate,
         sample_rate=sample_rate,
     )
-    audio = codec.decode(item)
+    audio = codec.decode(item, semantic_only=args.semantic_only)
     out_rate = SAMPLE_RATE
     if args.original_rate and sample_rate != SAMPLE_RATE:
         audio = resample(audio, SAMPLE_RATE, sample_rate)[: item.num_samples]
@@ -304,7 +310,8 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         header = read_header(io.BytesIO(head).read)
         codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
         decoder = StreamingDecoder(
-            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment
+            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment,
+            semantic_only=args.semantic_only,
         )
         out_rate, resampler, limit = SAMPLE_RATE, None, None
         if header.sample_count:

@@ -403,6 +403,8 @@ class StreamingDecoder:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
         on_damage: called with each :class:`bitstream.Damage` as it is found.
         concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
+        semantic_only: read and decode the semantic layer alone (as
+            ``SemantiCodec.decode(..., semantic_only=True)``; models trained for it only).
     """
 
     def __init__(
@@ -410,9 +412,13 @@ class StreamingDecoder:
         codec: SemantiCodec,
         on_damage: Callable[[Damage], None] | None = None,
         concealment: Concealment = "inpaint",
+        semantic_only: bool = False,
     ) -> None:
         if concealment not in ("inpaint", "padding"):
             raise ValueError(f"concealment must be 'inpaint' or 'padding', got {concealment!r}")
+        if semantic_only:
+            codec.model.check_semantic_only()
+        self.semantic_only = semantic_only
         if codec.seed is None:
             raise ValueError("StreamingDecoder needs a codec with a seed (deterministic per-window noise)")
         if codec.compat != "default":
@@ -482,10 +488,14 @@ class StreamingDecoder:
         saved = bytes(self._input.data) if self._reader is None else b""
         try:
             if self._reader is None:
-                self._reader = StreamReader(self._input, resilient=True, on_damage=self._damaged)
+                layers = "semantic" if self.semantic_only else "both"
+                self._reader = StreamReader(self._input, layers=layers, resilient=True, on_damage=self._damaged)
                 self._start(self._reader.header)
             for packet in self._reader:
-                self._add(packet.start, packet.tokens)
+                if self.semantic_only:
+                    self._add(packet.start, np.stack([packet.semantic, np.zeros_like(packet.semantic)], axis=-1))
+                else:
+                    self._add(packet.start, packet.tokens)
         except _NeedMore:
             if self._reader is None:
                 self._input.data[:0] = saved
@@ -577,8 +587,10 @@ class StreamingDecoder:
         tok = tokens[None].to(device)
         valid_len = torch.tensor([valid], device=device)
         if not bool(missing.any()):
-            return model.decode_windows(tok, valid_len, codec.ddim_steps, codec.cfg_scale, codec.eta, generators=gen)[0]
-        cond, uncond = model.context(tok, valid_len)
+            return model.decode_windows(
+                tok, valid_len, codec.ddim_steps, codec.cfg_scale, codec.eta, generators=gen, semantic_only=self.semantic_only
+            )[0]
+        cond, uncond = model.context(tok, valid_len, self.semantic_only)
         width = 2 * codec.config.feature_dim
         rows = missing.to(device)[None, :, None]
         padded = cond.clone()
