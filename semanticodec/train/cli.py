@@ -77,6 +77,10 @@ def _configure(stage: str):
             parser.add_argument("--vae", required=True, type=Path, help="VAE weights (vae.safetensors of the vae stage)")
             parser.add_argument("--codebook", required=True, type=Path, help="semantic codebook .npy (codebook stage)")
             parser.add_argument("--windows", type=int, help="10.24 s windows to pre-encode (overrides the preset)")
+            parser.add_argument(
+                "--decay-steps", type=int,
+                help="step where the cosine learning-rate decay reaches its floor (overrides the preset; default: --steps)",
+            )
 
     return configure
 
@@ -92,6 +96,7 @@ def _preset(module, args: argparse.Namespace):
         "crop_seconds": getattr(args, "crop_seconds", None),
         "learning_rate": getattr(args, "lr", None),
         "seed": args.seed,
+        "decay_steps": getattr(args, "decay_steps", None),
     }
     names = {f.name for f in fields(config)}
     return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in names})
@@ -136,7 +141,7 @@ def _run(stage: str):
         if stage == "ldm":
             sampler = _windows(args, config, preset, distributed, progress)
             codebook = torch.from_numpy(load_codebook(args.codebook))
-            trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook)
+            trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook, windows=sampler.windows)
         else:
             sampler = _sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
             trainer = getattr(module, STAGE_CLASSES[stage])(config, preset, distributed, init)

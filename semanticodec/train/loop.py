@@ -11,6 +11,7 @@ In a distributed run every checkpoint first checks that all processes hold the s
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -102,6 +103,15 @@ class Distributed:
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
         if not torch.allclose(low, high, rtol=1e-9, atol=1e-9):
             raise RuntimeError(f"processes diverged: weight checksums {low.tolist()} to {high.tolist()}")
+
+
+def warmup_cosine(step: int, learning_rate: float, warmup_steps: int, decay_steps: int, floor: float = 0.0) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up to ``learning_rate`` over
+    ``warmup_steps``, then a cosine down to ``floor`` at step ``decay_steps``, ``floor`` after it."""
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return floor + (learning_rate - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def setup_distributed(device: str | None = None) -> Distributed:
