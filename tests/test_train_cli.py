@@ -3,7 +3,9 @@ tiny presets), the assembled model encodes and decodes, and a 2-process torchrun
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +100,29 @@ def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
 def test_resume_continues_from_checkpoint(setup, trained):
     out = _train("vae", setup, "--steps", "5")
     assert [int(r["step"]) for r in log_rows(out)] == [1, 2, 3, 4, 5]
+
+
+def test_ldm_takes_the_vae_checkpoint_and_resumes_from_a_compact_one(setup, trained, tmp_path, capsys):
+    manifest, config, _ = setup
+    out = tmp_path / "ldm"
+    args = ["train", "ldm", "--data", str(manifest), "--config", str(config), "--preset", "tiny", "--no-progress", "--windows", "4"]
+    args += ["--mae", str(trained["mae"] / "mae.safetensors"), "--codebook", str(trained["codebook"] / "codebook_50_0.npy")]
+    args += ["--vae", str(trained["vae"] / "checkpoint.pt")]  # the VAE stage's training checkpoint
+    assert main([*args, "--out", str(out), "--steps", "2"]) == 0
+    windows = [torch.load(d / "windows.pt", weights_only=True) for d in (out, trained["ldm"])]
+    assert all(torch.equal(windows[0][k], windows[1][k]) for k in windows[1])  # the same VAE as its export
+
+    compact = tmp_path / "compact.pt"
+    capsys.readouterr()
+    assert main(["train", "compact", str(out / "checkpoint.pt"), "-o", str(compact)]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes"] == compact.stat().st_size
+    assert main(["train", "compact", str(out / "checkpoint.pt"), "-o", str(compact)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"  # another machine: the compact checkpoint, the windows made again
+    fresh.mkdir()
+    shutil.copy(compact, fresh / "checkpoint.pt")
+    assert main([*args, "--out", str(fresh), "--steps", "3"]) == 0
+    assert [int(r["step"]) for r in log_rows(fresh)] == [3]
 
 
 def test_missing_inputs_are_clear_errors(setup, tmp_path, capsys):

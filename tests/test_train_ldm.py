@@ -1,7 +1,7 @@
 """The LDM stage: cached frozen-part windows, the joint acoustic-encoder + UNet step, the acoustic
 codebook (k-means initialisation, EMA, dead-code restarts, factorised codes), condition
 dropout (whole condition and acoustic stream alone), the learning-rate schedule, the weight
-average (EMA) and exact resumption."""
+average (EMA), exact resumption and the compact checkpoint."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from semanticodec.train.ldm import (
     load_windows,
     save_windows,
 )
-from semanticodec.train.loop import train, warmup_cosine
+from semanticodec.train.loop import compact_checkpoint, load_checkpoint, train, warmup_cosine
 from synthetic import fixed_batch_losses
 from tiny import tiny_config
 
@@ -280,6 +280,42 @@ def test_resumed_run_equals_an_uninterrupted_one(windows, tmp_path, factorised):
     strip = [[",".join(row.split(",")[:1] + row.split(",")[2:]) for row in log] for log in logs]  # drop wall seconds
     # header, steps 1 2 3 | crashed before step 4 | resumed after step 2: 3 4
     assert strip[0] == strip[1][:3] + strip[1][4:] and strip[1][3] == strip[1][4]
+
+
+def test_compact_checkpoint_resumes_close_to_the_full_one(windows, tmp_path):
+    model, cached = windows
+    config = replace(PRESETS["tiny"], steps=3, checkpoint_every=3, ema_decay=0.9)
+    torch.manual_seed(0)
+    stage = LDMStage(model.config, config, codebook=model.semantic.codebook, windows=cached)
+    train(stage, CachedWindows(cached, 2), config, tmp_path / "run", progress=False)
+    full = tmp_path / "run" / "checkpoint.pt"
+    compact = tmp_path / "compact.pt"
+    compact_checkpoint(full, compact)
+    assert compact.stat().st_size < 0.45 * full.stat().st_size, (compact.stat().st_size, full.stat().st_size)
+    with pytest.raises(ValueError, match="already a compact checkpoint"):
+        compact_checkpoint(compact, tmp_path / "again.pt")
+
+    resumed = LDMStage(model.config, config, codebook=model.semantic.codebook, windows=cached)
+    assert load_checkpoint(resumed, compact) == 3
+    for name, module in stage.modules().items():
+        own = module.state_dict()
+        for key, value in resumed.modules()[name].state_dict().items():
+            assert value.dtype == own[key].dtype
+            if value.is_floating_point():
+                assert torch.allclose(value, own[key], rtol=1e-3, atol=1e-4), (name, key)
+            else:
+                assert torch.equal(value, own[key]), (name, key)
+    assert resumed.schedule.scale_factor == stage.schedule.scale_factor  # small tensors stay float32
+    moments = [(stage.optimizer.state[p], resumed.optimizer.state[q]) for p, q in zip(stage.trained.parameters(), resumed.trained.parameters())]
+    for original, restored in moments:
+        assert torch.equal(original["step"], restored["step"]) and not restored["exp_avg"].any()
+        v, w = original["exp_avg_sq"], restored["exp_avg_sq"]
+        assert torch.equal(v == 0, w == 0) and w.dtype == v.dtype
+        spread = float(v[v > 0].log2().max() - v[v > 0].log2().min())
+        ratio = (w[v > 0] / v[v > 0]).log2().abs()
+        assert float(ratio.max()) <= spread / 254 / 2 + 1e-6  # half a quantisation level
+    log = resumed.train_step(CachedWindows(cached, 2).batch(3), 3)
+    assert all(math.isfinite(v) for v in log.values())
 
 
 def test_presets_are_valid():
