@@ -44,6 +44,7 @@ from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 from semanticodec.train.loop import Distributed, TrainConfig, clip_and_step, warmup_cosine
 
+
 @dataclass(frozen=True)
 class LDMTrainConfig(TrainConfig):
     """Joint acoustic-encoder + UNet training.
