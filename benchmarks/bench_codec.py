@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     model = build(100, args.vocab)
     instrument(model)
-    codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=args.steps, seed=0, batch_size=args.batch_size)
+    codec = SemantiCodec.from_model(model, device="cpu", steps=args.steps, seed=0, batch_size=args.batch_size)
     rng = np.random.default_rng(0)
     codec.encode(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
     rows = []

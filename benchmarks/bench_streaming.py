@@ -134,7 +134,7 @@ def decode(steps: list[int]) -> None:
     print("| DDIM steps | seconds per 10.24 s window | real-time factor (window time / 9.6 s of new audio) |")
     print("|---:|---:|---:|")
     for s in steps:
-        codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=s, seed=0)
+        codec = SemantiCodec.from_model(model, device="cpu", sampler="ddim", steps=s, seed=0)
         decoder = StreamingDecoder(codec)
         header = bitstream.Header(100, 4096, 8192, codec.model_id, 0, 16000)
         data = bitstream.encode(tokens, header)
@@ -151,7 +151,7 @@ def seam() -> None:
     from tiny import tiny_model
 
     torch.set_num_threads(2)
-    codec = SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    codec = SemantiCodec.from_model(tiny_model(), device="cpu", steps=2, seed=0)
     audio = (0.1 * np.random.default_rng(0).standard_normal(3 * 163840)).astype(np.float32)
     encoder = StreamingEncoder(codec, 16000)
     data = encoder.push(audio) + encoder.finish()
@@ -224,7 +224,7 @@ LOSS_PACKET_COLUMNS = 1
 def _trained_codec(checkpoint: str | None, steps: int) -> SemantiCodec:
     from semanticodec.weights import load_model
 
-    return SemantiCodec.from_model(load_model(checkpoint=checkpoint), device="cpu", ddim_steps=steps, seed=0, batch_size=1)
+    return SemantiCodec.from_model(load_model(checkpoint=checkpoint), device="cpu", sampler="ddim", steps=steps, seed=0, batch_size=1)
 
 
 def _domain_signals(corpus: Path) -> list[tuple[str, np.ndarray]]:

@@ -3,9 +3,9 @@
 Encoding pads each input to whole 10.24 s windows, computes the AudioMAE fbank over the
 padded signal, runs the windows of all inputs through the encoder in batches and trims each
 token sequence to its duration. Decoding cuts tokens into 10.24 s windows with 0.64 s
-overlap, samples every window with DDIM (windows of all inputs batched together, each with
-its own noise generator, so the result does not depend on the batch), and cross-fades the
-window waveforms.
+overlap, samples every window (official DDIM or a fast solver, :mod:`semanticodec.samplers`;
+windows of all inputs batched together, each with its own noise generator, so the result
+does not depend on the batch), and cross-fades the window waveforms.
 
 ``compat="official"`` reproduces the official implementation's behaviour exactly (parity
 tests use it); the default fixes its quirks:
@@ -24,6 +24,7 @@ DDIM noise                    global RNG (η = 1, no seed)                 per-w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -41,6 +42,7 @@ from semanticodec.conditioning import split_windows, target_token_length
 from semanticodec.config import ModelConfig
 from semanticodec.features import audiomae_fbank
 from semanticodec.model import SemantiCodecModel
+from semanticodec.samplers import check_sampler
 
 Compat = Literal["default", "official"]
 
@@ -55,6 +57,9 @@ OVERLAP_SAMPLES = 10240
 
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 """Start-to-start distance of decode windows (9.6 s)."""
+
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Decoder precisions: None runs float32, else autocast to the type."""
 
 AudioInput = str | os.PathLike | np.ndarray | Tensor
 
@@ -113,9 +118,15 @@ class SemantiCodec:
             checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache,
             then the default model bundled with the package (100 tok/s, 4096 + 4096 ids).
         device: where to run (default: CUDA when available, else CPU).
-        ddim_steps: DDIM sampling steps (official default 50).
+        sampler: ``"ddim"`` (the official sampler), ``"dpmpp-2m"`` or ``"unipc"`` (fast
+            deterministic ODE solvers); None: the model's default (:func:`default_sampling`:
+            DDIM for official checkpoints and in official mode).
+        steps: model evaluations per window (official DDIM default 50); None: the model's default.
         cfg_scale: classifier-free guidance scale (official 2.0).
-        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise).
+        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise); DDIM only.
+        precision: ``"float32"`` (exact), or ``"bfloat16"`` / ``"float16"``: the decoder runs under
+            autocast to that type (about twice as fast on CPUs with AVX-512 BF16 and on GPUs;
+            the audio differs slightly, see ``benchmarks/RESULTS.md``); encoding is float32.
         seed: seed of the decoder noise; None draws fresh noise at every call.
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
@@ -130,9 +141,11 @@ class SemantiCodec:
         semantic_vocab_size: int | None = None,
         checkpoint: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
-        ddim_steps: int = 50,
+        sampler: str | None = None,
+        steps: int | None = None,
         cfg_scale: float = 2.0,
         eta: float = 1.0,
+        precision: str = "float32",
         seed: int | None = None,
         compat: Compat = "default",
         batch_size: int = 4,
@@ -142,14 +155,14 @@ class SemantiCodec:
 
         self._setup(
             load_model(token_rate, semantic_vocab_size, checkpoint),
-            device=device, ddim_steps=ddim_steps, cfg_scale=cfg_scale, eta=eta, seed=seed,
-            compat=compat, batch_size=batch_size, progress=progress,
+            device=device, sampler=sampler, steps=steps, cfg_scale=cfg_scale, eta=eta, precision=precision,
+            seed=seed, compat=compat, batch_size=batch_size, progress=progress,
         )
 
     @classmethod
     def from_model(cls, model: SemantiCodecModel, **options) -> SemantiCodec:
         """The codec around an already built ``model``; ``options`` are the constructor's
-        keyword arguments after ``checkpoint`` (device, ddim_steps, ...)."""
+        keyword arguments after ``checkpoint`` (device, sampler, steps, ...)."""
         codec = cls.__new__(cls)
         codec._setup(model, **options)
         return codec
@@ -158,30 +171,47 @@ class SemantiCodec:
         self,
         model: SemantiCodecModel,
         device: str | torch.device | None = None,
-        ddim_steps: int = 50,
+        sampler: str | None = None,
+        steps: int | None = None,
         cfg_scale: float = 2.0,
         eta: float = 1.0,
+        precision: str = "float32",
         seed: int | None = None,
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
     ) -> None:
+        from semanticodec.weights import default_sampling
+
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")
-        if ddim_steps < 1:
-            raise ValueError(f"ddim_steps must be >= 1, got {ddim_steps}")
+        default_sampler, default_steps = default_sampling(model.config, compat)
+        sampler = default_sampler if sampler is None else sampler
+        steps = default_steps if steps is None else steps
+        check_sampler(sampler)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
-        self.ddim_steps = int(ddim_steps)
+        self.sampler = sampler
+        self.steps = steps
         self.cfg_scale = float(cfg_scale)
         self.eta = float(eta)
+        self.precision = precision
         self.seed = seed
         self.compat = compat
         self.batch_size = int(batch_size)
         self.progress = progress
+
+    def decoder_precision(self) -> contextlib.AbstractContextManager:
+        """The context the decoder runs in: autocast to :attr:`precision` (nothing for float32)."""
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     @property
     def model_id(self) -> bytes:
@@ -306,7 +336,10 @@ class SemantiCodec:
             tok = torch.stack([per_item[i][1][w] for i, w in batch]).to(self.device)
             valid = torch.stack([per_item[i][2][w] for i, w in batch]).to(self.device)
             generators = None if self.seed is None else [gens[i][w] for i, w in batch]
-            out = self.model.decode_windows(tok, valid, self.ddim_steps, self.cfg_scale, self.eta, generators=generators)
+            with self.decoder_precision():
+                out = self.model.decode_windows(
+                    tok, valid, self.steps, self.cfg_scale, self.eta, generators=generators, sampler=self.sampler
+                )
             return out.float().cpu()
 
         waves = self._map_batches(decode_batch, jobs, "decode")

@@ -54,6 +54,31 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """``--sampler``, ``--steps``, ``--cfg-scale``, ``--eta``, ``--seed``, ``--precision`` of the decoding commands."""
+    from semanticodec.codec import PRECISIONS
+    from semanticodec.samplers import SAMPLERS
+
+    parser.add_argument(
+        "--sampler", choices=SAMPLERS,
+        help="ddim (official), or the fast deterministic solvers dpmpp-2m, unipc (default: the model's; ddim for official checkpoints)",
+    )
+    parser.add_argument("--steps", type=int, help="model evaluations per window; fewer is faster (default: the model's; 50 for official checkpoints)")
+    parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0; ddim only)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    parser.add_argument(
+        "--precision", choices=tuple(PRECISIONS), default="float32",
+        help="decoder arithmetic: float32 (default, exact) or autocast to bfloat16 / float16 (faster, slightly different audio)",
+    )
+
+
+def sampling_options(args: argparse.Namespace) -> dict:
+    """The codec keyword arguments of :func:`add_sampling_options`."""
+    names = ("sampler", "steps", "cfg_scale", "eta", "seed", "precision")
+    return {name: getattr(args, name) for name in names}
+
+
 def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_id: bytes | None = None, **options):
     """The codec the options select; tokens of the bundled default model (``model_id``) decode
     with it unless ``--checkpoint`` says otherwise."""
@@ -210,10 +235,7 @@ def _run_compress(args: argparse.Namespace) -> int:
 def _configure_decompress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=".scdc file ('-': standard input, decoded as it arrives)")
     parser.add_argument("output", help="output audio file (.wav, .flac or .ogg; '-': 16-bit WAV on standard output)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
-    parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
-    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    add_sampling_options(parser)
     parser.add_argument(
         "--concealment", choices=("inpaint", "padding"), default="inpaint",
         help="lost packets: diffusion inpainting from the audio around them (default) or decoded as padding",
@@ -240,7 +262,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
     header, tokens = read_file(args.input)
-    codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+    codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, **sampling_options(args))
     if header.acoustic_vocab != codec.config.acoustic_vocab_size:
         raise ValueError(f"{args.input}: acoustic vocabulary {header.acoustic_vocab} != the model's {codec.config.acoustic_vocab_size}")
     sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
@@ -302,7 +324,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         head = _read_header_bytes(source)
         header = read_header(io.BytesIO(head).read)
-        codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+        codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, **sampling_options(args))
         decoder = StreamingDecoder(
             codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment
         )

@@ -19,11 +19,12 @@ from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
 from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
-from semanticodec.diffusion import DDIMSampler, NoiseSchedule
+from semanticodec.diffusion import NoiseSchedule
 from semanticodec.nn.hifigan import HiFiGAN
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.samplers import sample_latent
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."
@@ -63,7 +64,6 @@ class SemantiCodecModel(nn.Module):
         self.schedule = NoiseSchedule(config.schedule)
         self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
         self.vocoder = HiFiGAN(config.vocoder)
-        self.sampler = DDIMSampler(self.schedule)
 
     @property
     def tokens_per_window(self) -> int:
@@ -128,15 +128,18 @@ class SemantiCodecModel(nn.Module):
         eta: float,
         x_T: Tensor | None = None,
         generators: Sequence[torch.Generator] | None = None,
+        sampler: str = "ddim",
     ) -> Tensor:
         """Waveforms of token windows.
 
         Args:
             tokens: ``[W, N, 2]`` int64 ids per window (rows ``>= valid_len`` are ignored).
             valid_len: ``[W]`` valid token count per window.
-            steps, guidance_scale, eta: DDIM steps, classifier-free guidance scale, DDIM η.
+            steps, guidance_scale, eta: sampling steps, classifier-free guidance scale, DDIM η.
             x_T: ``[W, 8, 256, 16]`` starting noise; None: drawn from ``generators`` (one per
                 window, so a window's result does not depend on its batch) or the global RNG.
+            sampler: one of :data:`~semanticodec.samplers.SAMPLERS` (``eta`` and the per-step
+                noise apply to ``ddim`` only).
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
@@ -149,8 +152,8 @@ class SemantiCodecModel(nn.Module):
             else:
                 x_T = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=g.device) for g in generators])
                 x_T = x_T.to(cond.device)
-        latent = self.sampler.sample(
-            self.unet, x_T, cond, uncond, steps, eta=eta, guidance_scale=guidance_scale, generator=generators
+        latent = sample_latent(
+            sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
         )
         return self.latent_to_waveform(latent)
 

@@ -50,6 +50,7 @@ from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
+from semanticodec.samplers import sample_latent
 
 EncoderMode = Literal["exact", "low_latency"]
 Concealment = Literal["inpaint", "padding"]
@@ -576,25 +577,28 @@ class StreamingDecoder:
         gen = [window_generator(codec.seed, self._window, device=device)]
         tok = tokens[None].to(device)
         valid_len = torch.tensor([valid], device=device)
-        if not bool(missing.any()):
-            return model.decode_windows(tok, valid_len, codec.ddim_steps, codec.cfg_scale, codec.eta, generators=gen)[0]
-        cond, uncond = model.context(tok, valid_len)
-        width = 2 * codec.config.feature_dim
-        rows = missing.to(device)[None, :, None]
-        padded = cond.clone()
-        padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
-        shape = model.latent_shape(1)
-        x_T = torch.randn((1, *shape[1:]), generator=gen[0], device=gen[0].device).to(device)
-        options = {"eta": codec.eta, "guidance_scale": codec.cfg_scale}
-        latent = model.sampler.sample(model.unet, x_T, padded, uncond, codec.ddim_steps, generator=gen, **options)
-        if self.concealment == "inpaint":
-            unknown = cond.clone()
-            unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
-            known = ~self._latent_gap(missing, latent.shape[2]).to(device)[None, None, :, None]
-            latent = model.sampler.sample(
-                model.unet, x_T, unknown, uncond, codec.ddim_steps, generator=gen, known=(latent, known), **options
-            )
-        return model.latent_to_waveform(latent)[0]
+        options = {"steps": codec.steps, "guidance_scale": codec.cfg_scale, "eta": codec.eta, "generator": gen}
+        with codec.decoder_precision():
+            if not bool(missing.any()):
+                return model.decode_windows(
+                    tok, valid_len, codec.steps, codec.cfg_scale, codec.eta, generators=gen, sampler=codec.sampler
+                )[0]
+            cond, uncond = model.context(tok, valid_len)
+            width = 2 * codec.config.feature_dim
+            rows = missing.to(device)[None, :, None]
+            padded = cond.clone()
+            padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
+            shape = model.latent_shape(1)
+            x_T = torch.randn((1, *shape[1:]), generator=gen[0], device=gen[0].device).to(device)
+            latent = sample_latent(codec.sampler, model.schedule, model.unet, x_T, padded, uncond, **options)
+            if self.concealment == "inpaint":
+                unknown = cond.clone()
+                unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
+                known = ~self._latent_gap(missing, latent.shape[2]).to(device)[None, None, :, None]
+                latent = sample_latent(
+                    codec.sampler, model.schedule, model.unet, x_T, unknown, uncond, known=(latent, known), **options
+                )
+            return model.latent_to_waveform(latent)[0]
 
     def _latent_gap(self, missing: Tensor, frames: int) -> Tensor:
         """``[frames]`` bool: latent frames whose token step holds a missing pair."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from semanticodec.cli import EXIT_DAMAGED, EXIT_OK, Command, register
-from semanticodec.commands import _add_model_options, _codec
+from semanticodec.commands import _add_model_options, _codec, add_sampling_options, sampling_options
 
 DECODE_GROUP = 16
 """Files decoded per ``codec.decode`` call (their windows are batched together)."""
@@ -88,10 +88,7 @@ def _configure_detokenize(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="of .npy inputs (default 100)")
     parser.add_argument("--vocab", type=int, default=None, help="semantic vocabulary of .npy inputs (default: the model's)")
     parser.add_argument("--files", nargs="+", metavar="NAME", help="only these files of a dataset (names as in its index)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
-    parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
-    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    add_sampling_options(parser)
     _add_model_options(parser)
 
 
@@ -122,7 +119,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
     out = Path(args.out)
     jobs: list[tuple[Path, str, object]] = []  # (output path, input, tokens or EncodedAudio)
     first = Path(args.inputs[0])
-    options = {"ddim_steps": args.steps, "cfg_scale": args.cfg_scale, "eta": args.eta, "seed": args.seed}
+    options = sampling_options(args)
     if first.is_dir():
         if len(args.inputs) > 1:
             raise ValueError("give one dataset folder, or .npy token files")

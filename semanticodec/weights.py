@@ -23,11 +23,17 @@ from semanticodec.checkpoint import (
 )
 from semanticodec.config import ModelConfig
 from semanticodec.model import SemantiCodecModel
+from semanticodec.samplers import OFFICIAL_SAMPLING
 
 FORMAT_NAME = "semanticodec"
 DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
 """The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
 used when no official checkpoint is configured."""
+BUNDLED_SAMPLING = ("ddim", 50)
+"""(sampler, steps) the bundled default model decodes with unless told otherwise: the cheapest
+setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
+of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
+is retrained)."""
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,6 +96,16 @@ def default_model_config() -> ModelConfig | None:
     if not DEFAULT_MODEL.is_file():
         return None
     return _file_config(DEFAULT_MODEL)
+
+
+def default_sampling(config: ModelConfig, compat: str = "default") -> tuple[str, int]:
+    """``(sampler, steps)`` of a model unless the user chooses: :data:`BUNDLED_SAMPLING` for
+    the bundled default model, else (official checkpoints, ``compat="official"``) the
+    official DDIM with 50 steps."""
+    bundled = default_model_config()
+    if compat == "default" and bundled is not None and config.model_id == bundled.model_id:
+        return BUNDLED_SAMPLING
+    return OFFICIAL_SAMPLING
 
 
 def checkpoint_for(model_id: bytes) -> Path | None:

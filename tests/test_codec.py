@@ -18,13 +18,14 @@ from semanticodec.audio import AudioError
 from semanticodec.checkpoint import CheckpointError
 from semanticodec.cli import main
 from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.samplers import SAMPLERS
 from semanticodec.weights import load_safetensors, save_safetensors
 from tiny import tiny_model
 
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    return SemantiCodec.from_model(tiny_model(), device="cpu", steps=2, seed=0)
 
 
 def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
@@ -33,7 +34,7 @@ def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
 
 @pytest.mark.parametrize("token_rate", [100, 50, 25])
 def test_token_counts_and_vocabularies(token_rate: int) -> None:
-    c = SemantiCodec.from_model(tiny_model(token_rate), device="cpu", ddim_steps=1, seed=0)
+    c = SemantiCodec.from_model(tiny_model(token_rate), device="cpu", steps=1, seed=0)
     out = c.encode(_noise(3.0), 16000)
     expected = {100: 152, 50: 76, 25: 40}[token_rate]  # 3 s = 18.75 columns of 0.16 s
     assert out.tokens.shape == (expected, 2) and out.tokens.dtype == np.int64
@@ -55,14 +56,40 @@ def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCode
     np.testing.assert_array_equal(first[1], codec.decode([a, b])[1])
     np.testing.assert_allclose(first[0], codec.decode(a), rtol=0, atol=1e-6)  # batched BLAS rounding only
     assert first[0].shape == (176000,) and first[1].shape == (32000,)
-    other = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=2, seed=1).decode(b)
+    other = SemantiCodec.from_model(codec.model, device="cpu", steps=2, seed=1).decode(b)
     assert not np.array_equal(other, first[1])
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_samplers_and_precision_options(codec: SemantiCodec, sampler: str) -> None:
+    tokens = codec.encode(_noise(3.0, 8), 16000)
+    fast = SemantiCodec.from_model(codec.model, device="cpu", sampler=sampler, steps=4, seed=0)
+    assert (fast.sampler, fast.steps) == (sampler, 4)
+    first = fast.decode(tokens)
+    np.testing.assert_array_equal(first, fast.decode(tokens))
+    assert not np.array_equal(first, SemantiCodec.from_model(codec.model, device="cpu", sampler=sampler, steps=4, seed=1).decode(tokens))
+    half = SemantiCodec.from_model(codec.model, device="cpu", sampler=sampler, steps=4, seed=0, precision="bfloat16")
+    reduced = half.decode(tokens)
+    assert reduced.dtype == np.float32 and not np.array_equal(reduced, first)
+    assert np.abs(reduced - first).max() < 0.1 * np.abs(first).max()
+
+
+def test_default_sampling_and_bad_options(codec: SemantiCodec) -> None:
+    plain = SemantiCodec.from_model(codec.model, device="cpu")
+    assert (plain.sampler, plain.steps, plain.precision) == ("ddim", 50, "float32")
+    for options, message in (
+        ({"sampler": "euler"}, "sampler must be one of ddim, dpmpp-2m, unipc"),
+        ({"steps": 0}, "steps must be an int >= 1"),
+        ({"precision": "int8"}, "precision must be one of float32, bfloat16, float16"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SemantiCodec.from_model(codec.model, device="cpu", **options)
 
 
 def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:
     x = _noise(WINDOW_SAMPLES / 16000)
     assert codec.encode(x, 16000).tokens.shape == (512, 2)
-    official = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=1, compat="official")
+    official = SemantiCodec.from_model(codec.model, device="cpu", steps=1, compat="official")
     assert official.encode(x, 16000).tokens.shape[0] > 512
 
 

@@ -50,7 +50,7 @@ def setup(tmp_path_factory) -> dict:
     weights = root / "tiny.safetensors"
     model = tiny_model()
     save_safetensors(model, weights)
-    codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=1, seed=0, batch_size=2)
+    codec = SemantiCodec.from_model(model, device="cpu", steps=1, seed=0, batch_size=2)
     direct = {name: codec.encode(str(corpus / name)).tokens for name, *_ in CLIPS}
     reference = root / "reference"
     report = tokenize_corpus(codec, corpus, reference, shard_rows=400, batch_windows=3, progress=False)

@@ -23,7 +23,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=1, cfg_scale=1.0, seed=3, batch_size=1)
+    return SemantiCodec.from_model(tiny_model(), device="cpu", steps=1, cfg_scale=1.0, seed=3, batch_size=1)
 
 
 def _noise(samples: int, seed: int = 0) -> np.ndarray:

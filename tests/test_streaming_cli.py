@@ -32,7 +32,7 @@ def weights(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def codec(weights: str) -> SemantiCodec:
-    return SemantiCodec(100, 100, checkpoint=weights, device="cpu", ddim_steps=1, seed=0)
+    return SemantiCodec(100, 100, checkpoint=weights, device="cpu", steps=1, seed=0)
 
 
 def _pcm(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:

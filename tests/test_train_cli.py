@@ -81,7 +81,7 @@ def test_assembled_model_encodes_and_decodes(trained, setup, tmp_path, capsys):
     assert model.config.schedule.scale_factor != 1.0
     ldm = load_safetensors_part(trained["ldm"] / "ldm.safetensors")
     assert torch.equal(model.unet.state_dict()["out.2.weight"], ldm["unet.out.2.weight"].half().float())
-    codec = SemantiCodec(token_rate=100, semantic_vocab_size=100, checkpoint=output, ddim_steps=2, seed=0, device="cpu")
+    codec = SemantiCodec(token_rate=100, semantic_vocab_size=100, checkpoint=output, steps=2, seed=0, device="cpu")
     clip = sorted(shared_path("audio", "speech").glob("*.wav"))[0]
     encoded = codec.encode(clip)
     assert encoded.tokens.max(axis=0).tolist() < [100, 64]
