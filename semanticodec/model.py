@@ -20,6 +20,7 @@ from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import NoiseSchedule
+from semanticodec.nn.attention import cached_context
 from semanticodec.nn.hifigan import HiFiGAN
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
@@ -152,9 +153,10 @@ class SemantiCodecModel(nn.Module):
             else:
                 x_T = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=g.device) for g in generators])
                 x_T = x_T.to(cond.device)
-        latent = sample_latent(
-            sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
-        )
+        with cached_context(self.unet):
+            latent = sample_latent(
+                sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
+            )
         return self.latent_to_waveform(latent)
 
     def latent_to_waveform(self, latent: Tensor) -> Tensor:

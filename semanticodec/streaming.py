@@ -50,6 +50,7 @@ from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
+from semanticodec.nn.attention import cached_context
 from semanticodec.samplers import sample_latent
 
 EncoderMode = Literal["exact", "low_latency"]
@@ -578,7 +579,7 @@ class StreamingDecoder:
         tok = tokens[None].to(device)
         valid_len = torch.tensor([valid], device=device)
         options = {"steps": codec.steps, "guidance_scale": codec.cfg_scale, "eta": codec.eta, "generator": gen}
-        with codec.decoder_precision():
+        with codec.decoder_precision(), cached_context(model.unet):
             if not bool(missing.any()):
                 return model.decode_windows(
                     tok, valid_len, codec.steps, codec.cfg_scale, codec.eta, generators=gen, sampler=codec.sampler
