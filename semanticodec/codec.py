@@ -338,7 +338,8 @@ class SemantiCodec:
             generators = None if self.seed is None else [gens[i][w] for i, w in batch]
             with self.decoder_precision():
                 out = self.model.decode_windows(
-                    tok, valid, self.steps, self.cfg_scale, self.eta, generators=generators, sampler=self.sampler
+                    tok, valid, self.steps, self.cfg_scale, self.eta, generators=generators, sampler=self.sampler,
+                    valid_only=True,
                 )
             return out.float().cpu()
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
 from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
-from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
+from semanticodec.conditioning import SAMPLE_RATE, decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import NoiseSchedule
 from semanticodec.nn.attention import cached_context
@@ -130,6 +130,7 @@ class SemantiCodecModel(nn.Module):
         x_T: Tensor | None = None,
         generators: Sequence[torch.Generator] | None = None,
         sampler: str = "ddim",
+        valid_only: bool = False,
     ) -> Tensor:
         """Waveforms of token windows.
 
@@ -141,6 +142,8 @@ class SemantiCodecModel(nn.Module):
                 window, so a window's result does not depend on its batch) or the global RNG.
             sampler: one of :data:`~semanticodec.samplers.SAMPLERS` (``eta`` and the per-step
                 noise apply to ``ddim`` only).
+            valid_only: compute only the samples of each window's valid tokens (the vocoder skips
+                the mel frames it does not need for them); the rest of the waveform is zero.
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
@@ -157,12 +160,22 @@ class SemantiCodecModel(nn.Module):
             latent = sample_latent(
                 sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
             )
-        return self.latent_to_waveform(latent)
+        if not valid_only:
+            return self.latent_to_waveform(latent)
+        samples_per_token = 2 * SAMPLE_RATE // self.config.token_rate
+        return self.latent_to_waveform(latent, [int(n) * samples_per_token for n in valid_len])
 
-    def latent_to_waveform(self, latent: Tensor) -> Tensor:
-        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``."""
+    def latent_to_waveform(self, latent: Tensor, samples: Sequence[int] | None = None) -> Tensor:
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``.
+
+        ``samples``: per window, the leading samples needed (the vocoder computes those alone
+        where that saves mel frames, and leaves the rest zero); None: all.
+        """
         mel = self.vae.decode(latent / self.schedule.scale_factor)
-        return self.vocoder.mel_to_waveform(mel)[:, 0]
+        frames = mel.shape[2]
+        if samples is None or all(self.vocoder.config.frames_for(n) >= frames for n in samples):
+            return self.vocoder.mel_to_waveform(mel)[:, 0]
+        return torch.cat([self.vocoder.mel_to_waveform(mel[i : i + 1], n)[:, 0] for i, n in enumerate(samples)])
 
     def load_official(self, encoder: Mapping[str, Tensor] | None, decoder: Mapping[str, Tensor] | None) -> None:
         """Load official ``encoder.ckpt`` / ``decoder.ckpt`` state dicts (strict schema check first)."""

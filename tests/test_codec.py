@@ -17,7 +17,8 @@ import torch
 from semanticodec.audio import AudioError
 from semanticodec.checkpoint import CheckpointError
 from semanticodec.cli import main
-from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec, join_windows, window_generator
+from semanticodec.conditioning import split_windows
 from semanticodec.samplers import SAMPLERS
 from semanticodec.weights import load_safetensors, save_safetensors
 from tiny import tiny_model
@@ -58,6 +59,25 @@ def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCode
     assert first[0].shape == (176000,) and first[1].shape == (32000,)
     other = SemantiCodec.from_model(codec.model, device="cpu", steps=2, seed=1).decode(b)
     assert not np.array_equal(other, first[1])
+
+
+@torch.inference_mode()
+def test_decode_skips_vocoder_work_past_the_valid_tokens(codec: SemantiCodec) -> None:
+    """The last, partial window's vocoder pass covers its valid tokens only; the audio equals
+    that of the whole window's pass."""
+    tokens = codec.encode(_noise(12.0, 7), 16000)
+    windows, valid = split_windows(torch.from_numpy(tokens.tokens)[None], window=codec.config.tokens_per_window)
+    assert valid.tolist() == [512, 120]
+    gens = [window_generator(0, w) for w in range(2)]
+    args = (windows[0], valid, 2, 2.0, 1.0)
+    whole = codec.model.decode_windows(*args, generators=gens)
+    gens = [window_generator(0, w) for w in range(2)]
+    trimmed = codec.model.decode_windows(*args, generators=gens, valid_only=True)
+    assert not trimmed[1, 120 * 320 :].any()
+    torch.testing.assert_close(trimmed[0], whole[0], rtol=0, atol=1e-6)  # one window per vocoder call: BLAS rounding
+    torch.testing.assert_close(trimmed[1, : 120 * 320], whole[1, : 120 * 320], rtol=0, atol=1e-6)
+    expected = join_windows(list(whole), tokens.tokens.shape[0], 100, num_samples=tokens.num_samples_16k)
+    np.testing.assert_allclose(codec.decode(tokens), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
