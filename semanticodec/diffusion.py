@@ -107,6 +107,15 @@ def ddim_timesteps(steps: int, num_timesteps: int = 1000) -> torch.Tensor:
     return timesteps
 
 
+def ddim_steps_at_least(steps: int, num_timesteps: int = 1000) -> int:
+    """The smallest step count ``>= steps`` that :func:`ddim_timesteps` accepts."""
+    for count in range(max(steps, 1), num_timesteps + 1):
+        stride = num_timesteps // count
+        if (num_timesteps - 1) // stride * stride + 1 < num_timesteps:
+            return count
+    raise ValueError(f"no DDIM step count >= {steps} fits a {num_timesteps}-step schedule")
+
+
 @dataclass(frozen=True)
 class DDIMParameters:
     """Per-index DDIM quantities (index 0 = smallest timestep), as ``make_ddim_sampling_parameters``.

@@ -160,20 +160,20 @@ class SemantiCodecModel(nn.Module):
             latent = sample_latent(
                 sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
             )
-        if not valid_only:
-            return self.latent_to_waveform(latent)
-        samples_per_token = 2 * SAMPLE_RATE // self.config.token_rate
-        return self.latent_to_waveform(latent, [int(n) * samples_per_token for n in valid_len])
+        return self.latent_to_waveform(latent, valid_len if valid_only else None)
 
-    def latent_to_waveform(self, latent: Tensor, samples: Sequence[int] | None = None) -> Tensor:
+    def latent_to_waveform(self, latent: Tensor, valid_len: Tensor | None = None) -> Tensor:
         """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``.
 
-        ``samples``: per window, the leading samples needed (the vocoder computes those alone
-        where that saves mel frames, and leaves the rest zero); None: all.
+        ``valid_len``: ``[W]`` valid tokens per window; only their samples are computed (the
+        vocoder leaves out the mel frames it does not need for them) and the rest is zero.
+        None: all samples.
         """
         mel = self.vae.decode(latent / self.schedule.scale_factor)
-        frames = mel.shape[2]
-        if samples is None or all(self.vocoder.config.frames_for(n) >= frames for n in samples):
+        if valid_len is None:
+            return self.vocoder.mel_to_waveform(mel)[:, 0]
+        samples = [int(n) * 2 * SAMPLE_RATE // self.config.token_rate for n in valid_len]
+        if all(self.vocoder.config.frames_for(n) >= mel.shape[2] for n in samples):
             return self.vocoder.mel_to_waveform(mel)[:, 0]
         return torch.cat([self.vocoder.mel_to_waveform(mel[i : i + 1], n)[:, 0] for i, n in enumerate(samples)])
 

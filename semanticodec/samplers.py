@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from semanticodec.diffusion import DDIMSampler, ModelFn, NoiseSchedule, check_sampler_inputs, guided_v, step_noise
+from semanticodec.diffusion import DDIMSampler, ModelFn, NoiseSchedule, check_sampler_inputs, guided_v
 
 SAMPLERS: tuple[str, ...] = ("ddim", "dpmpp-2m", "unipc")
 """Sampler names accepted by :func:`sample_latent` (``SemantiCodec(sampler=...)``, ``--sampler``)."""
@@ -129,48 +129,32 @@ class MultistepSolver:
         uncond: torch.Tensor | None,
         steps: int,
         guidance_scale: float = 2.0,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        known: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Latent ``[B, C, H, W]`` at timestep 0's noise level from ``x_T`` (standard normal),
         conditioned on ``cond`` ``[B, N, D]``; ``uncond`` (same shape) is required unless
-        ``guidance_scale == 1``. ``steps`` model calls (of batch 2B when guided).
-
-        ``known = (x0, mask)`` inpaints as :meth:`DDIMSampler.sample` does: after every step the
-        cells on ``mask`` are replaced by ``x0`` noised to the step's level with fresh noise
-        from ``generator`` (per-item generators, one generator, or the global RNG); the result
-        holds ``x0`` exactly on the mask. Without ``known`` no noise is drawn.
+        ``guidance_scale == 1``. ``steps`` model calls (of batch 2B when guided); no noise is
+        drawn. (Inpainting by replacement needs fresh noise to blend the known cells in; it is
+        left to the stochastic :class:`DDIMSampler`.)
         """
         guided = guidance_scale != 1.0
-        check_sampler_inputs(x_T, cond, uncond, guided, None, steps, generator)
-        if known is not None:
-            known_x0, known_mask = known[0].to(x_T.device, x_T.dtype), known[1].to(x_T.device).bool()
-            if known_x0.shape != x_T.shape:
-                raise ValueError(f"known latent {tuple(known_x0.shape)} must have the shape of x_T {tuple(x_T.shape)}")
+        check_sampler_inputs(x_T, cond, uncond, guided, None, steps, None)
         grid = solver_grid(self.schedule, steps)
         alphas, sigmas, lambdas = grid.alphas.tolist(), grid.sigmas.tolist(), grid.lambdas.tolist()
         context = torch.cat([uncond, cond]) if guided else cond
         with torch.inference_mode():
             x = x_T
             last: _Step | None = None
-            noised: torch.Tensor | None = None  # the known cells at the current point's level
             for i in range(steps):
                 v, _, _ = guided_v(model_fn, x, int(grid.timesteps[i]), context, guidance_scale)
                 m0 = alphas[i] * x - sigmas[i] * v
                 if self.method == "unipc" and last is not None:
                     x = _unic(last, m0, lambdas, alphas, sigmas)
-                    if noised is not None:
-                        x = torch.where(known_mask, noised, x)
                 h = lambdas[i + 1] - lambdas[i]
                 m1 = last.m0 if last is not None and i < steps - 1 else None
                 estimate = m0 if m1 is None else m0 + (h / (2.0 * (lambdas[i] - lambdas[i - 1]))) * (m0 - m1)
                 last = _Step(i, x, m0, m1)
                 x = (sigmas[i + 1] / sigmas[i]) * x - (alphas[i + 1] * math.expm1(-h)) * estimate
-                if known is not None:
-                    z = step_noise(None, i, generator, x)
-                    noised = alphas[i + 1] * known_x0 + sigmas[i + 1] * z
-                    x = torch.where(known_mask, noised, x)
-        return x if known is None else torch.where(known_mask, known_x0, x)
+        return x
 
 
 @dataclass(frozen=True)
@@ -207,19 +191,15 @@ def sample_latent(
     guidance_scale: float,
     eta: float,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    known: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Sample a latent ``[B, C, H, W]`` with the named sampler (:data:`SAMPLERS`) from ``x_T``.
-
-    ``eta`` applies to ``ddim`` only; ``generator`` draws DDIM's per-step noise and the noise
-    of the known cells when inpainting (``known``, see :meth:`MultistepSolver.sample`).
-    """
+    """Sample a latent ``[B, C, H, W]`` with the named sampler (:data:`SAMPLERS`) from ``x_T``;
+    ``eta`` and ``generator`` (the per-step noise) apply to ``ddim`` only."""
     check_sampler(sampler)
     if sampler == "ddim":
         return DDIMSampler(schedule).sample(
-            model_fn, x_T, cond, uncond, steps, eta=eta, guidance_scale=guidance_scale, generator=generator, known=known
+            model_fn, x_T, cond, uncond, steps, eta=eta, guidance_scale=guidance_scale, generator=generator
         )
-    return MultistepSolver(schedule, sampler).sample(model_fn, x_T, cond, uncond, steps, guidance_scale, generator, known)
+    return MultistepSolver(schedule, sampler).sample(model_fn, x_T, cond, uncond, steps, guidance_scale)
 
 
 def check_sampler(sampler: str) -> None:

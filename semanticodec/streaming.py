@@ -29,7 +29,9 @@ concealed (``concealment``):
   are held at the first pass's latent (noised to each step's level), the gap's context rows
   are left unknown (the classifier-free-guidance null rows) and the model fills the gap to fit
   the audio around it. Outside the gap the output equals ``"padding"``; a damaged window
-  costs two samplings.
+  costs two samplings. The inpainting pass is stochastic DDIM (η = 1 and at least the
+  codec's step count when the codec samples with a deterministic solver): replacement needs
+  fresh noise at every step to blend the gap into the known frames.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from bitstream import Damage, Header, StreamReader, StreamWriter
 from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
+from semanticodec.diffusion import DDIMSampler, ddim_steps_at_least
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
 from semanticodec.nn.attention import cached_context
 from semanticodec.samplers import sample_latent
@@ -582,7 +585,8 @@ class StreamingDecoder:
         with codec.decoder_precision(), cached_context(model.unet):
             if not bool(missing.any()):
                 return model.decode_windows(
-                    tok, valid_len, codec.steps, codec.cfg_scale, codec.eta, generators=gen, sampler=codec.sampler
+                    tok, valid_len, codec.steps, codec.cfg_scale, codec.eta, generators=gen, sampler=codec.sampler,
+                    valid_only=True,
                 )[0]
             cond, uncond = model.context(tok, valid_len)
             width = 2 * codec.config.feature_dim
@@ -596,10 +600,10 @@ class StreamingDecoder:
                 unknown = cond.clone()
                 unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
                 known = ~self._latent_gap(missing, latent.shape[2]).to(device)[None, None, :, None]
-                latent = sample_latent(
-                    codec.sampler, model.schedule, model.unet, x_T, unknown, uncond, known=(latent, known), **options
-                )
-            return model.latent_to_waveform(latent)[0]
+                if codec.sampler != "ddim":  # replacement needs DDIM's fresh noise to blend the gap in
+                    options.update(steps=ddim_steps_at_least(codec.steps), eta=1.0)
+                latent = DDIMSampler(model.schedule).sample(model.unet, x_T, unknown, uncond, known=(latent, known), **options)
+            return model.latent_to_waveform(latent, valid_len)[0]
 
     def _latent_gap(self, missing: Tensor, frames: int) -> Tensor:
         """``[frames]`` bool: latent frames whose token step holds a missing pair."""
