@@ -126,19 +126,72 @@ def official_files(root: str | os.PathLike, token_rate: int, semantic_vocab_size
     return files
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class SafetensorsReader(Mapping[str, torch.Tensor]):
+    """The tensors of a ``.safetensors`` file, each read from disk when it is looked up.
+
+    Plain file reads, no memory map: a caller that takes the tensors one at a time holds one
+    in memory at a time (loading a model then needs little more than the model). Malformed
+    files raise :class:`CheckpointError`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as file:
+                size = int.from_bytes(file.read(8), "little")
+                if not 2 <= size <= self.path.stat().st_size - 8:
+                    raise ValueError(f"header size {size} does not fit the file")
+                header = json.loads(file.read(size))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.path}: not a readable safetensors file ({err})") from None
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._start = 8 + size
+        data_size = self.path.stat().st_size - self._start
+        self._entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            try:
+                dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+                shape = tuple(int(n) for n in entry["shape"])
+                begin, end = (int(n) for n in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{self.path}: bad or unsupported header entry for {key!r}") from None
+            if not 0 <= begin <= end <= data_size or end - begin != int(np.prod(shape)) * dtype.itemsize:
+                raise CheckpointError(f"{self.path}: the data of {key!r} does not fit its shape or the file")
+            self._entries[key] = (dtype, shape, begin, end)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        dtype, shape, begin, end = self._entries[key]
+        buffer = bytearray(end - begin)
+        with open(self.path, "rb") as file:
+            file.seek(self._start + begin)
+            if file.readinto(buffer) != len(buffer):
+                raise CheckpointError(f"{self.path}: truncated data for {key!r}")
+        if not buffer:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def open_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The tensors of a checkpoint file without reading them all: a :class:`SafetensorsReader`
+    for ``.safetensors``, else the memory-mapped weights of a ``.ckpt``/``.pt``/``.pth``
+    (weights only)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+        return SafetensorsReader(path)
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for corrupt or non-weight files
@@ -148,6 +201,34 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: does not hold a state dict of tensors")
     return data
+
+
+class _Selection(Mapping[str, torch.Tensor]):
+    def __init__(self, state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> None:
+        self._state = state
+        self._keys = [key for key in state if key.startswith(prefixes)]
+        self._key_set = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
+        return self._state[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def select(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> Mapping[str, torch.Tensor]:
+    """The entries of ``state`` whose keys start with ``prefixes``, as a view (nothing is read)."""
+    return _Selection(state, prefixes)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    return dict(open_state_dict(path))
 
 
 def check_keys(

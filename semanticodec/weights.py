@@ -18,8 +18,9 @@ from semanticodec.checkpoint import (
     CheckpointError,
     find_official_root,
     load_codebook,
-    load_state_dict,
     official_files,
+    open_state_dict,
+    select,
 )
 from semanticodec.config import ModelConfig
 from semanticodec.model import SemantiCodecModel
@@ -35,16 +36,25 @@ setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-ver
 of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
 is retrained)."""
 CODEBOOK_KEY = "semantic.codebook"
+ENCODER_PARTS = ("audiomae.", "acoustic.")
+"""State-dict prefixes of the parts that encoding needs."""
+DECODER_PARTS = ("unet.", "schedule.", "vae.", "vocoder.")
+"""State-dict prefixes of the parts that only decoding needs."""
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> SemantiCodecModel:
-    """Build the official model of (token rate, vocabulary) from an official checkpoint folder."""
+def load_official(
+    root: str | os.PathLike, token_rate: int, semantic_vocab_size: int, with_decoder: bool = True
+) -> SemantiCodecModel:
+    """Build the official model of (token rate, vocabulary) from an official checkpoint folder
+    (``with_decoder=False``: the encoding parts only; ``decoder.ckpt`` is not read). The
+    memory-mapped checkpoint tensors become the model's weights (no copies)."""
     files = official_files(root, token_rate, semantic_vocab_size)
     config = ModelConfig.official(token_rate, semantic_vocab_size)
     codebook = load_codebook(files.codebook)
-    model = SemantiCodecModel(config, codebook)
-    model.load_official(load_state_dict(files.encoder), load_state_dict(files.decoder))
+    model = SemantiCodecModel(config, codebook, with_decoder=with_decoder)
+    decoder = open_state_dict(files.decoder) if with_decoder else None
+    model.load_official(open_state_dict(files.encoder), decoder, take=True)
     return model
 
 
@@ -59,6 +69,8 @@ def save_safetensors(
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not model.with_decoder:
+        raise ValueError("a model built without its decoder cannot be saved as a weights file")
     state = {
         key: value.detach().to(DTYPES[dtype] if value.is_floating_point() else value.dtype).contiguous()
         for key, value in model.state_dict().items()
@@ -75,17 +87,19 @@ def save_safetensors(
         temp.unlink(missing_ok=True)
 
 
-def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
-    """A model from a file written by :func:`save_safetensors` (computed in float32)."""
+def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> SemantiCodecModel:
+    """A model from a file written by :func:`save_safetensors` (computed in float32), read one
+    tensor at a time (``with_decoder=False``: the encoding parts only)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     config = _file_config(Path(path))
-    state = load_state_dict(path)
+    state = open_state_dict(path)
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
-    model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
+    model = SemantiCodecModel(config, state[CODEBOOK_KEY].float(), with_decoder=with_decoder)
+    parts = ENCODER_PARTS + (DECODER_PARTS if with_decoder else ())
     try:
-        model.load_weights(state)
+        model.load_weights(select(state, parts), parts)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     return model
@@ -141,6 +155,7 @@ def load_model(
     token_rate: int = 100,
     semantic_vocab_size: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    with_decoder: bool = True,
 ) -> SemantiCodecModel:
     """The model to use.
 
@@ -148,9 +163,12 @@ def load_model(
     2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
        (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
     3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
+
+    ``with_decoder=False`` builds and reads the encoding parts only (for compress, tokenize
+    and k-means features).
     """
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
-        model = load_safetensors(checkpoint)
+        model = load_safetensors(checkpoint, with_decoder)
         _check_rate_vocab(model, token_rate, semantic_vocab_size, str(checkpoint))
         return model
     default = default_model_config()
@@ -158,7 +176,7 @@ def load_model(
     if root is None:
         if checkpoint is None and default is not None:
             if (token_rate, semantic_vocab_size) in ((default.token_rate, None), (default.token_rate, default.semantic_vocab_size)):
-                return load_safetensors(DEFAULT_MODEL)
+                return load_safetensors(DEFAULT_MODEL, with_decoder)
             raise CheckpointError(
                 f"no official SemantiCodec checkpoint found for {token_rate} tok/s, vocabulary {semantic_vocab_size}; "
                 f"the bundled default model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size} "
@@ -179,4 +197,4 @@ def load_model(
             break
         else:
             raise CheckpointError(f"{root}: no complete official model for {token_rate} tok/s")
-    return load_official(root, token_rate, semantic_vocab_size)
+    return load_official(root, token_rate, semantic_vocab_size, with_decoder)

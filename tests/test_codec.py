@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 from semanticodec.audio import AudioError
-from semanticodec.checkpoint import CheckpointError
+from semanticodec.checkpoint import CheckpointError, open_state_dict
 from semanticodec.cli import main
 from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec, join_windows, window_generator
 from semanticodec.conditioning import split_windows
@@ -104,6 +104,40 @@ def test_default_sampling_and_bad_options(codec: SemantiCodec) -> None:
     ):
         with pytest.raises(ValueError, match=message):
             SemantiCodec.from_model(codec.model, device="cpu", **options)
+
+
+def test_encoder_only_model_loads_and_encodes_without_the_decoder(codec: SemantiCodec, tmp_path) -> None:
+    path = tmp_path / "tiny.safetensors"
+    save_safetensors(codec.model, path)
+    full = load_safetensors(path)
+    encoder = load_safetensors(path, with_decoder=False)
+    assert not hasattr(encoder, "unet") and not hasattr(encoder, "vocoder")
+    assert {k.split(".")[0] for k in encoder.state_dict()} == {"audiomae", "acoustic"}
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, full.state_dict()[key]), key
+    x = _noise(4.0, 11)
+    tokens = SemantiCodec.from_model(encoder, device="cpu").encode(x, 16000)
+    np.testing.assert_array_equal(tokens.tokens, codec.encode(x, 16000).tokens)
+    with pytest.raises(ValueError, match="without its decoder"):
+        SemantiCodec.from_model(encoder, device="cpu").decode(tokens)
+    with pytest.raises(ValueError, match="without its decoder"):
+        save_safetensors(encoder, tmp_path / "partial.safetensors")
+
+
+def test_load_weights_takes_memory_mapped_tensors_without_copying(codec: SemantiCodec, tmp_path) -> None:
+    state = {k: v.clone() for k, v in codec.model.state_dict().items() if k.startswith("acoustic.")}
+    torch.save(state, tmp_path / "acoustic.ckpt")
+    mapped = open_state_dict(tmp_path / "acoustic.ckpt")
+    model = tiny_model()
+    with torch.no_grad():
+        model.acoustic.encoder_output_linear.weight.zero_()
+    model.load_weights(mapped, ("acoustic.",), take=True)
+    weight = model.acoustic.encoder_output_linear.weight
+    assert isinstance(weight, torch.nn.Parameter) and torch.equal(weight, state["acoustic.encoder_output_linear.weight"])
+    assert weight.data_ptr() == mapped["acoustic.encoder_output_linear.weight"].data_ptr()
+    copied = tiny_model()
+    copied.load_weights(mapped, ("acoustic.",))
+    assert copied.acoustic.encoder_output_linear.weight.data_ptr() != mapped["acoustic.encoder_output_linear.weight"].data_ptr()
 
 
 def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:
