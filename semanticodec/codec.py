@@ -131,6 +131,8 @@ class SemantiCodec:
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
         progress: show a progress bar for inputs longer than one window.
+        with_decoder: False loads the encoding parts only (a third of the memory; :meth:`decode`
+            then raises ValueError).
 
     :meth:`from_model` wraps a model that is already built (for tests and training).
     """
@@ -150,11 +152,12 @@ class SemantiCodec:
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
+        with_decoder: bool = True,
     ) -> None:
         from semanticodec.weights import load_model
 
         self._setup(
-            load_model(token_rate, semantic_vocab_size, checkpoint),
+            load_model(token_rate, semantic_vocab_size, checkpoint, with_decoder),
             device=device, sampler=sampler, steps=steps, cfg_scale=cfg_scale, eta=eta, precision=precision,
             seed=seed, compat=compat, batch_size=batch_size, progress=progress,
         )
@@ -435,7 +438,7 @@ def semantic_feature_extractor(
     model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``)."""
     from semanticodec.weights import load_model
 
-    model = load_model(token_rate, None, checkpoint)
+    model = load_model(token_rate, None, checkpoint, with_decoder=False)
     codec = SemantiCodec.from_model(model, device=device)
     return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 

@@ -188,7 +188,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
     from semanticodec.streaming import LowLatencyConfig, StreamingEncoder
 
     blocks, rate, frames = _audio_blocks(args)
-    codec = _codec(args, args.token_rate, args.vocab)
+    codec = _codec(args, args.token_rate, args.vocab, with_decoder=False)
     mode = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
@@ -222,7 +222,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         seconds = frames / rate
     if _streaming(args, seconds) or args.low_latency is not None:
         return _compress_stream(args)
-    codec = _codec(args, args.token_rate, args.vocab)
+    codec = _codec(args, args.token_rate, args.vocab, with_decoder=False)
     encoded = codec.encode(args.input)
     data = encode(encoded.tokens, encoded.header(args.packet_columns))
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:

@@ -60,7 +60,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         raise ValueError(f"--shard-rows must be >= 1, got {args.shard_rows}")
     started = _init_distributed(args)
     try:
-        codec = _codec(args, args.token_rate, args.vocab)
+        codec = _codec(args, args.token_rate, args.vocab, with_decoder=False)
         report = tokenize_corpus(
             codec, files, args.out, shard_rows=args.shard_rows, batch_windows=args.batch_windows, progress=not args.quiet
         )
