@@ -30,7 +30,7 @@ FORMAT_NAME = "semanticodec"
 DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
 """The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
 used when no official checkpoint is configured."""
-BUNDLED_SAMPLING = ("ddim", 50)
+BUNDLED_SAMPLING = ("dpmpp-2m", 3)
 """(sampler, steps) the bundled default model decodes with unless told otherwise: the cheapest
 setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
 of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model

@@ -56,7 +56,7 @@ def test_official_checkpoints_take_precedence(bundled, tmp_path, monkeypatch):
     official = tiny_model(50, 100)
     monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
     monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab: official)
+    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
     assert weights.load_model() is official
 
 
@@ -64,7 +64,7 @@ def test_bundled_streams_decode_with_the_bundled_model(bundled, tmp_path, monkey
     official = tiny_model(50, 100)
     monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
     monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab: official)
+    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
     args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", quiet=True)
     assert weights.checkpoint_for(bundled.config.model_id) == weights.DEFAULT_MODEL
     assert weights.checkpoint_for(bytes(16)) is None
@@ -97,3 +97,17 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, monkeypatch, capsys):
     audio, rate = sf.read(wav)
     original, original_rate = sf.read(clip)
     assert rate == original_rate and len(audio) == len(original) and np.isfinite(audio).all()
+
+
+def test_bundled_model_decodes_with_its_measured_default_sampling(bundled):
+    """The bundled model decodes with BUNDLED_SAMPLING (chosen in benchmarks/RESULTS.md); other
+    models and compat="official" keep the official 50-step DDIM."""
+    from semanticodec.codec import SemantiCodec
+    from semanticodec.samplers import OFFICIAL_SAMPLING
+
+    codec = SemantiCodec.from_model(weights.load_model(), device="cpu")
+    assert (codec.sampler, codec.steps) == weights.BUNDLED_SAMPLING
+    official = SemantiCodec.from_model(weights.load_model(), device="cpu", compat="official")
+    assert (official.sampler, official.steps) == OFFICIAL_SAMPLING == ("ddim", 50)
+    other = SemantiCodec.from_model(tiny_model(50, 100), device="cpu")
+    assert (other.sampler, other.steps) == OFFICIAL_SAMPLING
