@@ -1,6 +1,6 @@
 """Encode and decode speed of the full-size model (token rate 100) on this machine.
 
-Weights are the deterministic ``semanticodec.fill`` values (every op is dense, so the cost is
+Weights are the deterministic ``benchmarks.fill`` values (every op is dense, so the cost is
 that of the real checkpoints). Prints a Markdown table of real-time factors (compute seconds
 per second of audio), the process's CPU seconds (all threads; on a machine shared with other
 jobs they show the work where wall time shows the load), the decode speed-up of each setting
@@ -27,14 +27,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from benchmarks.fill import fill, fill_module
 from benchmarks.report import cpu_model
 from semanticodec.codec import SemantiCodec
-from semanticodec.conditioning import split_windows
 from semanticodec.config import ModelConfig
-from semanticodec.fill import fill, fill_module
+from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.model import SemantiCodecModel
 from semanticodec.nn.vit import audiomae_pos_embed
 from semanticodec.weights import save_safetensors
+from semanticodec.windows import split_windows
 
 TIMES: dict[str, float] = defaultdict(float)
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -95,7 +96,7 @@ def compress_peak_rss(model: SemantiCodecModel, seconds: float, folder: Path) ->
     sf.write(wav, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     command = [sys.executable, "-m", "semanticodec", "compress", str(wav), str(out), "--checkpoint", str(weights),
-               "--vocab", str(model.config.semantic_vocab_size), "--quiet"]
+               "--semantic-vocab-size", str(model.config.semantic_vocab_size), "--no-progress"]
     subprocess.run(command, check=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if peak <= before:
@@ -129,7 +130,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             rss = compress_peak_rss(model, args.compress_rss, Path(folder))
     instrument(model)
-    encoder = SemantiCodec.from_model(model, device="cpu", seed=0, batch_size=args.batch_size)
+    encoder = SemantiCodec(model, device="cpu", seed=0, batch_size=args.batch_size)
     rng = np.random.default_rng(0)
     encoder.encode(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
     rows = []
@@ -139,11 +140,11 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         encoded = encoder.encode(audio, 16000)
         enc, enc_cpu = time.perf_counter() - start, time.process_time() - cpu
-        enc_windows = encoder.fbank_windows(audio).shape[0]
+        enc_windows = -(-len(audio) // WINDOW_SAMPLES)
         rows.append((seconds, "encode", enc, enc_cpu, enc_windows, dict(TIMES)))
         dec_windows = split_windows(torch.from_numpy(encoded.tokens)[None], window=model.tokens_per_window)[1].numel()
         for sampler, steps, precision in args.decode:
-            codec = SemantiCodec.from_model(
+            codec = SemantiCodec(
                 model, device="cpu", sampler=sampler, steps=steps, precision=precision, seed=0, batch_size=args.batch_size
             )
             TIMES.clear()

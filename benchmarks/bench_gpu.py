@@ -3,7 +3,7 @@
     python -m benchmarks.bench_gpu                            # CUDA, official 100 tok/s architecture, about 3 minutes
     python -m benchmarks.bench_gpu --tiny --device cpu        # seconds: a smoke test of the script itself
 
-Weights are the deterministic ``semanticodec.fill`` values (every op is dense, so the cost is
+Weights are the deterministic ``benchmarks.fill`` values (every op is dense, so the cost is
 that of the real checkpoints), or with ``--tiny`` a randomly initialised small model. The
 audio is noise; each setting encodes and decodes it once after a warm-up. Real-time factor =
 compute seconds / audio seconds (below 1: faster than real time). Encoding always runs in
@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     codec = None
     for batch in args.batch_sizes:
-        codec = SemantiCodec.from_model(model, device=device, seed=0, batch_size=batch)
+        codec = SemantiCodec(model, device=device, seed=0, batch_size=batch)
         codec.encode(audio[:16000], 16000)  # warm-up (cuDNN autotuning, allocator)
         encode_s, encoded = timed(device, lambda: codec.encode(audio, 16000))
         for precision in args.precisions:
             for sampler, steps in settings:
-                codec = SemantiCodec.from_model(
+                codec = SemantiCodec(
                     model, device=device, seed=0, batch_size=batch, sampler=sampler, steps=steps, precision=precision
                 )
                 codec.decode(encoded.tokens[:64])  # warm-up of this precision's kernels

@@ -41,8 +41,9 @@ import torch
 
 from benchmarks import data, metrics
 from benchmarks.report import cpu_model, replace_section
-from semanticodec.codec import EncodedAudio, SemantiCodec
+from semanticodec.codec import SemantiCodec
 from semanticodec.diffusion import ddim_timesteps
+from semanticodec.encoded import EncodedAudio
 from semanticodec.model import SemantiCodecModel
 from semanticodec.samplers import SAMPLERS, solver_grid
 
@@ -96,7 +97,7 @@ def decode_all(
     model: SemantiCodecModel, setting: Setting, encoded: dict[str, EncodedAudio], batch_size: int
 ) -> tuple[dict[str, np.ndarray], float]:
     """Decoded audio of every clip with ``setting`` and the wall time per window."""
-    codec = SemantiCodec.from_model(
+    codec = SemantiCodec(
         model, device="cpu", sampler=setting.sampler, steps=setting.steps, seed=setting.seed,
         precision=setting.precision, batch_size=batch_size,
     )
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.bench_samplers", *shown])
     encoded, visqol, dnsmos = {}, None, None
     if not args.report_only:
-        encoder = SemantiCodec.from_model(model, device="cpu", batch_size=args.batch_size)
+        encoder = SemantiCodec(model, device="cpu", batch_size=args.batch_size)
         encoded = dict(zip(audio, encoder.encode([audio[c.file] for c in clips], sample_rate=metrics.SAMPLE_RATE)))
         visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -15,18 +15,29 @@ The training split (``--split train``) holds every candidate file of these packa
 files the ``quick`` and ``full`` corpora select with the same seed (held out by source file),
 plus packages used only for training:
 
-| domain | package | content | license |
-|---|---|---|---|
-| speech | ``asterisk-core-sounds-{fr,es,it,ru}-g722`` + ``asterisk-core-sounds-{fr,es,it,ru}`` | Asterisk prompts in four more voices, with text | CC-BY-SA-3.0 |
-| speech | ``fillets-ng-data-cs``, ``fillets-ng-data-nl`` | Fish Fillets NG dialogue (Vorbis 22 kHz), several actors | GPL-2+ |
-| sound | ``hydrogen-drumkits`` | drum kit samples (FLAC/wav) of at least 0.5 s | GPL-2+, CC-BY(-SA)-3.0, CC0 per kit |
+| domain | source | package | content | license |
+|---|---|---|---|---|
+| speech | ``asterisk-{fr,es,it,ru}`` | ``asterisk-core-sounds-{fr,es,it,ru}-g722`` + ``asterisk-core-sounds-{fr,es,it,ru}`` | Asterisk prompts in four more voices (G.722, 7 kHz band), with text | CC-BY-SA-3.0 |
+| speech | ``asterisk-es-co`` | ``asterisk-prompt-es-co`` | Colombian Spanish prompts, voice July E. Jiménez (raw GSM 6.10, 8 kHz telephone band) | GPL-2 |
+| speech | ``asterisk-fr-armelle`` | ``asterisk-prompt-fr-armelle`` | French prompts, voice Armelle Desjardins (raw GSM 6.10, 8 kHz) | BSD-style (Michel Gutierrez) |
+| speech | ``asterisk-it-menardi`` | ``asterisk-prompt-it-menardi-wav`` | Italian prompts, voice Paola Dal Zot (8 kHz wav) | CC-BY-SA-3.0 Italy (Marco Menardi, Paola Dal Zot) |
+| speech | ``fillets-{cs,nl}`` | ``fillets-ng-data-cs``, ``fillets-ng-data-nl`` | Fish Fillets NG dialogue (Vorbis 22 kHz), several actors | GPL-2+ |
+| speech | ``fotaq`` | ``flight-of-the-amazon-queen`` | Flight of the Amazon Queen talkie, English, many actors: the ``*.SB`` entries of ``queen.1c`` (MP3 16 kbit/s, 11 kHz, about 4 kHz band) | FOTAQ freeware license (modification and redistribution allowed) |
+| speech | ``hedgewars-voices`` | ``hedgewars-data`` | 15 acted voice packs of short game lines (Vorbis 44 kHz), mostly English | GFDL-1.3 |
+| speech | ``tuxpaint`` | ``tuxpaint-stamps-default`` | spoken stamp descriptions (``*_desc*.ogg``) by volunteers in about 12 languages, home recordings | GPL-2+ |
+| speech | ``klettres`` | ``klettres-data`` | letters and syllables spoken by native speakers of about 20 languages | GPL-2+ |
+| music | ``hedgewars-music`` | ``hedgewars-data`` | soundtrack (Vorbis 44 kHz) | GPL-2 |
+| sound | ``hydrogen`` | ``hydrogen-drumkits`` | drum kit samples (FLAC/wav) of at least 0.5 s | GPL-2+, CC-BY(-SA)-3.0, CC0 per kit |
+| sound | ``hedgewars-sfx`` | ``hedgewars-data`` | game sound effects (``Data/Sounds/*.ogg``) | GFDL-1.3 (one CC-BY-SA-3.0) |
+| sound | ``tuxpaint-sfx`` | ``tuxpaint-stamps-default`` | stamp sound effects (animals, tools, vehicles; not ``symbols/``) | GPL-2+ |
 
-Training clips are whole files (Freedoom songs cut to ``midi_seconds``) split into equal
-consecutive pieces of at most ``piece_seconds`` (``_partNN``); the total is capped at
-``hours`` by giving each domain, then each source within it, an equal share of what is left
-(sources smaller than their share are taken whole).
+Training-only speech files are kept from 0.5 s. Training clips are whole files (Freedoom
+songs cut to ``midi_seconds``) split into equal consecutive pieces of at most
+``piece_seconds`` (``_partNN``); the total is capped at ``hours`` (10 by default,
+``--hours``) by giving each domain, then each source within it, an equal share of what is
+left (sources smaller than their share are taken whole).
 
-G.722 needs ``ffmpeg`` and MIDI needs ``fluidsynth`` (``apt-get install -y ffmpeg fluidsynth``);
+G.722, GSM and MP3 need ``ffmpeg`` and MIDI needs ``fluidsynth`` (``apt-get install -y ffmpeg fluidsynth``);
 without them those sources are left out with a note. Selection is deterministic for a seed. Clips are at most ``clip_seconds`` long. The corpus
 folder holds ``speech/``, ``music/``, ``sound/`` (16-bit 16 kHz mono wav) and
 ``manifest.json``: ``{"size", "seed", "clips": [{"file", "domain", "duration", "transcript",
@@ -42,13 +53,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
-import math
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,8 +69,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import load_audio
+from semanticodec.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DOMAINS = ("speech", "music", "sound")
 
 
@@ -92,10 +104,52 @@ PACKAGES = {
     "fillets-cs": ("fillets-ng-data-cs",),
     "fillets-nl": ("fillets-ng-data-nl",),
     "hydrogen": ("hydrogen-drumkits",),
+    "asterisk-es-co": ("asterisk-prompt-es-co",),
+    "asterisk-fr-armelle": ("asterisk-prompt-fr-armelle",),
+    "asterisk-it-menardi": ("asterisk-prompt-it-menardi-wav",),
+    "fotaq": ("flight-of-the-amazon-queen",),
+    "hedgewars-voices": ("hedgewars-data",),
+    "hedgewars-music": ("hedgewars-data",),
+    "hedgewars-sfx": ("hedgewars-data",),
+    "tuxpaint": ("tuxpaint-stamps-default",),
+    "tuxpaint-sfx": ("tuxpaint-stamps-default",),
+    "klettres": ("klettres-data",),
 }
 BENCHMARK_SOURCES = ("librivox", "asterisk", "music", "freedoom", "sound")
-TRAIN_ONLY_SOURCES = ("asterisk-fr", "asterisk-es", "asterisk-it", "asterisk-ru", "fillets-cs", "fillets-nl", "hydrogen")
+TRAIN_ONLY_SOURCES = (
+    "asterisk-fr",
+    "asterisk-es",
+    "asterisk-it",
+    "asterisk-ru",
+    "asterisk-es-co",
+    "asterisk-fr-armelle",
+    "asterisk-it-menardi",
+    "fillets-cs",
+    "fillets-nl",
+    "fotaq",
+    "hedgewars-voices",
+    "tuxpaint",
+    "klettres",
+    "hedgewars-music",
+    "hydrogen",
+    "hedgewars-sfx",
+    "tuxpaint-sfx",
+)
+# The language of each Asterisk core-sounds voice (its text is core-sounds-<lang>.txt.gz).
 ASTERISK_LANGUAGES = {"asterisk": "en", "asterisk-fr": "fr", "asterisk-es": "es", "asterisk-it": "it", "asterisk-ru": "ru"}
+# Each Asterisk voice: its folder under usr/share/asterisk/sounds and the format of its files.
+ASTERISK_VOICES = {
+    "asterisk": ("en_US_f_Allison", "g722"),
+    "asterisk-fr": ("fr_CA_f_June", "g722"),
+    "asterisk-es": ("es_MX_f_Allison", "g722"),
+    "asterisk-it": ("it_IT_m_Carlo", "g722"),
+    "asterisk-ru": ("ru_RU_f_IvrvoiceRU", "g722"),
+    "asterisk-es-co": ("es", "gsm"),
+    "asterisk-fr-armelle": ("fr", "gsm"),
+    "asterisk-it-menardi": ("it_IT_f_Menardi", "wav"),
+}
+# Bytes per second of the raw streams whose duration is read from their size.
+STREAM_BYTES_PER_SECOND = {"g722": 8000, "gsm": 1650, "mp3": 2000}  # 64 kbit/s; 33 B per 20 ms; 16 kbit/s (Queen speech)
 
 LICENSES = {
     "librivox": "public domain (LibriVox); packaging BSD-2 (CMU pocketsphinx-testdata)",
@@ -110,18 +164,30 @@ LICENSES = {
     "fillets-cs": "GPL-2+ (Fish Fillets NG, Czech dialogue)",
     "fillets-nl": "GPL-2+ (Fish Fillets NG, Dutch dialogue)",
     "hydrogen": "GPL-2+, CC-BY-3.0, CC-BY-SA-3.0 or CC0 by kit (Hydrogen drumkits, see its debian/copyright)",
+    "asterisk-es-co": "GPL-2 (Avatar Ltda., Colombian Spanish Asterisk prompts, voice July E. Jiménez)",
+    "asterisk-fr-armelle": "BSD-style, (C) 2006 Michel Gutierrez (French Asterisk prompts, voice Armelle Desjardins)",
+    "asterisk-it-menardi": "CC-BY-SA-3.0 Italy, (C) Marco Menardi and Paola Dal Zot, http://www.voip.ammdomus.it (Italian Asterisk prompts)",
+    "fotaq": "Flight of the Amazon Queen freeware license, (C) John Passfield and Steven Stamatiadis (modified: extracted speech)",
+    "hedgewars-voices": "GFDL-1.3 (Hedgewars voice packs, (C) Andrey Korotaev)",
+    "hedgewars-music": "GPL-2 (Hedgewars soundtrack, Hedgewars Project)",
+    "hedgewars-sfx": "GFDL-1.3, Droplet sounds CC-BY-SA-3.0 (Hedgewars sound effects)",
+    "tuxpaint": "GPL-2+ (Tux Paint stamp descriptions, volunteer voices)",
+    "tuxpaint-sfx": "GPL-2+ (Tux Paint stamp sound effects)",
+    "klettres": "GPL-2+ (KLettres letter and syllable recordings)",
 }
 
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """The training split: total cap in hours, longest piece in seconds, and how many
-    Freedoom MIDI lumps are rendered and how much of each (seconds) is kept."""
+    """The training split: total cap in hours, longest piece in seconds, how many Freedoom
+    MIDI lumps are rendered and how much of each (seconds) is kept, and the peak level (dBFS)
+    below which a file counts as silent and is left out (the Asterisk ``silence/`` prompts)."""
 
-    hours: float = 6.0
+    hours: float = 10.0
     piece_seconds: float = 60.0
     midi_lumps: int = 24
     midi_seconds: float = 90.0
+    silence_dbfs: float = -60.0
 
 
 @dataclass(frozen=True)
@@ -138,16 +204,18 @@ class Clip:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A source file that may be selected: ``path`` (any format, G.722 with ``g722``, or a
-    Doom WAD whose MIDI lump ``lump`` is rendered with ``soundfont``); duration in seconds
-    (0: unknown before rendering)."""
+    """A source file that may be selected: ``path`` (any format libsndfile reads, a raw
+    ``stream`` of ``STREAM_BYTES_PER_SECOND``'s formats decoded with ffmpeg, a Doom WAD whose
+    MIDI lump ``lump`` is rendered with ``soundfont``, or a Flight of the Amazon Queen resource
+    file whose entry ``lump`` is such a stream); duration in seconds (0: unknown before
+    rendering)."""
 
     path: Path
     source: str
     domain: str
     duration: float
     transcript: str | None = None
-    g722: bool = False
+    stream: str | None = None
     lump: str | None = None
     soundfont: Path | None = None
 
@@ -205,11 +273,12 @@ def _excerpt_start(duration: float, clip_seconds: float, key: str, seed: int) ->
     return lo + fraction * (hi - lo)
 
 
-def _decode_g722(path: Path, out: Path) -> None:
+def _decode_stream(path: Path, stream: str, out: Path) -> None:
+    """Decode the raw ``stream`` (ffmpeg format name: ``g722``, ``gsm``, ``mp3``) in ``path`` to a 16 kHz mono wav."""
     if shutil.which("ffmpeg") is None:
-        raise RuntimeError("ffmpeg is needed to decode G.722 (apt-get install -y ffmpeg)")
+        raise RuntimeError(f"ffmpeg is needed to decode {stream} (apt-get install -y ffmpeg)")
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722", "-i", str(path), "-ar", "16000", "-ac", "1", str(out)],
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", stream, "-i", str(path), "-ar", "16000", "-ac", "1", str(out)],
         check=True,
     )
 
@@ -237,11 +306,50 @@ def wad_midi_lumps(path: str | os.PathLike) -> dict[str, bytes]:
     return out
 
 
+def queen_entries(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """The entries of a Flight of the Amazon Queen resource file (``queen.1c`` with its table
+    built in, as ScummVM's ``compress_queen`` writes it): {name: (byte offset, size)}.
+
+    Layout: ``QTBL``, a 6-byte version string, 2 bytes, a compression byte (0 none, 1 MP3,
+    2 Vorbis, 3 FLAC), the entry count (uint16 BE), then per entry a 12-byte NUL-padded name,
+    a bundle byte, offset and size (uint32 BE). Only MP3-compressed files are accepted.
+    """
+    with open(path, "rb") as f:
+        head = f.read(15)
+        if len(head) < 15 or head[:4] != b"QTBL":
+            raise ValueError(f"{path}: not a Queen resource file with a table (QTBL)")
+        if head[12] != 1:
+            raise ValueError(f"{path}: Queen sound compression {head[12]}, expected 1 (MP3)")
+        count = int.from_bytes(head[13:15], "big")
+        table = f.read(21 * count)
+        end = f.seek(0, os.SEEK_END)
+    if len(table) < 21 * count:
+        raise ValueError(f"{path}: Queen resource table cut short")
+    out = {}
+    for i in range(count):
+        entry = table[21 * i : 21 * (i + 1)]
+        offset, size = int.from_bytes(entry[13:17], "big"), int.from_bytes(entry[17:21], "big")
+        if offset + size > end:
+            raise ValueError(f"{path}: Queen resource entry {i} lies outside the file")
+        out[entry[:12].rstrip(b"\0").decode("ascii", errors="replace")] = (offset, size)
+    return out
+
+
+def _member_bytes(candidate: Candidate) -> bytes:
+    """The bytes of ``candidate.lump`` inside ``candidate.path`` (a WAD lump or a Queen entry)."""
+    if candidate.soundfont is not None:
+        return wad_midi_lumps(candidate.path)[candidate.lump]
+    offset, size = queen_entries(candidate.path)[candidate.lump]
+    with open(candidate.path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 def _render_midi(candidate: Candidate, out: Path) -> None:
     if shutil.which("fluidsynth") is None:
         raise RuntimeError("fluidsynth is needed to render MIDI (apt-get install -y fluidsynth)")
     midi = out.with_suffix(".mid")
-    midi.write_bytes(wad_midi_lumps(candidate.path)[candidate.lump])
+    midi.write_bytes(_member_bytes(candidate))
     subprocess.run(
         ["fluidsynth", "-ni", "-q", "-g", "0.4", "-r", str(SAMPLE_RATE), "-F", str(out), str(candidate.soundfont), str(midi)],
         check=True,
@@ -250,15 +358,19 @@ def _render_midi(candidate: Candidate, out: Path) -> None:
 
 
 def _load_candidate(candidate: Candidate) -> np.ndarray:
-    """The whole source file as 16 kHz mono float32 ``[N]`` (G.722 decoded, MIDI rendered)."""
+    """The whole source file as 16 kHz mono float32 ``[N]`` (streams decoded, MIDI rendered)."""
     with tempfile.TemporaryDirectory() as tmp:
-        source = candidate.path
-        if candidate.g722:
-            source = Path(tmp, "decoded.wav")
-            _decode_g722(candidate.path, source)
-        elif candidate.lump:
-            source = Path(tmp, "rendered.wav")
+        source = Path(tmp, "decoded.wav")
+        if candidate.soundfont is not None:
             _render_midi(candidate, source)
+        elif candidate.stream and candidate.lump:
+            member = Path(tmp, "member")
+            member.write_bytes(_member_bytes(candidate))
+            _decode_stream(member, candidate.stream, source)
+        elif candidate.stream:
+            _decode_stream(candidate.path, candidate.stream, source)
+        else:
+            source = candidate.path
         return load_audio(source)
 
 
@@ -368,56 +480,81 @@ def debian_candidates(tree: Path, min_sound_seconds: float = 1.0, min_speech_sec
         for path in sorted(librivox.glob("*.wav")):
             out.append(Candidate(path, "librivox", "speech", _duration(path), texts.get(path.stem)))
     out += asterisk_candidates(tree, "asterisk", min_speech_seconds, require_text=True)
-    for path in sorted((tree / "usr/share/games/wesnoth/1.16/data/core/music").glob("*.ogg")):
-        out.append(Candidate(path, "music", "music", _duration(path)))
+    out += _audio_files((tree / "usr/share/games/wesnoth/1.16/data/core/music").glob("*.ogg"), "music", "music")
     soundfont = tree / "usr/share/sounds/sf2/FluidR3_GM.sf2"
     if soundfont.is_file():
         for path in sorted((tree / "usr/share/games/doom").glob("freedoom*.wad")):
             for lump in sorted(wad_midi_lumps(path)):
                 out.append(Candidate(path, "freedoom", "music", 0.0, lump=lump, soundfont=soundfont))
-    for path in sorted((tree / "usr/share/sonic-pi/samples").glob("*.flac")):
-        seconds = _duration(path)
-        if seconds >= min_sound_seconds:
-            out.append(Candidate(path, "sound", "sound", seconds))
+    out += _audio_files((tree / "usr/share/sonic-pi/samples").glob("*.flac"), "sound", "sound", min_sound_seconds)
     return out
 
 
 def asterisk_candidates(tree: Path, source: str, min_seconds: float, require_text: bool) -> list[Candidate]:
-    """The G.722 prompts of an Asterisk core-sounds package (``source`` in
-    ``ASTERISK_LANGUAGES``; its voice folder is ``usr/share/asterisk/sounds/<lang>_*``) of at
-    least ``min_seconds``, with the text of ``core-sounds-<lang>.txt.gz`` where known."""
-    lang = ASTERISK_LANGUAGES[source]
-    voices = sorted((tree / "usr/share/asterisk/sounds").glob(f"{lang}_*"))
-    text_file = tree / f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"
-    if len(voices) != 1 or not text_file.is_file():
-        return []
-    texts = parse_asterisk_text(gzip.decompress(text_file.read_bytes()).decode("utf-8-sig", errors="replace"))
+    """The prompts of an Asterisk voice (``source`` in ``ASTERISK_VOICES``: its folder under
+    ``usr/share/asterisk/sounds`` and file format) of at least ``min_seconds``, with the text
+    of ``core-sounds-<lang>.txt.gz`` for the core-sounds voices (``ASTERISK_LANGUAGES``)."""
+    folder, fmt = ASTERISK_VOICES[source]
+    voice = tree / "usr/share/asterisk/sounds" / folder
+    texts = {}
+    if source in ASTERISK_LANGUAGES:
+        lang = ASTERISK_LANGUAGES[source]
+        text_file = tree / f"usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"
+        if not text_file.is_file():
+            return []
+        texts = parse_asterisk_text(gzip.decompress(text_file.read_bytes()).decode("utf-8-sig", errors="replace"))
     out = []
-    for path in sorted(voices[0].rglob("*.g722")):
-        name = path.relative_to(voices[0]).with_suffix("").as_posix()
-        seconds = path.stat().st_size / 8000  # G.722 is 64 kbit/s
+    for path in sorted(voice.rglob(f"*.{fmt}")):
+        name = path.relative_to(voice).with_suffix("").as_posix()
+        stream = fmt if fmt in STREAM_BYTES_PER_SECOND else None
+        seconds = path.stat().st_size / STREAM_BYTES_PER_SECOND[fmt] if stream else _duration(path)
         if seconds >= min_seconds and (name in texts or not require_text):
-            out.append(Candidate(path, source, "speech", seconds, texts.get(name), g722=True))
+            out.append(Candidate(path, source, "speech", seconds, texts.get(name), stream=stream))
     return out
 
 
-def train_only_candidates(tree: Path, min_sound_seconds: float = 0.5, min_speech_seconds: float = 1.0) -> list[Candidate]:
-    """Candidates of ``TRAIN_ONLY_SOURCES`` under ``tree``: Asterisk prompts in French,
-    Spanish, Italian and Russian, Fish Fillets NG dialogue
-    (``usr/share/games/fillets-ng/sound/<level>/<cs|nl>/*.ogg``) and Hydrogen drum samples."""
+def _audio_files(paths: Iterable[Path], source: str, domain: str, min_seconds: float = 0.0) -> list[Candidate]:
+    """The audio files ``paths`` (any libsndfile format) of at least ``min_seconds`` as
+    candidates of ``source``, in path order."""
     out = []
-    for source in (s for s in TRAIN_ONLY_SOURCES if s in ASTERISK_LANGUAGES):
+    for path in sorted(paths):
+        seconds = _duration(path)
+        if seconds >= min_seconds:
+            out.append(Candidate(path, source, domain, seconds))
+    return out
+
+
+def train_only_candidates(tree: Path, min_sound_seconds: float = 0.5, min_speech_seconds: float = 0.5) -> list[Candidate]:
+    """Candidates of ``TRAIN_ONLY_SOURCES`` under ``tree`` (see the module table): the other
+    Asterisk voices, Fish Fillets NG dialogue (``usr/share/games/fillets-ng/sound/<level>/<cs|nl>/*.ogg``),
+    the speech entries of Flight of the Amazon Queen, Hedgewars voices, music and sounds
+    (``usr/share/games/hedgewars/Data/{Sounds/voices/*,Music,Sounds}/*.ogg``), Tux Paint stamp
+    descriptions and sound effects, KLettres recordings and Hydrogen drum samples."""
+    out = []
+    for source in (s for s in TRAIN_ONLY_SOURCES if s in ASTERISK_VOICES):
         out += asterisk_candidates(tree, source, min_speech_seconds, require_text=False)
     for lang in ("cs", "nl"):
-        for path in sorted((tree / "usr/share/games/fillets-ng/sound").glob(f"*/{lang}/*.ogg")):
-            seconds = _duration(path)
-            if seconds >= min_speech_seconds:
-                out.append(Candidate(path, f"fillets-{lang}", "speech", seconds))
+        dialogue = (tree / "usr/share/games/fillets-ng/sound").glob(f"*/{lang}/*.ogg")
+        out += _audio_files(dialogue, f"fillets-{lang}", "speech", min_speech_seconds)
+    queen = tree / "usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
+    if queen.is_file():
+        for name, (_, size) in sorted(queen_entries(queen).items()):
+            seconds = size / STREAM_BYTES_PER_SECOND["mp3"]
+            if name.endswith(".SB") and seconds >= min_speech_seconds:
+                out.append(Candidate(queen, "fotaq", "speech", seconds, stream="mp3", lump=name))
+    hedgewars = tree / "usr/share/games/hedgewars/Data"
+    out += _audio_files((hedgewars / "Sounds/voices").glob("*/*.ogg"), "hedgewars-voices", "speech", min_speech_seconds)
+    stamps = tree / "usr/share/tuxpaint/stamps"
+    out += _audio_files(stamps.glob("**/*_desc*.ogg"), "tuxpaint", "speech", min_speech_seconds)
+    out += _audio_files((tree / "usr/share/klettres").glob("*/*/*.ogg"), "klettres", "speech", min_speech_seconds)
+    out += _audio_files((hedgewars / "Music").glob("*.ogg"), "hedgewars-music", "music", min_sound_seconds)
     kits = tree / "usr/share/hydrogen/data/drumkits"
-    for path in sorted(p for p in kits.rglob("*") if p.suffix.lower() in (".flac", ".wav")):
-        seconds = _duration(path)
-        if seconds >= min_sound_seconds:
-            out.append(Candidate(path, "hydrogen", "sound", seconds))
+    out += _audio_files((p for p in kits.rglob("*") if p.suffix.lower() in (".flac", ".wav")), "hydrogen", "sound", min_sound_seconds)
+    out += _audio_files((hedgewars / "Sounds").glob("*.ogg"), "hedgewars-sfx", "sound", min_sound_seconds)
+    effects = (  # symbols/ holds spoken letters and digits, *_desc* the spoken descriptions
+        p for p in stamps.glob("**/*.ogg") if "_desc" not in p.name and p.relative_to(stamps).parts[0] != "symbols"
+    )
+    out += _audio_files(effects, "tuxpaint-sfx", "sound", min_sound_seconds)
     return out
 
 
@@ -464,7 +601,7 @@ def train_selection(
     for source, files in by_source.items():
         count = plan.midi_lumps if source == "freedoom" else len(files)
         by_source[source] = select(files, count, seed)
-    seconds = {s: [plan.midi_seconds if c.lump else c.duration for c in files] for s, files in by_source.items()}
+    seconds = {s: [plan.midi_seconds if c.soundfont else c.duration for c in files] for s, files in by_source.items()}
     domain_of = {s: files[0].domain for s, files in by_source.items()}
     domain_totals = {d: sum(sum(seconds[s]) for s in seconds if domain_of[s] == d) for d in set(domain_of.values())}
     out = []
@@ -512,11 +649,14 @@ def _train_names(selected: list[Candidate]) -> dict[str, str]:
 
 def write_train_file(candidate: Candidate, stem: str, folder: Path, plan: TrainPlan = TrainPlan()) -> list[Clip]:
     """One training file as ``<domain>/<stem>[_partNN].wav`` pieces (16 kHz mono PCM-16) under
-    ``folder``; the transcript is kept only for a file written whole."""
+    ``folder``; the transcript is kept only for a file written whole. A silent file (peak
+    below ``plan.silence_dbfs``) gives no pieces."""
     audio = _load_candidate(candidate)
-    if candidate.lump:
+    if candidate.soundfont:
         audio = audio[: int(plan.midi_seconds * SAMPLE_RATE)]
     peak = float(np.abs(audio).max(initial=0.0))
+    if peak < 10 ** (plan.silence_dbfs / 20):
+        return []
     if peak > 1.0:
         audio = audio / peak
     pieces = split_pieces(audio, plan.piece_seconds)
@@ -631,16 +771,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("benchmark", "train"), default="benchmark", help="train: everything but the benchmark files")
     parser.add_argument("--size", choices=sorted(SIZES), default="quick", help="benchmark corpus size")
     parser.add_argument("--workers", type=int, default=2, help="processes for the train split")
+    parser.add_argument("--hours", type=float, default=TrainPlan.hours, help="cap of the train split in hours")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="corpus folder (default: $SEMANTICODEC_BENCH_DATA/<size> or ~/.cache)")
     parser.add_argument("--fixture", type=Path, help="build from this audio fixture instead (no network)")
     args = parser.parse_args(argv)
+    if args.hours <= 0:
+        parser.error(f"--hours must be > 0, got {args.hours}")
     if args.fixture:
         out = args.out or default_corpus_dir("fixture")
         clips = build_from_fixture(args.fixture, out, args.seed)
     elif args.split == "train":
         out = args.out or default_corpus_dir("train")
-        clips = build_train(out, args.seed, workers=args.workers)
+        clips = build_train(out, args.seed, plan=TrainPlan(hours=args.hours), workers=args.workers)
     else:
         out = args.out or default_corpus_dir(args.size)
         clips = build_corpus(out, args.size, args.seed)

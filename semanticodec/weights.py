@@ -1,4 +1,10 @@
-"""Loading and saving model weights: official checkpoints and this package's safetensors files.
+"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, and
+this package's own safetensors format.
+
+Weights come from a ``.safetensors`` file of this package, from the official release (found and
+checked by :mod:`semanticodec.official`), or from the small model bundled with the package.
+Every file is read without executing pickled code: ``torch.load(weights_only=True)``,
+``numpy.load(allow_pickle=False)`` or safetensors.
 
 A safetensors file written by :func:`save_safetensors` holds the model's own state dict
 (``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
@@ -8,22 +14,18 @@ only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EM
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from semanticodec.checkpoint import (
-    OFFICIAL_VOCAB_SIZES,
-    CheckpointError,
-    find_official_root,
-    load_codebook,
-    official_files,
-    open_state_dict,
-    select,
-)
 from semanticodec.config import ModelConfig
+from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
+from semanticodec.official import OFFICIAL_VOCAB_SIZES, CheckpointError, find_official_root, official_files
 from semanticodec.samplers import OFFICIAL_SAMPLING
 
 FORMAT_NAME = "semanticodec"
@@ -41,6 +43,111 @@ ENCODER_PARTS = ("audiomae.", "acoustic.")
 DECODER_PARTS = ("unet.", "schedule.", "vae.", "vocoder.")
 """State-dict prefixes of the parts that only decoding needs."""
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class SafetensorsReader(Mapping[str, torch.Tensor]):
+    """The tensors of a ``.safetensors`` file, each read from disk when it is looked up.
+
+    Plain file reads, no memory map: a caller that takes the tensors one at a time holds one
+    in memory at a time (loading a model then needs little more than the model). Malformed
+    files raise :class:`CheckpointError`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as file:
+                size = int.from_bytes(file.read(8), "little")
+                if not 2 <= size <= self.path.stat().st_size - 8:
+                    raise ValueError(f"header size {size} does not fit the file")
+                header = json.loads(file.read(size))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.path}: not a readable safetensors file ({err})") from None
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._start = 8 + size
+        data_size = self.path.stat().st_size - self._start
+        self._entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            try:
+                dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+                shape = tuple(int(n) for n in entry["shape"])
+                begin, end = (int(n) for n in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{self.path}: bad or unsupported header entry for {key!r}") from None
+            if not 0 <= begin <= end <= data_size or end - begin != int(np.prod(shape)) * dtype.itemsize:
+                raise CheckpointError(f"{self.path}: the data of {key!r} does not fit its shape or the file")
+            self._entries[key] = (dtype, shape, begin, end)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        dtype, shape, begin, end = self._entries[key]
+        buffer = bytearray(end - begin)
+        with open(self.path, "rb") as file:
+            file.seek(self._start + begin)
+            if file.readinto(buffer) != len(buffer):
+                raise CheckpointError(f"{self.path}: truncated data for {key!r}")
+        if not buffer:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def open_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The tensors of a checkpoint file without reading them all: a :class:`SafetensorsReader`
+    for ``.safetensors``, else the memory-mapped weights of a ``.ckpt``/``.pt``/``.pth``
+    (weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        return SafetensorsReader(path)
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for corrupt or non-weight files
+        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+    return data
+
+
+class _Selection(Mapping[str, torch.Tensor]):
+    def __init__(self, state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> None:
+        self._state = state
+        self._keys = [key for key in state if key.startswith(prefixes)]
+        self._key_set = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
+        return self._state[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def select(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> Mapping[str, torch.Tensor]:
+    """The entries of ``state`` whose keys start with ``prefixes``, as a view (nothing is read)."""
+    return _Selection(state, prefixes)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    return dict(open_state_dict(path))
 
 
 def load_official(
@@ -65,7 +172,7 @@ def save_safetensors(
     (atomically: a temporary file beside ``path`` is renamed when complete)."""
     from safetensors.torch import save_file
 
-    from semanticodec.atomic import check_output
+    from semanticodec.atomic import atomic_path
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -77,14 +184,8 @@ def save_safetensors(
         if not key.startswith(("vae.encoder.", "vae.quant_conv."))
     }
     state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
-    check_output(path, overwrite=overwrite)
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=overwrite) as temp:
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> SemantiCodecModel:
@@ -160,7 +261,7 @@ def load_model(
     """The model to use.
 
     1. ``checkpoint``: a safetensors file or an official checkpoint folder;
-    2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
+    2. the official checkpoints found by :func:`~semanticodec.official.find_official_root`
        (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
     3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
 

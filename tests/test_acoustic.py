@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill, fill_module
 from parity import assert_parity, reference, rel_l2, shared_path
 from semanticodec.acoustic import (
     AUDIOMAE_PREFIX,
@@ -18,7 +19,6 @@ from semanticodec.acoustic import (
     acoustic_state_dict,
 )
 from semanticodec.conditioning import valid_tokens
-from semanticodec.fill import fill, fill_module
 
 ACOUSTIC_TIE = 1e-5
 """Positions whose float64 acoustic margin is below this are exempt from id equality (README §7)."""

@@ -1,5 +1,5 @@
 """Benchmark corpus builder: parsers, deterministic selection, the fixture corpus, the
-Debian package layout (on a synthetic tree) and G.722 decoding."""
+Debian package layouts (on synthetic trees), G.722/GSM/MP3 decoding and the training split."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_debian_candidates_on_the_package_layout(tmp_path):
     assert set(found) == {("librivox", "utt-1.wav"), ("asterisk", "long-prompt.g722"), ("music", "theme.ogg"), ("sound", "long.flac")}
     assert found["librivox", "utt-1.wav"].transcript == "hello there"
     prompt = found["asterisk", "long-prompt.g722"]
-    assert prompt.g722 and prompt.transcript == "A long prompt." and prompt.duration == 3.0
+    assert prompt.stream == "g722" and prompt.transcript == "A long prompt." and prompt.duration == 3.0
 
     clips = data.write_corpus([found["music", "theme.ogg"], found["sound", "long.flac"]], tmp_path / "out", "t", 0, 10.0)
     excerpt, short = clips
@@ -129,22 +129,125 @@ def test_debian_candidates_on_the_package_layout(tmp_path):
     assert short.duration == 1.5 and short.file == "sound/sound_long.wav"
 
 
-def test_g722_prompt_is_decoded(tmp_path):
+def _encode(tmp_path: Path, stream: str, seconds: float = 2.0) -> Path:
+    """A 440 Hz tone encoded by ffmpeg as a raw ``stream`` (g722, gsm or mp3 as in the packages)."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (apt-get install -y ffmpeg)")
-    _tone(tmp_path / "tone.wav", 2.0)
-    g722 = tmp_path / "prompt.g722"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(tmp_path / "tone.wav"), "-acodec", "g722", "-f", "g722", str(g722)],
-        check=True,
-    )
-    candidate = data.Candidate(g722, "asterisk", "speech", g722.stat().st_size / 8000, "A tone.", g722=True)
+    _tone(tmp_path / "tone.wav", seconds)
+    codec = {
+        "g722": ["-acodec", "g722"],
+        "gsm": ["-acodec", "libgsm", "-ar", "8000"],
+        "mp3": ["-acodec", "libmp3lame", "-ar", "11025", "-b:a", "16k", "-id3v2_version", "0", "-write_xing", "0"],
+    }[stream]
+    out = tmp_path / f"prompt.{stream}"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(tmp_path / "tone.wav"), *codec, "-f", stream, str(out)], check=True)
+    return out
+
+
+def _assert_tone(audio: np.ndarray, seconds: float) -> None:
+    assert audio.size / 16000 == pytest.approx(seconds, abs=0.2)  # MP3 keeps its encoder delay and padding
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.argmax(spectrum) * 16000 / audio.size == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize("stream", ["g722", "gsm"])
+def test_raw_prompt_is_decoded(tmp_path, stream):
+    raw = _encode(tmp_path, stream)
+    seconds = raw.stat().st_size / data.STREAM_BYTES_PER_SECOND[stream]
+    assert seconds == pytest.approx(2.0, abs=0.03)
+    candidate = data.Candidate(raw, "asterisk", "speech", seconds, "A tone.", stream=stream)
     (clip,) = data.write_corpus([candidate], tmp_path / "out", "t", 0, 10.0)
     audio, rate = sf.read(tmp_path / "out" / clip.file)
     assert rate == 16000 and clip.transcript == "A tone."
-    assert clip.duration == pytest.approx(2.0, abs=0.01)
-    spectrum = np.abs(np.fft.rfft(audio))
-    assert np.argmax(spectrum) * 16000 / audio.size == pytest.approx(440, abs=2)
+    _assert_tone(audio, 2.0)
+
+
+def test_asterisk_voices_are_found_by_their_folder(tmp_path):
+    sounds = tmp_path / "usr/share/asterisk/sounds"
+    for folder in ("it_IT_m_Carlo", "it_IT_f_Menardi/digits", "es"):
+        (sounds / folder).mkdir(parents=True)
+    (sounds / "it_IT_m_Carlo/saluti.g722").write_bytes(bytes(8000 * 2))
+    _tone(sounds / "it_IT_f_Menardi/digits/1.wav", 1.5, 8000)
+    (sounds / "it_IT_f_Menardi/ignored.gsm").write_bytes(bytes(1650 * 2))
+    (sounds / "es/auth-thankyou.gsm").write_bytes(bytes(1650 * 2))
+    (sounds / "es/beep.gsm").write_bytes(bytes(330))  # 0.2 s
+    doc = tmp_path / "usr/share/doc/asterisk-core-sounds-it"
+    doc.mkdir(parents=True)
+    (doc / "core-sounds-it.txt.gz").write_bytes(gzip.compress(b"saluti: Saluti.\n"))
+
+    (carlo,) = data.asterisk_candidates(tmp_path, "asterisk-it", 0.5, require_text=False)  # Menardi is not Carlo
+    assert carlo.path.name == "saluti.g722" and carlo.transcript == "Saluti." and carlo.stream == "g722"
+    (menardi,) = data.asterisk_candidates(tmp_path, "asterisk-it-menardi", 0.5, require_text=False)
+    assert menardi.path.name == "1.wav" and menardi.stream is None and menardi.transcript is None
+    assert menardi.duration == pytest.approx(1.5)
+    (colombia,) = data.asterisk_candidates(tmp_path, "asterisk-es-co", 0.5, require_text=False)
+    assert colombia.path.name == "auth-thankyou.gsm" and colombia.stream == "gsm" and colombia.duration == 2.0
+    assert data.asterisk_candidates(tmp_path, "asterisk-fr-armelle", 0.5, require_text=False) == []
+
+
+def _queen(path: Path, entries: dict[str, bytes], compression: int = 1) -> None:
+    """A Queen resource file with its table: QTBL, version, 2 bytes, compression, count, entries."""
+    header = b"QTBL" + b"CEM10\0" + bytes(2) + bytes([compression]) + len(entries).to_bytes(2, "big")
+    offset, table = len(header) + 21 * len(entries), b""
+    for name, payload in entries.items():
+        table += name.encode().ljust(12, b"\0") + b"\1" + offset.to_bytes(4, "big") + len(payload).to_bytes(4, "big")
+        offset += len(payload)
+    path.write_bytes(header + table + b"".join(entries.values()))
+
+
+def test_queen_entries(tmp_path):
+    _queen(tmp_path / "queen.1c", {"JOE0001.SB": b"abc", "ROOM1.PCX": b"de"})
+    entries = data.queen_entries(tmp_path / "queen.1c")
+    assert entries == {"JOE0001.SB": (57, 3), "ROOM1.PCX": (60, 2)}
+    (tmp_path / "bad.1c").write_bytes(b"QUEEN" + bytes(20))
+    with pytest.raises(ValueError, match="QTBL"):
+        data.queen_entries(tmp_path / "bad.1c")
+    _queen(tmp_path / "plain.1c", {"A.SB": b"x"}, compression=0)
+    with pytest.raises(ValueError, match="compression 0"):
+        data.queen_entries(tmp_path / "plain.1c")
+    raw = (tmp_path / "queen.1c").read_bytes()
+    (tmp_path / "cut.1c").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="outside"):
+        data.queen_entries(tmp_path / "cut.1c")
+
+
+def test_queen_speech_is_decoded(tmp_path):
+    mp3 = _encode(tmp_path, "mp3", seconds=3.0).read_bytes()
+    tree = tmp_path / "tree"
+    game = tree / "usr/share/scummvm/flight-of-the-amazon-queen"
+    game.mkdir(parents=True)
+    _queen(game / "queen.1c", {"JOE0001.SB": mp3, "JOE0002.SB": mp3[:400], "ROOM1.PCX": bytes(9000)})
+    (speech,) = data.train_only_candidates(tree)  # the 0.2 s entry and the picture are left out
+    assert (speech.source, speech.domain, speech.lump, speech.stream) == ("fotaq", "speech", "JOE0001.SB", "mp3")
+    assert speech.duration == pytest.approx(3.0, abs=0.2)  # size / 2000 B/s, with the encoder's padding frames
+    (clip,) = data.write_train_file(speech, "fotaq_queen_JOE0001.SB", tmp_path / "out")
+    assert clip.file == "speech/fotaq_queen_JOE0001.SB.wav" and clip.license.startswith("Flight of the Amazon Queen")
+    audio, rate = sf.read(tmp_path / "out" / clip.file)
+    assert rate == 16000
+    _assert_tone(audio, 3.0)
+
+
+def test_train_only_candidates_on_the_package_layouts(tmp_path):
+    files = {
+        "usr/share/games/fillets-ng/sound/city/cs/line.ogg": ("fillets-cs", "speech"),
+        "usr/share/games/hedgewars/Data/Sounds/voices/Pirate/Ooops.ogg": ("hedgewars-voices", "speech"),
+        "usr/share/games/hedgewars/Data/Music/City.ogg": ("hedgewars-music", "music"),
+        "usr/share/games/hedgewars/Data/Sounds/explosion.ogg": ("hedgewars-sfx", "sound"),
+        "usr/share/tuxpaint/stamps/animals/cat_desc_fr.ogg": ("tuxpaint", "speech"),
+        "usr/share/tuxpaint/stamps/animals/cat_desc.ogg": ("tuxpaint", "speech"),
+        "usr/share/tuxpaint/stamps/animals/cat.ogg": ("tuxpaint-sfx", "sound"),
+        "usr/share/tuxpaint/stamps/symbols/math/7.ogg": None,  # a spoken digit: neither
+        "usr/share/klettres/en/alpha/a.ogg": ("klettres", "speech"),
+        "usr/share/hydrogen/data/drumkits/Kit/kick.flac": ("hydrogen", "sound"),
+    }
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        _tone(tmp_path / name, 0.6, 22050, "FLAC" if name.endswith(".flac") else "OGG")
+    _tone(tmp_path / "usr/share/klettres/en/alpha/b.ogg", 0.3, 22050, "OGG")  # under the 0.5 s minimum
+    found = {c.path.relative_to(tmp_path).as_posix(): (c.source, c.domain) for c in data.train_only_candidates(tmp_path)}
+    assert found == {name: kind for name, kind in files.items() if kind}
+    assert set(found.values()) <= {(s, d) for s in data.TRAIN_ONLY_SOURCES for d in data.DOMAINS}
+    assert {s for s, _ in found.values()} <= set(data.PACKAGES) & set(data.LICENSES)
 
 
 def _midi_note() -> bytes:
@@ -197,7 +300,7 @@ def _pool() -> list[data.Candidate]:
     for source, domain, count in (("librivox", "speech", 8), ("asterisk", "speech", 40), ("music", "music", 20), ("sound", "sound", 30)):
         out += [data.Candidate(Path(f"/t/{source}/{i:02d}.wav"), source, domain, 5.0 + i) for i in range(count)]
     for wad in ("freedoom1.wad", "freedoom2.wad"):
-        out += [data.Candidate(Path(f"/t/{wad}"), "freedoom", "music", 0.0, lump=f"D_M{i:02d}") for i in range(20)]
+        out += [data.Candidate(Path(f"/t/{wad}"), "freedoom", "music", 0.0, lump=f"D_M{i:02d}", soundfont=Path("/t/gm.sf2")) for i in range(20)]
     out += [data.Candidate(Path(f"/t/fillets/{i:03d}.ogg"), "fillets-cs", "speech", 3.0) for i in range(100)]
     return out
 
@@ -231,10 +334,25 @@ def test_water_fill_and_the_hours_cap():
     pool = _pool()
     plan = data.TrainPlan(hours=0.1, midi_lumps=4, midi_seconds=30.0)
     train = data.train_selection(pool, pool, 0, plan)
-    seconds = {d: sum(30.0 if c.lump else c.duration for c in train if c.domain == d) for d in data.DOMAINS}
+    seconds = {d: sum(30.0 if c.soundfont else c.duration for c in train if c.domain == d) for d in data.DOMAINS}
     assert sum(seconds.values()) <= 360 + 6 * 45  # each of 6 sources overshoots by at most one file
     assert min(seconds.values()) > 60  # every domain gets a share
     assert {c.source for c in train if c.domain == "speech"} == {"librivox", "asterisk", "fillets-cs"}
+
+
+def test_archive_entries_count_by_their_duration():
+    """Queen entries share one file like Freedoom lumps but are budgeted by their own length."""
+    pool = [data.Candidate(Path("/q/queen.1c"), "fotaq", "speech", 3.0, stream="mp3", lump=f"J{i:04d}.SB") for i in range(100)]
+    pool += [data.Candidate(Path(f"/m/{i}.ogg"), "music", "music", 600.0) for i in range(20)]
+    train = data.train_selection([], pool, 0, data.TrainPlan(hours=2 * 60 / 3600))  # 60 s per domain
+    assert sum(c.source == "fotaq" for c in train) == 20
+    assert sum(c.source == "music" for c in train) == 1
+
+
+def test_hours_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        data.main(["--split", "train", "--hours", "0"])
+    assert exit_info.value.code == 2 and "--hours must be > 0" in capsys.readouterr().err
 
 
 def test_split_pieces():
@@ -262,6 +380,10 @@ def test_write_train_file_splits_long_files(tmp_path):
     short = data.Candidate(tmp_path / "short.wav", "asterisk-fr", "speech", 3.0, "Bonjour.")
     (clip,) = data.write_train_file(short, "asterisk-fr_short", tmp_path / "out")
     assert clip.file == "speech/asterisk-fr_short.wav" and clip.transcript == "Bonjour." and clip.duration == 3.0
+    sf.write(tmp_path / "silence.wav", np.full(16000, 5e-4), 16000)  # -66 dBFS, like the Asterisk silence/ prompts
+    silence = data.Candidate(tmp_path / "silence.wav", "asterisk-fr", "speech", 1.0)
+    assert data.write_train_file(silence, "asterisk-fr_silence", tmp_path / "out") == []
+    assert not (tmp_path / "out/speech/asterisk-fr_silence.wav").exists()
 
 
 def test_train_names_are_unique():

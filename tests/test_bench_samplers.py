@@ -13,7 +13,6 @@ from benchmarks import bench_samplers, data
 from benchmarks.bench_samplers import Row, Setting
 from tiny import tiny_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

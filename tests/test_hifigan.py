@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
-from semanticodec.fill import fill_module
 from semanticodec.nn.hifigan import HiFiGAN, HiFiGANConfig
 
 PREFIX = "first_stage_model.vocoder."
@@ -74,28 +74,6 @@ def test_small_model_shapes_layouts_and_batch_independence() -> None:
     assert waveform.abs().max() <= 1.0
     torch.testing.assert_close(model(mel.transpose(1, 2)), waveform)
     torch.testing.assert_close(model(mel[1:2].transpose(1, 2)), waveform[1:2], rtol=1e-5, atol=1e-6)
-
-
-@torch.inference_mode()
-@pytest.mark.parametrize("config", [SMALL, HiFiGANConfig(upsample_initial_channel=32)], ids=["small", "official-kernels"])
-def test_leading_samples_skip_the_frames_they_do_not_need(config: HiFiGANConfig) -> None:
-    """frames_for bounds the dependency cone: the first ``n`` samples computed from the first
-    ``frames_for(n)`` frames equal those of the whole mel, and (float64, so that every
-    contribution shows) a frame at most a few frames before the bound still changes them."""
-    torch.manual_seed(1)
-    model = HiFiGAN(config).eval().double()
-    mel = 0.1 * torch.randn(1, 1, 120, config.num_mels, dtype=torch.float64)
-    full = model.mel_to_waveform(mel)
-    for n in (1, 500, 2 * config.hop_length + 7, 40 * config.hop_length):
-        frames = config.frames_for(n)
-        part = model.mel_to_waveform(mel, n)
-        assert part.shape == full.shape and not part[..., n:].any()
-        torch.testing.assert_close(part[..., :n], full[..., :n], rtol=0, atol=1e-12)
-        changed = mel.clone()
-        changed[:, :, frames - 6 : frames] += 1.0
-        assert not torch.equal(model.mel_to_waveform(changed)[..., :n], full[..., :n])
-    assert torch.equal(model.mel_to_waveform(mel, config.num_samples(120)), full)
-    assert HiFiGANConfig().frames_for(163840) == 1047  # a full window needs all its 1024 frames
 
 
 def test_weight_norm_round_trip_keeps_plain_keys() -> None:

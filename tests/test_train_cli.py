@@ -81,12 +81,12 @@ def test_assembled_model_encodes_and_decodes(trained, setup, tmp_path, capsys):
     assert model.config.schedule.scale_factor != 1.0
     ldm = load_safetensors_part(trained["ldm"] / "ldm.safetensors")
     assert torch.equal(model.unet.state_dict()["out.2.weight"], ldm["unet.out.2.weight"].half().float())
-    codec = SemantiCodec(token_rate=100, semantic_vocab_size=100, checkpoint=output, steps=2, seed=0, device="cpu")
+    codec = SemantiCodec.from_pretrained(output, token_rate=100, semantic_vocab_size=100, steps=2, seed=0, device="cpu")
     clip = sorted(shared_path("audio", "speech").glob("*.wav"))[0]
     encoded = codec.encode(clip)
     assert encoded.tokens.max(axis=0).tolist() < [100, 64]
     audio = codec.decode(encoded)
-    assert np.isfinite(audio).all() and audio.shape[-1] == encoded.num_samples
+    assert np.isfinite(audio).all() and audio.shape[-1] == encoded.sample_count
 
 
 def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
@@ -96,7 +96,7 @@ def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_continues_from_checkpoint(setup, trained):
-    out = _train("vae", setup, "--steps", "5")
+    out = _train("vae", setup, "--train-steps", "5")
     assert [int(r["step"]) for r in log_rows(out)] == [1, 2, 3, 4, 5]
 
 

@@ -1,10 +1,14 @@
-"""HiFi-GAN discriminators and GAN losses (Kong et al. 2020), for training the vocoder.
+"""Vocoder discriminators and GAN losses, for training the vocoder.
 
-- :class:`MultiPeriodDiscriminator` (MPD): per period p, the waveform is reshaped to
-  ``[B, 1, T / p, p]`` and judged by 2-D convolutions over the time axis only.
-- :class:`MultiScaleDiscriminator` (MSD): grouped 1-D convolution stacks on the raw waveform
-  and on ×2 and ×4 average-pooled copies; spectral norm on the first (raw) scale, weight norm
-  elsewhere.
+- :class:`MultiPeriodDiscriminator` (MPD, HiFi-GAN, Kong et al. 2020): per period p, the
+  waveform is reshaped to ``[B, 1, T / p, p]`` and judged by 2-D convolutions over the time
+  axis only.
+- :class:`MultiScaleDiscriminator` (MSD, HiFi-GAN): grouped 1-D convolution stacks on the raw
+  waveform and on ×2 and ×4 average-pooled copies; spectral norm on the first (raw) scale,
+  weight norm elsewhere.
+- :class:`MultiResolutionDiscriminator` (MRD, as in UnivNet and Vocos): 2-D convolution stacks
+  on the complex STFT (real and imaginary parts as two channels) at several resolutions, so
+  phase errors are visible to it.
 - Least-squares adversarial losses and the L1 feature-matching loss. HiFi-GAN weights them
   as ``L_G = L_adv + 2 L_fm + 45 L_mel`` (the weights live in the training config).
 
@@ -24,6 +28,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 _MPD_CHANNELS = (32, 128, 512, 1024, 1024)
 _MSD_CHANNELS = (128, 128, 256, 512, 1024, 1024, 1024)
 _MSD_GROUPS = 16
+_MRD_CHANNELS = 32
 _LEAKY_SLOPE = 0.1
 
 Judgement = tuple[Tensor, list[Tensor]]
@@ -32,23 +37,28 @@ Judgement = tuple[Tensor, list[Tensor]]
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Sizes of the MPD + MSD pair: the MPD's ``periods``, the MSD's ``scales`` and a channel
-    ``width`` multiplier (channels are rounded up to a multiple of 4 for the MPD and of 16,
-    the group count, for the MSD)."""
+    """Sizes of the discriminator set: the MPD's ``periods``, the MSD's ``scales`` (0: no
+    MSD), the MRD's STFT ``resolutions`` as ``(n_fft, hop)`` pairs (empty: no MRD) and a
+    channel ``width`` multiplier (channels are rounded up to a multiple of 4 for the MPD and
+    the MRD and of 16, the group count, for the MSD). The defaults are HiFi-GAN's MPD + MSD."""
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     scales: int = 3
     width: float = 1.0
+    resolutions: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.periods or any(not isinstance(p, int) or p < 1 for p in self.periods):
             raise ValueError(f"DiscriminatorConfig.periods must be positive ints, got {self.periods}")
         if len(set(self.periods)) != len(self.periods):
             raise ValueError(f"DiscriminatorConfig.periods must be distinct, got {self.periods}")
-        if self.scales < 1:
-            raise ValueError(f"DiscriminatorConfig.scales must be >= 1, got {self.scales}")
+        if self.scales < 0 or (self.scales == 0 and not self.resolutions):
+            raise ValueError(f"DiscriminatorConfig.scales must be >= 1 (or 0 beside an MRD), got {self.scales}")
         if not self.width > 0:
             raise ValueError(f"DiscriminatorConfig.width must be > 0, got {self.width}")
+        for resolution in self.resolutions:
+            if len(resolution) != 2 or not 0 < resolution[1] <= resolution[0] or resolution[0] % 2:
+                raise ValueError(f"DiscriminatorConfig.resolutions must be (even n_fft, 0 < hop <= n_fft), got {resolution}")
 
 
 def _scaled(channels: int, width: float, multiple: int) -> int:
@@ -149,18 +159,57 @@ class MultiScaleDiscriminator(nn.Module):
         return out
 
 
-class HiFiGANDiscriminator(nn.Module):
-    """MPD and MSD together: waveform ``[B, 1, T]`` -> the judgements of all
-    ``len(periods) + scales`` sub-discriminators (MPD first)."""
+class ResolutionDiscriminator(nn.Module):
+    """One MRD branch: ``[B, 1, T]`` -> STFT ``[B, 2, frames, n_fft / 2 + 1]`` (real, imaginary;
+    periodic Hann window, centred frames) -> logits ``[B, N]`` and 5 feature maps. The three
+    strided layers halve the frequency axis."""
+
+    def __init__(self, n_fft: int, hop: int, width: float = 1.0) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        c = _scaled(_MRD_CHANNELS, width, 4)
+        layers = [
+            nn.Conv2d(2, c, (3, 9), padding=(1, 4)),
+            nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
+            nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
+            nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
+            nn.Conv2d(c, c, (3, 3), padding=(1, 1)),
+        ]
+        self.convs = nn.ModuleList(weight_norm(layer) for layer in layers)
+        self.conv_post = weight_norm(nn.Conv2d(c, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, x: Tensor) -> Judgement:
+        spec = torch.stft(x[:, 0], self.n_fft, self.hop, window=self.window.to(x.dtype), return_complex=True)
+        return _judge(self.convs, self.conv_post, torch.view_as_real(spec).permute(0, 3, 2, 1))
+
+
+class MultiResolutionDiscriminator(nn.Module):
+    """MRD: one :class:`ResolutionDiscriminator` per ``(n_fft, hop)``."""
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...], width: float = 1.0) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(ResolutionDiscriminator(n, h, width) for n, h in resolutions)
+
+    def forward(self, x: Tensor) -> list[Judgement]:
+        """Waveform ``[B, 1, T]`` -> one judgement per resolution."""
+        _check_waveform(x)
+        return [d(x) for d in self.discriminators]
+
+
+class VocoderDiscriminator(nn.Module):
+    """MPD, MSD and MRD together: waveform ``[B, 1, T]`` -> the judgements of all
+    ``len(periods) + scales + len(resolutions)`` sub-discriminators (in that order)."""
 
     def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()) -> None:
         super().__init__()
         self.config = config
         self.mpd = MultiPeriodDiscriminator(config.periods, config.width)
         self.msd = MultiScaleDiscriminator(config.scales, config.width)
+        self.mrd = MultiResolutionDiscriminator(config.resolutions, config.width)
 
     def forward(self, x: Tensor) -> list[Judgement]:
-        return self.mpd(x) + self.msd(x)
+        return self.mpd(x) + self.msd(x) + self.mrd(x)
 
 
 def discriminator_loss(real: list[Tensor], fake: list[Tensor]) -> Tensor:

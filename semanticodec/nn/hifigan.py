@@ -107,10 +107,32 @@ class ResBlock1(nn.Module):
         return x
 
 
-def _check_float(x: torch.Tensor, name: str) -> None:
+def check_float_tensor(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         got = f"{type(x).__name__} {getattr(x, 'dtype', '')}"
         raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
+
+
+def vocoder_mel_to_waveform(vocoder: nn.Module, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
+    """Waveform ``[B, 1, config.num_samples(frames)]`` of VAE-layout mel ``[B, 1, frames, num_mels]``
+    through ``vocoder`` (a HiFi-GAN or a Vocos: ``forward(mel [B, num_mels, frames])`` and a config
+    with ``num_mels``, ``num_samples`` and ``frames_for``).
+
+    ``samples``: only the first ``samples`` output samples are needed; the mel frames beyond
+    ``config.frames_for(samples)`` are not computed and the samples after ``samples`` are zero.
+    None: all.
+    """
+    config = vocoder.config
+    check_float_tensor(mel, "mel")
+    if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != config.num_mels:
+        raise ValueError(f"mel must have shape [B, 1, frames, {config.num_mels}], got {list(mel.shape)}")
+    frames = mel.shape[2]
+    if samples is None or config.frames_for(samples) >= frames:
+        return vocoder(mel[:, 0].transpose(1, 2))
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    head = vocoder(mel[:, 0, : config.frames_for(samples)].transpose(1, 2))[..., :samples]
+    return F.pad(head, (0, config.num_samples(frames) - samples))
 
 
 class HiFiGAN(nn.Module):
@@ -138,7 +160,7 @@ class HiFiGAN(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, num_samples(frames)]``."""
-        _check_float(mel, "mel")
+        check_float_tensor(mel, "mel")
         if mel.ndim != 3 or mel.shape[1] != self.config.num_mels or mel.shape[0] == 0 or mel.shape[2] == 0:
             raise ValueError(
                 f"mel must have shape [B, {self.config.num_mels}, frames] with B, frames >= 1, got {list(mel.shape)}"
@@ -156,22 +178,9 @@ class HiFiGAN(nn.Module):
         return torch.tanh(x)
 
     def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``.
-
-        ``samples``: only the first ``samples`` output samples are needed; the mel frames beyond
-        :meth:`HiFiGANConfig.frames_for` are not computed and the samples after ``samples``
-        are zero. None: all.
-        """
-        _check_float(mel, "mel")
-        if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != self.config.num_mels:
-            raise ValueError(f"mel must have shape [B, 1, frames, {self.config.num_mels}], got {list(mel.shape)}")
-        frames = mel.shape[2]
-        if samples is None or self.config.frames_for(samples) >= frames:
-            return self(mel[:, 0].transpose(1, 2))
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        head = self(mel[:, 0, : self.config.frames_for(samples)].transpose(1, 2))[..., :samples]
-        return F.pad(head, (0, self.config.num_samples(frames) - samples))
+        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``;
+        ``samples``: as :func:`vocoder_mel_to_waveform`."""
+        return vocoder_mel_to_waveform(self, mel, samples)
 
     def _convolutions(self) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]

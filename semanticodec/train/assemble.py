@@ -6,10 +6,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
-from semanticodec.checkpoint import CheckpointError, load_codebook, load_state_dict
 from semanticodec.config import ModelConfig
+from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
-from semanticodec.weights import save_safetensors
+from semanticodec.official import CheckpointError
+from semanticodec.weights import load_state_dict, save_safetensors
 
 REQUIRED = ("audiomae.", "acoustic.", "unet.", "schedule.", "vae.decoder.", "vae.post_quant_conv.", "vocoder.")
 """Key prefixes the stage files must cover between them."""

@@ -15,8 +15,8 @@ import json
 from dataclasses import fields, replace
 from pathlib import Path
 
-from semanticodec.cli import Command, register
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.commands import deprecated_alias
+from semanticodec.constants import WINDOW_SAMPLES
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)
@@ -50,7 +50,7 @@ def _domain_weights(text: str) -> dict[str, float]:
 
 def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, log, weights)")
+    parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="output folder (checkpoint, log, weights)")
     parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
     parser.add_argument("--preset", default=None, help="training preset: small, official or tiny (default: as --config)")
     parser.add_argument("--batch-size", type=int, help="crops per step and process (overrides the preset)")
@@ -59,7 +59,8 @@ def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if loop:
-        parser.add_argument("--steps", type=int, help="total optimizer steps (overrides the preset)")
+        steps = parser.add_argument("--train-steps", dest="steps", type=int, help="total optimizer steps (overrides the preset)")
+        deprecated_alias(parser, "--steps", steps)
         parser.add_argument("--crop-seconds", type=float, help="crop length in seconds (overrides the preset)")
         parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
         parser.add_argument("--init", type=Path, help="start from these exported weights (.safetensors)")
@@ -104,7 +105,7 @@ def _sampler(args: argparse.Namespace, crop_samples: int, batch_size: int, seed:
 
 
 def _load(path: Path, what: str):
-    from semanticodec.checkpoint import load_state_dict
+    from semanticodec.weights import load_state_dict
 
     if not path.is_file():
         raise ValueError(f"{what} weights not found: {path}")
@@ -115,7 +116,7 @@ def _run(stage: str):
     def run(args: argparse.Namespace) -> int:
         import torch
 
-        from semanticodec.checkpoint import load_codebook
+        from semanticodec.kmeans.codebook import load_codebook
         from semanticodec.train.loop import setup_distributed, train
 
         config = model_config(args.config)
@@ -153,7 +154,7 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
     """The LDM's cached windows: ``OUT/windows.pt``, computed on the first run (rank 0)."""
     import torch
 
-    from semanticodec.checkpoint import load_codebook
+    from semanticodec.kmeans.codebook import load_codebook
     from semanticodec.model import SemantiCodecModel
     from semanticodec.train.ldm import CachedWindows, encode_windows, load_windows, save_windows
 
@@ -198,7 +199,7 @@ STAGE_HELP = {
 }
 
 
-def _configure_train(parser: argparse.ArgumentParser) -> None:
+def configure_train(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage, text in STAGE_HELP.items():
         p = sub.add_parser(stage, help=text, description=text)
@@ -209,4 +210,5 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(stage_run=_run_assemble)
 
 
-register(Command("train", "train a model stage by stage (see `semanticodec train -h`)", _configure_train, lambda args: args.stage_run(args)))
+def run_train(args: argparse.Namespace) -> int:
+    return args.stage_run(args)

@@ -24,20 +24,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semanticodec.codec import WINDOW_SAMPLES
-from semanticodec.config import ModelConfig
+from semanticodec.atomic import atomic_write
 from semanticodec.conditioning import decoder_context, unconditional_context
+from semanticodec.config import ModelConfig
+from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.diffusion import NoiseSchedule
 from semanticodec.features import audiomae_fbank, mel64
 from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 from semanticodec.train.loop import Distributed, TrainConfig
-
 
 
 @dataclass(frozen=True)
@@ -155,8 +154,9 @@ class CachedWindows:
 
 
 def save_windows(windows: WindowBatch, path: str | os.PathLike) -> None:
-    """Write cached windows (read back with :func:`load_windows`)."""
-    torch.save({f.name: getattr(windows, f.name) for f in fields(WindowBatch)}, path)
+    """Write cached windows atomically (read back with :func:`load_windows`)."""
+    with atomic_write(path, overwrite=True) as file:
+        torch.save({f.name: getattr(windows, f.name) for f in fields(WindowBatch)}, file)
 
 
 def load_windows(path: str | os.PathLike) -> WindowBatch:
@@ -184,6 +184,7 @@ class _Joint(nn.Module):
         self.acoustic = model.acoustic
         self.unet = model.unet
         self.feature_dim = model.config.feature_dim
+        self.pe_dim = model.config.pe_dim
 
     def forward(
         self,
@@ -199,8 +200,10 @@ class _Joint(nn.Module):
         pre-VQ vectors to their (detached) codes, ``drop`` ``[B]`` bool selects unconditional items."""
         pre_vq = self.acoustic.project(self.acoustic.lstm_input(features, centroids, valid))
         codes = pre_vq + (quantize(pre_vq) - pre_vq).detach()
-        context = decoder_context(codes, centroids, valid)
-        uncond = unconditional_context(context.shape[0], context.shape[1], self.feature_dim, device=context.device)
+        context = decoder_context(codes, centroids, valid, self.pe_dim)
+        uncond = unconditional_context(
+            context.shape[0], context.shape[1], self.feature_dim, device=context.device, pe_dim=self.pe_dim
+        )
         context = torch.where(drop[:, None, None], uncond, context)
         return self.unet(x_t, t, context), pre_vq
 

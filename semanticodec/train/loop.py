@@ -23,6 +23,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from semanticodec.atomic import atomic_path, atomic_write
+from semanticodec.constants import SAMPLE_RATE
+from semanticodec.distributed import join_torchrun
 from semanticodec.train.data import Batch, CropSampler
 
 
@@ -51,7 +54,7 @@ class TrainConfig:
 
     @property
     def crop_samples(self) -> int:
-        return round(self.crop_seconds * 16000)
+        return round(self.crop_seconds * SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,8 @@ class Distributed:
 def setup_distributed(device: str | None = None) -> Distributed:
     """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
     ``RANK``, ``LOCAL_RANK``), or run alone. NCCL when CUDA is used, else gloo."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
-    target = torch.device("cuda", local) if use_cuda else torch.device(device or "cpu")
-    if use_cuda:
-        torch.cuda.set_device(target)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Distributed(rank=rank, world_size=world, device=target)
+    target, _ = join_torchrun(device)
+    return Distributed(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")), device=target)
 
 
 class Stage(Protocol):
@@ -155,12 +150,8 @@ def save_checkpoint(stage: Stage, step: int, path: Path) -> None:
         "modules": {name: m.state_dict() for name, m in stage.modules().items()},
         "optimizers": {name: o.state_dict() for name, o in stage.optimizers().items()},
     }
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_write(path, overwrite=True) as file:
+        torch.save(state, file)
 
 
 def load_checkpoint(stage: Stage, path: Path) -> int:
@@ -180,12 +171,8 @@ def export_weights(weights: Mapping[str, Tensor], path: Path, metadata: Mapping[
     """Save exported weights as safetensors (atomically)."""
     from safetensors.torch import save_file
 
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=True) as temp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in weights.items()}, str(temp), metadata=dict(metadata))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def train(

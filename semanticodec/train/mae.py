@@ -22,12 +22,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from semanticodec.config import ModelConfig
-from semanticodec.features import FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, SAMPLE_RATE, audiomae_fbank
+from semanticodec.constants import FRAMES_PER_WINDOW, SAMPLE_RATE
+from semanticodec.features import FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, audiomae_fbank
 from semanticodec.nn.vit import AudioMAEConfig, AudioMAEEncoder, Block, audiomae_pos_embed
 from semanticodec.train.data import Batch
 from semanticodec.train.loop import Distributed, TrainConfig, clip_and_step
 
-WINDOW_CROP_SECONDS = (1024 * FBANK_FRAME_SHIFT + FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT) / SAMPLE_RATE
+WINDOW_CROP_SECONDS = (FRAMES_PER_WINDOW * FBANK_FRAME_SHIFT + FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT) / SAMPLE_RATE
 """Crop length (10.255 s = 164080 samples) whose Kaldi fbank has exactly 1024 frames."""
 
 
