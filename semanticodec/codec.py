@@ -291,19 +291,33 @@ class SemantiCodec:
 
     @torch.inference_mode()
     def decode(
-        self, tokens: EncodedAudio | np.ndarray | Tensor | Sequence[EncodedAudio | np.ndarray | Tensor]
+        self,
+        tokens: EncodedAudio | np.ndarray | Tensor | Sequence[EncodedAudio | np.ndarray | Tensor],
+        semantic_only: bool = False,
     ) -> np.ndarray | list[np.ndarray]:
         """Float32 16 kHz audio ``[N]`` of token pairs ``[T, 2]`` (or a list / ``[B, T, 2]`` batch).
 
         With :class:`EncodedAudio` input the output has the input's length at 16 kHz
         (default mode); with raw tokens, the duration the tokens cover.
+
+        ``semantic_only=True`` decodes the semantic ids alone (half the bitrate: the
+        ``.scdc`` semantic layer), for models trained for it (``config.semantic_only_decoding``;
+        official models are refused with ValueError). Tokens may then also be ``[T]`` semantic
+        ids; the acoustic column of ``[T, 2]`` pairs is ignored.
         """
+        if semantic_only:
+            self.model.check_semantic_only()
         single, items = _token_items(tokens)
         per_item = []
         for i, item in enumerate(items):
             tok = torch.as_tensor(item.tokens if isinstance(item, EncodedAudio) else item)
+            if semantic_only and tok.ndim == 1:
+                tok = torch.stack([tok, torch.zeros_like(tok)], dim=-1)
+            elif semantic_only and tok.ndim == 2 and tok.shape[-1] == 2:
+                tok = torch.stack([tok[:, 0], torch.zeros_like(tok[:, 0])], dim=-1)
             if tok.ndim != 2 or tok.shape[-1] != 2 or tok.shape[0] == 0:
-                raise ValueError(f"tokens[{i}] must have shape [T, 2] with T >= 1, got {tuple(tok.shape)}")
+                shapes = "[T, 2] or [T]" if semantic_only else "[T, 2]"
+                raise ValueError(f"tokens[{i}] must have shape {shapes} with T >= 1, got {tuple(tok.shape)}")
             if tok.is_floating_point():
                 raise ValueError(f"tokens[{i}] must be integers, got {tok.dtype}")
             if isinstance(item, EncodedAudio) and item.model_id not in (self.model_id, bytes(16)):
@@ -323,6 +337,7 @@ class SemantiCodec:
             with self.decoder_precision():
                 out = self.model.decode_windows(
                     tok, valid, self.steps, self.guidance_scale, self.eta, generators=generators, sampler=self.sampler,
+                    semantic_only=semantic_only,
                     valid_only=True,
                 )
             return out.float().cpu()

@@ -35,7 +35,8 @@ Concealment = Literal["inpaint", "padding"]
 
 
 def decode_window(
-    codec: SemantiCodec, tokens: Tensor, valid: int, missing: Tensor, generator: torch.Generator, concealment: Concealment = "inpaint"
+    codec: SemantiCodec, tokens: Tensor, valid: int, missing: Tensor, generator: torch.Generator, concealment: Concealment = "inpaint",
+    semantic_only: bool = False,
 ) -> Tensor:
     """Waveform ``[163872]`` of one decode window.
 
@@ -46,6 +47,7 @@ def decode_window(
         missing: ``[N]`` bool, pairs that were lost (their ids are ignored).
         generator: the window's noise generator (start noise and DDIM noise).
         concealment: ``"inpaint"`` or ``"padding"`` (see the module docstring).
+        semantic_only: decode the semantic ids alone (see :meth:`SemantiCodecModel.context`).
     """
     if concealment not in CONCEALMENTS:
         raise ValueError(f"concealment must be one of {CONCEALMENTS}, got {concealment!r}")
@@ -57,9 +59,9 @@ def decode_window(
         if not bool(missing.any()):
             return model.decode_windows(
                 tok, valid_len, codec.steps, codec.guidance_scale, codec.eta, generators=[generator],
-                sampler=codec.sampler, valid_only=True,
+                sampler=codec.sampler, valid_only=True, semantic_only=semantic_only,
             )[0]
-        cond, uncond = model.context(tok, valid_len)
+        cond, uncond = model.context(tok, valid_len, semantic_only)
         width = 2 * codec.config.feature_dim
         rows = missing.to(device)[None, :, None]
         padded = cond.clone()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from semanticodec.acoustic import AcousticConfig
 from semanticodec.bitstream.header import bits_for
@@ -16,6 +16,7 @@ from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
 from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
+from semanticodec.serialise import added_field, config_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
@@ -30,6 +31,9 @@ class ModelConfig:
     ``token_rate`` counts both streams (100 tok/s = 50 semantic + 50 acoustic ids per
     second); ``name`` identifies the weights (it enters the model fingerprint written into
     ``.scdc`` headers, so tokens of one model are refused by another).
+    ``semantic_only_decoding``: the decoder was trained with the acoustic stream dropped alone
+    (``acoustic_drop_prob`` of the LDM stage), so it can decode the semantic ids by themselves
+    (the half-bitrate layer of a ``.scdc`` stream); official models were not.
     """
 
     token_rate: int
@@ -42,8 +46,11 @@ class ModelConfig:
     vocoder: VocoderConfig = field(default_factory=HiFiGANConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     pe_dim: int = PE_DIM
+    semantic_only_decoding: bool = added_field(False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.semantic_only_decoding, bool):
+            raise ValueError(f"semantic_only_decoding must be a bool, got {self.semantic_only_decoding!r}")
         if self.token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {self.token_rate}")
         if self.semantic_vocab_size < 2:
@@ -84,8 +91,9 @@ class ModelConfig:
         return hashlib.sha256(self.to_json().encode()).digest()[:16]
 
     def to_json(self) -> str:
-        """The configuration as canonical JSON (for safetensors metadata)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON (for safetensors metadata); fields added after
+        the first release are left out while they hold their default (see :mod:`semanticodec.serialise`)."""
+        return json.dumps(config_dict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:

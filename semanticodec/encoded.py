@@ -49,9 +49,10 @@ class EncodedAudio:
         return write_file(path, self.tokens, self.header(packet_columns), overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> EncodedAudio:
-        """The tokens of a ``.scdc`` file (BitstreamError, a ValueError, when it is damaged)."""
-        header, tokens = read_file(path)
+    def load(cls, path: str | os.PathLike, layers: str = "both") -> EncodedAudio:
+        """The tokens of a ``.scdc`` file (BitstreamError, a ValueError, when it is damaged);
+        ``layers="semantic"`` reads the semantic layer only (acoustic ids are then 0)."""
+        header, tokens = read_file(path, layers=layers)
         sample_count = header.sample_count or token_samples(len(tokens), header.token_rate)
         sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
         return cls(tokens, header.token_rate, header.semantic_vocab, header.acoustic_vocab, header.model_id, sample_count, sample_rate)

@@ -109,15 +109,34 @@ class SemantiCodecModel(nn.Module):
         patches = self.audiomae(fbank)[:, 1:]
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
-    def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``."""
+    def context(self, tokens: Tensor, valid_len: Tensor, semantic_only: bool = False) -> tuple[Tensor, Tensor]:
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``.
+
+        ``semantic_only``: the acoustic ids are ignored and the acoustic part of the context is
+        zero, as the decoder saw it when the acoustic stream was dropped in training (models
+        with ``config.semantic_only_decoding`` only, see :meth:`check_semantic_only`).
+        """
         self.check_tokens(tokens)
         pe_dim = self.config.pe_dim
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len, pe_dim)
+        semantic = self.semantic.lookup(tokens[..., 0])
+        if semantic_only:
+            self.check_semantic_only()
+            acoustic = torch.zeros_like(semantic)
+        else:
+            acoustic = self.acoustic.lookup(tokens[..., 1])
+        cond = decoder_context(acoustic, semantic, valid_len, pe_dim)
         uncond = unconditional_context(
             tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
+
+    def check_semantic_only(self) -> None:
+        """Raise ValueError unless this model decodes semantic ids alone (``config.semantic_only_decoding``)."""
+        if not self.config.semantic_only_decoding:
+            raise ValueError(
+                f"model {self.config.name} cannot decode semantic tokens alone: its decoder was not trained "
+                "with the acoustic stream dropped (official models never are)"
+            )
 
     def check_tokens(self, tokens: Tensor) -> None:
         """Raise ValueError unless ``tokens [..., 2]`` lie in their vocabularies."""
@@ -143,6 +162,7 @@ class SemantiCodecModel(nn.Module):
         generators: Sequence[torch.Generator] | None = None,
         sampler: str = "ddim",
         valid_only: bool = False,
+        semantic_only: bool = False,
     ) -> Tensor:
         """Waveforms of token windows.
 
@@ -156,13 +176,14 @@ class SemantiCodecModel(nn.Module):
                 noise apply to ``ddim`` only).
             valid_only: compute only the samples of each window's valid tokens (the vocoder skips
                 the mel frames it does not need for them); the rest of the waveform is zero.
+            semantic_only: decode the semantic ids alone (see :meth:`context`).
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
         """
         if not self.with_decoder:
             raise ValueError("this model was built without its decoder (with_decoder=False) and cannot decode")
-        cond, uncond = self.context(tokens, valid_len)
+        cond, uncond = self.context(tokens, valid_len, semantic_only)
         shape = self.latent_shape(tokens.shape[0])
         if x_T is None:
             if generators is None:

@@ -311,6 +311,8 @@ class StreamingDecoder:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
         on_damage: called with each :class:`semanticodec.bitstream.Damage` as it is found.
         concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
+        semantic_only: read and decode the semantic layer alone (as
+            ``SemantiCodec.decode(..., semantic_only=True)``; models trained for it only).
     """
 
     def __init__(
@@ -318,9 +320,13 @@ class StreamingDecoder:
         codec: SemantiCodec,
         on_damage: Callable[[Damage], None] | None = None,
         concealment: Concealment = "inpaint",
+        semantic_only: bool = False,
     ) -> None:
         if concealment not in CONCEALMENTS:
             raise ValueError(f"concealment must be one of {CONCEALMENTS}, got {concealment!r}")
+        if semantic_only:
+            codec.model.check_semantic_only()
+        self.semantic_only = semantic_only
         if codec.seed is None:
             raise ValueError("StreamingDecoder needs a codec with a seed (deterministic per-window noise)")
         if codec.compat != "default":
@@ -390,10 +396,14 @@ class StreamingDecoder:
         saved = bytes(self._input.data) if self._reader is None else b""
         try:
             if self._reader is None:
-                self._reader = StreamReader(self._input, resilient=True, on_damage=self._damaged)
+                layers = "semantic" if self.semantic_only else "both"
+                self._reader = StreamReader(self._input, layers=layers, resilient=True, on_damage=self._damaged)
                 self._start(self._reader.header)
             for packet in self._reader:
-                self._add(packet.start, packet.tokens)
+                if self.semantic_only:
+                    self._add(packet.start, np.stack([packet.semantic, np.zeros_like(packet.semantic)], axis=-1))
+                else:
+                    self._add(packet.start, packet.tokens)
         except _NeedMore:
             if self._reader is None:
                 self._input.data[:0] = saved
@@ -474,7 +484,7 @@ class StreamingDecoder:
     def _sample(self, tokens: Tensor, valid: int, missing: Tensor) -> Tensor:
         """Waveform ``[163872]`` of one window; missing rows are concealed as ``self.concealment`` says."""
         generator = window_generator(self.codec.seed, self._window, device=self.codec.device)
-        return decode_window(self.codec, tokens, valid, missing, generator, self.concealment)
+        return decode_window(self.codec, tokens, valid, missing, generator, self.concealment, self.semantic_only)
 
     def _emit(self, audio: Tensor) -> np.ndarray:
         out = audio.numpy()

@@ -229,6 +229,10 @@ def configure_decompress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--original-rate", action="store_true", help="resample to the original sample rate (default: 16 kHz)"
     )
+    parser.add_argument(
+        "--semantic-only", action="store_true",
+        help="decode the semantic layer alone (half the bitrate; only models trained for it, never official ones)",
+    )
     add_model_options(parser)
 
 
@@ -247,12 +251,14 @@ def run_decompress(args: argparse.Namespace) -> int:
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
-    item = EncodedAudio.load(args.input)
+    item = EncodedAudio.load(args.input, layers="semantic" if args.semantic_only else "both")
     codec = load_codec(args, item.token_rate, item.semantic_vocab_size, item.model_id, **decoder_options(args))
+    if args.semantic_only:
+        codec.model.check_semantic_only()
     if item.acoustic_vocab_size != codec.config.acoustic_vocab_size:
         raise ValueError(f"{args.input}: acoustic vocabulary {item.acoustic_vocab_size} != the model's {codec.config.acoustic_vocab_size}")
     sample_rate = item.sample_rate
-    audio = codec.decode(item)
+    audio = codec.decode(item, semantic_only=args.semantic_only)
     out_rate = SAMPLE_RATE
     if args.original_rate and sample_rate != SAMPLE_RATE:
         audio = resample(audio, SAMPLE_RATE, sample_rate)[: item.sample_count]
@@ -299,7 +305,8 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         header, head = _read_header(source)
         codec = load_codec(args, header.token_rate, header.semantic_vocab, header.model_id, **decoder_options(args))
         decoder = StreamingDecoder(
-            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment
+            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment,
+            semantic_only=args.semantic_only,
         )
         out_rate, resampler, limit = SAMPLE_RATE, None, None
         if header.sample_count:
