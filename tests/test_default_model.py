@@ -60,7 +60,7 @@ def test_official_checkpoints_take_precedence(bundled, tmp_path, monkeypatch):
     official = tiny_model(50, 100)
     monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
     monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab: official)
+    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
     assert weights.load_model() is official
 
 
@@ -68,7 +68,7 @@ def test_bundled_streams_decode_with_the_bundled_model(bundled, tmp_path, monkey
     official = tiny_model(50, 100)
     monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
     monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab: official)
+    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
     args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", no_progress=True)
     assert weights.checkpoint_for(bundled.config.model_id) == weights.DEFAULT_MODEL
     assert weights.checkpoint_for(bytes(16)) is None
@@ -111,17 +111,30 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, monkeypatch, capsys):
     fixed_header, fixed_tokens = read_file(fixed)
     np.testing.assert_array_equal(fixed_tokens, tokens)
     assert (header.version, fixed_header.version) == (2, 1) and scdc.stat().st_size < 0.8 * fixed.stat().st_size
-    assert main(["decompress", str(scdc), str(wav), "--steps", "4", "--no-progress"]) == 0
+    assert main(["decompress", str(scdc), str(wav), "--sampler", "ddim", "--steps", "4", "--no-progress"]) == 0
     audio, rate = sf.read(wav, dtype="float32")
     original, original_rate = sf.read(clip, dtype="float32")
     assert rate == original_rate and len(audio) == len(original) and np.isfinite(audio).all()
     distance = mel_distance(original, audio)
     assert distance < ROUND_TRIP_MEL, f"round trip mel distance {distance:.3f} >= {ROUND_TRIP_MEL}"
-    codec = SemantiCodec.from_pretrained(steps=4, seed=0, device="cpu")
+    codec = SemantiCodec.from_pretrained(sampler="ddim", steps=4, seed=0, device="cpu")
     wrong = tokens.copy()
     wrong[:, 0] = np.random.default_rng(0).integers(0, header.semantic_vocab, len(tokens))
     control = mel_distance(original, codec.decode(wrong)[: len(original)])
     assert distance < control - CONTROL_MARGIN, f"round trip {distance:.3f} is not better than random semantic ids ({control:.3f})"
+
+
+def test_bundled_model_decodes_with_its_measured_default_sampling(bundled):
+    """The bundled model decodes with BUNDLED_SAMPLING (chosen in benchmarks/RESULTS.md); other
+    models and compat="official" keep the official 50-step DDIM."""
+    from semanticodec.samplers import OFFICIAL_SAMPLING
+
+    codec = SemantiCodec(weights.load_model(), device="cpu")
+    assert (codec.sampler, codec.steps) == weights.BUNDLED_SAMPLING
+    official = SemantiCodec(weights.load_model(), device="cpu", compat="official")
+    assert (official.sampler, official.steps) == OFFICIAL_SAMPLING == ("ddim", 50)
+    other = SemantiCodec(tiny_model(50, 100), device="cpu")
+    assert (other.sampler, other.steps) == OFFICIAL_SAMPLING
 
 
 def test_the_readme_python_example_runs_on_the_bundled_model(tmp_path, monkeypatch, capsys):
