@@ -5,8 +5,9 @@
 - :class:`Codec2`: Debian ``codec2`` (``c2enc``/``c2dec``) at 8 kHz; bytes are the ``.c2``
   file (with its header).
 - :class:`Opus`: Debian ``opus-tools`` (``opusenc``/``opusdec``); bytes are the Ogg Opus file.
-- :class:`Encodec`, :class:`DAC`: their PyPI packages with local weights
-  (``$ENCODEC_WEIGHTS``, ``$DAC_WEIGHTS``); imported only when used.
+- :class:`Encodec`, :class:`DAC`: their PyPI packages, imported only when used, with the weights
+  their own loaders fetch on first use (or local files: ``$ENCODEC_WEIGHTS``, ``$DAC_WEIGHTS``);
+  offline and not yet fetched they are "not available offline".
 
 A system that cannot run says why in :meth:`System.unavailable`; :data:`PAPER_TABLE` holds
 the figures of the paper's Table I, shown (marked as quoted) when a baseline cannot run.
@@ -263,8 +264,9 @@ def _weights_path(variable: str) -> Path | None:
 
 
 class Encodec(System):
-    """Encodec 24 kHz (``pip install encodec``) at 1.5/3/6 kbps with weights from ``$ENCODEC_WEIGHTS``
-    (the ``encodec_24khz-d7cc33bc.th`` state dict); audio is resampled 16 → 24 → 16 kHz.
+    """Encodec 24 kHz (``pip install encodec``) at 1.5/3/6 kbps with the weights its own loader
+    fetches (``EncodecModel.encodec_model_24khz(pretrained=True)``, torch hub cache), or those of
+    ``$ENCODEC_WEIGHTS`` (the ``encodec_24khz-d7cc33bc.th`` state dict); audio is resampled 16 → 24 → 16 kHz.
 
     Bytes: an 8-byte header (codebooks, frames) and the codes packed at 10 bits each, the
     payload of Encodec's own format without its entropy-coding LM.
@@ -282,23 +284,21 @@ class Encodec(System):
         self._model = None
 
     def unavailable(self) -> str | None:
-        if self.path is None or not self.path.is_file():
-            return "weights not available (set ENCODEC_WEIGHTS to encodec_24khz-d7cc33bc.th)"
-        try:
-            import encodec  # noqa: F401
-        except ImportError as err:
-            return f"encodec not importable ({err})"
-        return None
+        return _baseline_unavailable(self, "encodec", "ENCODEC_WEIGHTS")
 
     def _load(self):
         if self._model is None:
             import torch
             from encodec import EncodecModel
 
-            model = EncodecModel.encodec_model_24khz(pretrained=False)
-            model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            if self.path is None:
+                model = EncodecModel.encodec_model_24khz(pretrained=True)
+                self.weights = "encodec_24khz (fetched by encodec)"
+            else:
+                model = EncodecModel.encodec_model_24khz(pretrained=False)
+                model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+                self.weights = str(self.path)
             self._model = model.eval()
-            self.weights = str(self.path)
         self._model.set_target_bandwidth(self.nominal_kbps)
         return self._model
 
@@ -329,8 +329,9 @@ class Encodec(System):
 
 
 class DAC(System):
-    """Descript Audio Codec 16 kHz (``pip install descript-audio-codec``, in its own venv) with
-    weights from ``$DAC_WEIGHTS``; bytes are the ``.dac`` file of ``DAC.compress``."""
+    """Descript Audio Codec 16 kHz (``pip install descript-audio-codec``, in its own venv) with the
+    weights its own loader fetches (``dac.utils.download(model_type="16khz")``) or those of
+    ``$DAC_WEIGHTS``; bytes are the ``.dac`` file of ``DAC.compress``."""
 
     family = "DAC"
 
@@ -345,13 +346,7 @@ class DAC(System):
         self._model = None
 
     def unavailable(self) -> str | None:
-        if self.path is None or not self.path.is_file():
-            return "weights not available (set DAC_WEIGHTS to the 16 kHz weights_16khz.pth)"
-        try:
-            import dac  # noqa: F401
-        except ImportError as err:
-            return f"descript-audio-codec not importable ({err})"
-        return None
+        return _baseline_unavailable(self, "dac", "DAC_WEIGHTS")
 
     def _load(self):
         if self._model is None:
@@ -359,12 +354,13 @@ class DAC(System):
 
             import torch
 
+            path = self.path if self.path is not None else Path(dac.utils.download(model_type="16khz"))
             # The released .pth holds {"state_dict", "metadata": {"kwargs"}}: read without unpickling code.
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             model = dac.DAC(**checkpoint["metadata"]["kwargs"])
             model.load_state_dict(checkpoint["state_dict"])
             self._model = model.eval()
-            self.weights = str(self.path)
+            self.weights = str(path)
         return self._model
 
     def encode(self, audio: np.ndarray) -> bytes:
@@ -387,6 +383,24 @@ class DAC(System):
         )
         signal = model.decompress(compressed)
         return _fit(signal.audio_data[0, 0].cpu().numpy().astype(np.float32), num_samples)
+
+
+def _baseline_unavailable(system: Encodec | DAC, module: str, variable: str) -> str | None:
+    """Why a baseline cannot run: its package is missing, ``$variable`` names no file, or its
+    own loader cannot fetch the weights (offline); None once its model is loaded."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        return f"{module} not installed ({err})"
+    if system.path is not None and not system.path.is_file():
+        return f"weights not available ({variable}={system.path} is not a file)"
+    try:
+        system._load()
+    except OSError as err:  # urllib's URLError, requests' ConnectionError: no network
+        return f"not available offline ({module} could not fetch its weights: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    return None
 
 
 DAC_FILE_FIELDS = ("chunk_length", "original_length", "channels", "sample_rate", "padding")

@@ -98,6 +98,8 @@ def load_tokens(path: str | Path) -> np.ndarray:
 
 
 def _info_record(path: str, info: StreamInfo) -> dict[str, Any]:
+    from semanticodec.hub import weights_name
+
     header = info.header
     return {
         "file": path,
@@ -110,6 +112,7 @@ def _info_record(path: str, info: StreamInfo) -> dict[str, Any]:
         "acoustic_vocab": header.acoustic_vocab,
         "acoustic_bits": header.acoustic_bits,
         "model_id": header.model_id.hex(),
+        "weights": weights_name(header.model_id),
         "sample_rate": header.sample_rate,
         "sample_count": header.sample_count,
         "duration_seconds": header.duration,
@@ -152,6 +155,7 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
         ("file", record["file"]),
         ("format", f"SCDC version {record['format_version']}"),
         ("model id", model),
+        ("weights", record["weights"]),
         ("token rate", f"{record['token_rate']} tok/s ({record['pairs_per_second']:g} pairs/s)"),
         ("vocabularies", f"semantic {record['semantic_vocab']} ({record['semantic_bits']} bit), "
                          f"acoustic {record['acoustic_vocab']} ({record['acoustic_bits']} bit)"),
@@ -281,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per registered command."""
     import semanticodec.commands  # noqa: F401  (registers compress, decompress, convert)
     import semanticodec.token_commands  # noqa: F401  (registers tokenize, detokenize)
+    import semanticodec.hub_commands  # noqa: F401  (registers download)
     import semanticodec.train.cli  # noqa: F401  (registers train)
 
     parser = argparse.ArgumentParser(prog=PROG, description="SemantiCodec: ultra-low-bitrate semantic audio codec.")

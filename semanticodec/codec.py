@@ -110,8 +110,12 @@ class SemantiCodec:
         semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768); None:
             16384 with official checkpoints, else the bundled default model's (4096).
         checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` or an official
-            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache,
-            then the default model bundled with the package (100 tok/s, 4096 + 4096 ids).
+            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the official weights from
+            the Hugging Face cache or downloaded on first use (:mod:`semanticodec.hub`), then, when
+            nothing is named, the small model bundled with the package (100 tok/s, 4096 + 4096 ids).
+        model: ``"small"``: the bundled small model; ``"official"``: official weights only
+            (see :func:`semanticodec.weights.load_model`).
+        offline: never touch the network (None: ``$HF_HUB_OFFLINE``).
         device: where to run (default: CUDA when available, else CPU).
         ddim_steps: DDIM sampling steps (official default 50).
         cfg_scale: classifier-free guidance scale (official 2.0).
@@ -137,11 +141,13 @@ class SemantiCodec:
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
+        model: str | None = None,
+        offline: bool | None = None,
     ) -> None:
         from semanticodec.weights import load_model
 
         self._setup(
-            load_model(token_rate, semantic_vocab_size, checkpoint),
+            load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline),
             device=device, ddim_steps=ddim_steps, cfg_scale=cfg_scale, eta=eta, seed=seed,
             compat=compat, batch_size=batch_size, progress=progress,
         )

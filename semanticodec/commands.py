@@ -45,8 +45,13 @@ EXIT_CONCEALED = 1
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
-        help="official checkpoint folder or .safetensors file (default: $SEMANTICODEC_CHECKPOINT, then the Hugging Face cache)",
+        help="official checkpoint folder or .safetensors file (default: $SEMANTICODEC_CHECKPOINT, then the official weights: cached, else downloaded)",
     )
+    parser.add_argument("--model", choices=("small", "official"),
+                        help="small: the bundled small model; official: official weights only (default: official weights "
+                             "when named, cached or reachable, else the bundled model)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never touch the network (as HF_HUB_OFFLINE=1): use cached weights only")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=4, help="10.24 s windows per forward pass (default 4)")
     parser.add_argument("--compat", choices=("default", "official"), default="default", help="reproduce the official quirks")
@@ -60,10 +65,12 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_i
     from semanticodec.codec import SemantiCodec
     from semanticodec.weights import checkpoint_for
 
+    from semanticodec.hub import weights_name
+
     checkpoint = args.checkpoint
-    if checkpoint is None and model_id is not None:
+    if checkpoint is None and model_id is not None and args.model is None:
         checkpoint = checkpoint_for(model_id)
-    return SemantiCodec(
+    codec = SemantiCodec(
         token_rate,
         vocab,
         checkpoint=checkpoint,
@@ -71,8 +78,13 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_i
         batch_size=args.batch_size,
         compat=args.compat,
         progress=not args.quiet,
+        model=args.model,
+        offline=args.offline,
         **options,
     )
+    if not args.quiet:
+        print(f"weights: {weights_name(codec.model_id)}", file=sys.stderr)
+    return codec
 
 
 def _configure_compress(parser: argparse.ArgumentParser) -> None:

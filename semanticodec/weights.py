@@ -9,11 +9,13 @@ only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EM
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
 
 from semanticodec.checkpoint import (
+    ENV_VAR,
     OFFICIAL_VOCAB_SIZES,
     CheckpointError,
     find_official_root,
@@ -27,7 +29,7 @@ from semanticodec.model import SemantiCodecModel
 FORMAT_NAME = "semanticodec"
 DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
 """The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
-used when no official checkpoint is configured."""
+used when no official weights are named, cached or reachable, or by name (``model="small"``)."""
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -125,34 +127,53 @@ def load_model(
     token_rate: int = 100,
     semantic_vocab_size: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    model: str | None = None,
+    offline: bool | None = None,
 ) -> SemantiCodecModel:
     """The model to use.
 
-    1. ``checkpoint``: a safetensors file or an official checkpoint folder;
-    2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
-       (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
-    3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
+    1. ``model="small"``: the bundled small model;
+    2. ``checkpoint`` (a safetensors file or an official checkpoint folder), else
+       ``$SEMANTICODEC_CHECKPOINT`` (``semantic_vocab_size=None``: 16384 if present, else any);
+    3. the official weights of (``token_rate``, ``semantic_vocab_size`` or 16384): from the
+       Hugging Face cache, else downloaded (:func:`semanticodec.hub.official_model`; never with
+       ``offline=True`` or ``HF_HUB_OFFLINE=1``);
+    4. when nothing is named (``model`` and ``semantic_vocab_size`` None, the bundled model's
+       token rate) and 3. is neither cached nor reachable: the bundled small model.
+
+    The bundled model's use is stated in one line on stderr.
     """
+    if model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(n for n in MODEL_NAMES if n)} or None, got {model!r}")
+    if model == "small":
+        if checkpoint is not None:
+            raise ValueError("model='small' (the bundled model) and a checkpoint exclude each other")
+        return _bundled(token_rate, semantic_vocab_size, "")
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
-        model = load_safetensors(checkpoint)
-        _check_rate_vocab(model, token_rate, semantic_vocab_size, str(checkpoint))
-        return model
-    default = default_model_config()
-    root = find_official_root(checkpoint)
-    if root is None:
-        if checkpoint is None and default is not None:
-            if (token_rate, semantic_vocab_size) in ((default.token_rate, None), (default.token_rate, default.semantic_vocab_size)):
-                return load_safetensors(DEFAULT_MODEL)
-            raise CheckpointError(
-                f"no official SemantiCodec checkpoint found for {token_rate} tok/s, vocabulary {semantic_vocab_size}; "
-                f"the bundled default model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size} "
-                "(set SEMANTICODEC_CHECKPOINT or pass a checkpoint for the official models)"
-            )
-        raise CheckpointError(
-            "no SemantiCodec weights found: pass a checkpoint (an official checkpoint folder or a .safetensors "
-            "file made by `semanticodec convert`), or set SEMANTICODEC_CHECKPOINT, or place the official "
-            "haoheliu/SemantiCodec files in the Hugging Face cache"
-        )
+        loaded = load_safetensors(checkpoint)
+        _check_rate_vocab(loaded, token_rate, semantic_vocab_size, str(checkpoint))
+        if Path(checkpoint) == DEFAULT_MODEL:
+            _say_bundled(loaded.config, "")
+        return loaded
+    if checkpoint is not None or os.environ.get(ENV_VAR):
+        return _load_official_root(find_official_root(checkpoint), token_rate, semantic_vocab_size)
+    from semanticodec import hub
+
+    try:
+        return hub.official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline)
+    except hub.WeightsUnavailable:
+        default = default_model_config()
+        if model is None and semantic_vocab_size is None and default is not None and token_rate == default.token_rate:
+            return _bundled(token_rate, None, f"; no official weights cached or reachable (`{hub.download_command(token_rate, hub.DEFAULT_VOCAB)}`)")
+        raise
+
+
+MODEL_NAMES = (None, "small", "official")
+"""Values of ``model``: None (official weights when available, else the bundled model),
+``"small"`` (the bundled model), ``"official"`` (official weights, never the bundled model)."""
+
+
+def _load_official_root(root: Path, token_rate: int, semantic_vocab_size: int | None) -> SemantiCodecModel:
     if semantic_vocab_size is None:
         for vocab in (16384, *OFFICIAL_VOCAB_SIZES):
             try:
@@ -164,3 +185,26 @@ def load_model(
         else:
             raise CheckpointError(f"{root}: no complete official model for {token_rate} tok/s")
     return load_official(root, token_rate, semantic_vocab_size)
+
+
+def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str) -> SemantiCodecModel:
+    """The bundled small model, its use stated on stderr (``reason`` ends the line)."""
+    default = default_model_config()
+    if default is None:
+        raise CheckpointError(f"the package has no bundled small model ({DEFAULT_MODEL} is missing)")
+    if (token_rate, semantic_vocab_size or default.semantic_vocab_size) != (default.token_rate, default.semantic_vocab_size):
+        raise CheckpointError(
+            f"the bundled small model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size}, "
+            f"not {token_rate} tok/s, vocabulary {semantic_vocab_size}"
+        )
+    model = load_safetensors(DEFAULT_MODEL)
+    _say_bundled(model.config, reason)
+    return model
+
+
+def _say_bundled(config: ModelConfig, reason: str) -> None:
+    print(
+        f"semanticodec: using the bundled small model ({config.token_rate} tok/s, vocabulary "
+        f"{config.semantic_vocab_size}, {config.bitrate / 1000:g} kbps), not the paper's weights{reason}",
+        file=sys.stderr,
+    )

@@ -1,0 +1,45 @@
+"""The ``semanticodec download`` sub-command: fetch official weights ahead of time.
+
+``semanticodec download --token-rate R --vocab V`` fetches (and verifies) the three files of one
+official configuration into the Hugging Face cache, ``--all`` those of all twelve; each file's
+path is printed, so that a machine can go offline afterwards (``HF_HUB_OFFLINE=1``). The
+conversion to safetensors happens at the first load (:mod:`semanticodec.hub`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from semanticodec.checkpoint import OFFICIAL_VOCAB_SIZES, TOKEN_RATES
+from semanticodec.cli import EXIT_OK, Command, register
+
+
+def _configure_download(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token-rate", type=int, choices=TOKEN_RATES, help="tokens per second")
+    parser.add_argument("--vocab", type=int, choices=OFFICIAL_VOCAB_SIZES, help="semantic vocabulary size")
+    parser.add_argument("--all", action="store_true", help="every token rate and vocabulary (16 GB)")
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    from semanticodec import hub
+
+    if args.all == (args.token_rate is not None or args.vocab is not None):
+        raise ValueError("give either --token-rate and --vocab, or --all")
+    if not args.all and (args.token_rate is None or args.vocab is None):
+        raise ValueError("--token-rate and --vocab are both required (or --all)")
+    configs = [(r, v) for r in TOKEN_RATES for v in OFFICIAL_VOCAB_SIZES] if args.all else [(args.token_rate, args.vocab)]
+    for rate, vocab in configs:
+        files = hub.fetch(rate, vocab, offline=False)
+        hub.verify(rate, vocab, files, offline=False)
+        print(f"{rate} tok/s, vocabulary {vocab}:")
+        for path in (files.encoder, files.decoder, files.codebook):
+            print(f"  {path}")
+    return EXIT_OK
+
+
+register(Command(
+    "download", "fetch official weights from the Hugging Face hub ahead of time", _configure_download, _run_download,
+    f"Fetch the official weights of one configuration (--token-rate, --vocab) or of all (--all) from "
+    f"the Hugging Face hub into its cache ($HF_HOME/hub), verify them and print where they are. Later "
+    f"runs use them without the network (HF_HUB_OFFLINE=1 or --offline).",
+))
