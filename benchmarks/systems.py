@@ -1,7 +1,7 @@
 """Codecs under test, behind one interface: 16 kHz mono float32 in, bytes, 16 kHz mono out.
 
 - :class:`SemantiCodecSystem`: this package, one system per token rate x vocabulary; bytes
-  are the ``.scdc`` file. Needs weights (``checkpoint`` or ``$SEMANTICODEC_CHECKPOINT``).
+  are the ``.scdc`` file. Official weights are fetched on first use (or ``checkpoint``).
 - :class:`Codec2`: Debian ``codec2`` (``c2enc``/``c2dec``) at 8 kHz; bytes are the ``.c2``
   file (with its header).
 - :class:`Opus`: Debian ``opus-tools`` (``opusenc``/``opusdec``); bytes are the Ogg Opus file.
@@ -184,8 +184,8 @@ class SemantiCodecSystem(System):
     """This package at one token rate and semantic vocabulary; bytes are the ``.scdc`` file.
 
     ``checkpoint``: an official checkpoint folder or a converted ``.safetensors`` file
-    (default ``$SEMANTICODEC_CHECKPOINT`` or the Hugging Face cache). The model is loaded
-    on first use; without weights :meth:`unavailable` gives the reason.
+    (default ``$SEMANTICODEC_CHECKPOINT``, else the official weights: cached, else fetched). The
+    model is loaded on first use; without weights :meth:`unavailable` gives the reason.
     """
 
     family = "SemantiCodec"
@@ -225,13 +225,14 @@ class SemantiCodecSystem(System):
         if self._codec is None and self._error is None:
             from semanticodec import SemantiCodec
             from semanticodec.checkpoint import CheckpointError
+            from semanticodec.hub import download_command
 
             try:
                 self._codec = SemantiCodec(
                     self.token_rate, self.vocab, self.checkpoint, ddim_steps=self.ddim_steps, seed=self.seed
                 )
             except (CheckpointError, FileNotFoundError) as err:
-                hint = "pass --checkpoint or set SEMANTICODEC_CHECKPOINT" if self.checkpoint is None else str(err)
+                hint = f"pass --checkpoint or run `{download_command(self.token_rate, self.vocab)}`" if self.checkpoint is None else str(err)
                 self._error = f"no weights available ({hint})"
         return self._codec
 

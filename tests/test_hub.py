@@ -219,3 +219,15 @@ def test_weights_are_named_by_model_id():
     assert hub.weights_name(weights.default_model_config().model_id).startswith("bundled small model")
     assert hub.weights_name(bytes(16)) == "unspecified"
     assert hub.weights_name(b"\x01" * 16) == "other (not a released model)"
+
+
+def test_models_built_for_loading_hold_exactly_the_loaded_weights(repo, tmp_path):
+    """Loads build the model without random initialisation (NoRandomInit): every entry is loaded."""
+    model = tiny_model(100, 16384)
+    path = tmp_path / "tiny.safetensors"
+    weights.save_safetensors(model, path)
+    for loaded in (weights.load_safetensors(path), weights.load_official(repo, 100, 16384)):
+        assert loaded.state_dict().keys() == model.state_dict().keys()
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+        assert torch.equal(loaded.semantic.codebook, model.semantic.codebook)
