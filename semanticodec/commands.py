@@ -63,9 +63,8 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_i
     """The codec the options select; tokens of the bundled default model (``model_id``) decode
     with it unless ``--checkpoint`` says otherwise."""
     from semanticodec.codec import SemantiCodec
-    from semanticodec.weights import checkpoint_for
-
     from semanticodec.hub import weights_name
+    from semanticodec.weights import checkpoint_for
 
     checkpoint = args.checkpoint
     if checkpoint is None and model_id is not None and args.model is None:

@@ -2,8 +2,9 @@
 
 ``semanticodec download --token-rate R --vocab V`` fetches (and verifies) the three files of one
 official configuration into the Hugging Face cache, ``--all`` those of all twelve; each file's
-path is printed, so that a machine can go offline afterwards (``HF_HUB_OFFLINE=1``). The
-conversion to safetensors happens at the first load (:mod:`semanticodec.hub`).
+path is printed, so that a machine can go offline afterwards (``HF_HUB_OFFLINE=1``; offline,
+the command only checks and lists what is cached). The conversion to safetensors happens at the
+first load (:mod:`semanticodec.hub`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def _run_download(args: argparse.Namespace) -> int:
         raise ValueError("--token-rate and --vocab are both required (or --all)")
     configs = [(r, v) for r in TOKEN_RATES for v in OFFICIAL_VOCAB_SIZES] if args.all else [(args.token_rate, args.vocab)]
     for rate, vocab in configs:
-        files = hub.fetch(rate, vocab, offline=False)
-        hub.verify(rate, vocab, files, offline=False)
+        files = hub.fetch(rate, vocab)
+        hub.verify(rate, vocab, files)
         print(f"{rate} tok/s, vocabulary {vocab}:")
         for path in (files.encoder, files.decoder, files.codebook):
             print(f"  {path}")
