@@ -204,10 +204,14 @@ def test_unreachable_hub_with_nothing_named_falls_back_to_the_bundled_model(monk
         weights.load_model(model="official")
 
 
-def test_the_bundled_model_by_name(capsys):
+def test_the_bundled_model_by_name(tmp_path, capsys):
     model = weights.load_model(model="small")
     assert model.config == weights.default_model_config()
     assert capsys.readouterr().err.count("using the bundled small model") == 1
+    assert main(["compress", str(CLIP), str(tmp_path / "small.scdc"), "--model", "small", "--device", "cpu"]) == 0
+    assert read_file(tmp_path / "small.scdc")[0].model_id == model.config.model_id
+    err = capsys.readouterr().err
+    assert err.count("using the bundled small model") == 1 and "weights: bundled small model" in err
     with pytest.raises(CheckpointError, match="bundled small model is 100 tok/s, vocabulary 4096"):
         weights.load_model(50, model="small")
     with pytest.raises(ValueError, match="model must be one of small, official"):
