@@ -13,8 +13,8 @@ An official-layout repository of full size is written from the deterministic ``f
 - ``official pickles``: :func:`semanticodec.weights.load_official` on the repository folder
   (the load before the hub, ``torch.load(weights_only=True, mmap=True)`` of both checkpoints).
 
-Times are wall clock of the call alone (imports excluded), with the file cache warm (the files
-were just written); peak RSS is the process's. ``--write`` replaces the section in RESULTS.md.
+Times are wall clock of the call alone (imports excluded); the files were just written, but a
+loaded machine's page cache may not hold them all; peak RSS is the process's. ``--write`` replaces the section in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> str:
         f"{official_bytes / 1e9:.2f} GB in three files; converted float32 inference file: "
         f"{first['converted_bytes'] / 1e9:.2f} GB. Served by the stand-in hub on 127.0.0.1 ({heads} HEAD and {gets} GET requests, {resumed} of them resuming "
         "a cut transfer with a Range); "
-        "each row is a fresh process, warm file cache.",
+        "each row is a fresh process; the files were just written (a loaded machine's page cache may not hold them).",
         "",
         "| load | seconds | peak RSS (MiB) |",
         "|---|---:|---:|",
