@@ -1,6 +1,6 @@
 """Encode and decode speed of the full-size model (token rate 100) on this machine.
 
-Weights are the deterministic ``semanticodec.fill`` values (every op is dense, so the cost is
+Weights are the deterministic ``benchmarks.fill`` values (every op is dense, so the cost is
 that of the real checkpoints). Prints a Markdown table of real-time factors (compute seconds
 per second of audio) and where the time goes, to paste into ``benchmarks/RESULTS.md``.
 
@@ -19,9 +19,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from benchmarks.fill import fill, fill_module
 from semanticodec.codec import SemantiCodec
 from semanticodec.config import ModelConfig
-from semanticodec.fill import fill, fill_module
 from semanticodec.model import SemantiCodecModel
 from semanticodec.nn.vit import audiomae_pos_embed
 
@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     model = build(100, args.vocab)
     instrument(model)
-    codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=args.steps, seed=0, batch_size=args.batch_size)
+    codec = SemantiCodec(model, device="cpu", steps=args.steps, seed=0, batch_size=args.batch_size)
     rng = np.random.default_rng(0)
     codec.encode(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
     rows = []

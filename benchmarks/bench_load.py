@@ -1,6 +1,6 @@
 """Load time of official weights: first use, the converted file, and the official pickles.
 
-    python -m benchmarks.bench_load [--token-rate 100] [--vocab 16384] [--repeats 2] [--work DIR] [--write]
+    python -m benchmarks.bench_load [--token-rate 100] [--semantic-vocab-size 16384] [--repeats 2] [--work DIR] [--write]
 
 An official-layout repository of full size is written from the deterministic ``fill`` weights
 (no official checkpoint can be fetched here) and served by the stand-in hub on 127.0.0.1
@@ -38,8 +38,8 @@ def build_repository(root: Path, token_rate: int, vocab: int) -> None:
     import numpy as np
     import torch
 
-    from semanticodec.checkpoint import official_paths, official_schema
-    from semanticodec.fill import fill
+    from benchmarks.fill import fill
+    from semanticodec.official import official_paths, official_schema
 
     encoder, decoder, codebook = (root / p for p in official_paths(token_rate, vocab))
     schema = official_schema(token_rate)
@@ -82,7 +82,7 @@ def measure(phase: str, repo: Path, token_rate: int, vocab: int) -> dict:
 
 def _child(phase: str, repo: Path, env: dict, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "benchmarks.bench_load", "--phase", phase, "--repo", str(repo),
-               "--token-rate", str(args.token_rate), "--vocab", str(args.vocab)]
+               "--token-rate", str(args.token_rate), "--semantic-vocab-size", str(args.semantic_vocab_size)]
     out = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -90,16 +90,16 @@ def _child(phase: str, repo: Path, env: dict, args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> str:
     from benchmarks.report import cpu_model
     from benchmarks.standin_hub import StandInHub
-    from semanticodec import hub
+    from semanticodec import released
 
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         repo = Path(work) / "repo"
         built = time.perf_counter()
-        build_repository(repo, args.token_rate, args.vocab)
+        build_repository(repo, args.token_rate, args.semantic_vocab_size)
         print(f"built the repository in {time.perf_counter() - built:.0f} s", file=sys.stderr)
         official_bytes = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())
         rows = []
-        with StandInHub(repo, hub.REPO_ID, hub.REVISION) as server:
+        with StandInHub(repo, released.REPO_ID, released.REVISION) as server:
             env = {**os.environ, "HF_HOME": str(Path(work) / "hf_home"), "HF_ENDPOINT": server.url,
                    "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
             env.pop("HF_HUB_CACHE", None)
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> str:
         SECTION,
         "",
         f"Command: `OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.bench_load --token-rate {args.token_rate} "
-        f"--vocab {args.vocab} --repeats {args.repeats}` on {cpu_model()} (2 vCPUs, shared with training runs).",
-        f"Official-layout files of {args.token_rate} tok/s, vocabulary {args.vocab} at full size from the `fill` weights: "
+        f"--semantic-vocab-size {args.semantic_vocab_size} --repeats {args.repeats}` on {cpu_model()} (2 vCPUs, shared with training runs).",
+        f"Official-layout files of {args.token_rate} tok/s, vocabulary {args.semantic_vocab_size} at full size from the `fill` weights: "
         f"{official_bytes / 1e9:.2f} GB in three files; converted float32 inference file: "
         f"{first['converted_bytes'] / 1e9:.2f} GB. Served by the stand-in hub on 127.0.0.1 ({heads} HEAD and {gets} GET requests, {resumed} of them resuming "
         "a cut transfer with a Range); "
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--token-rate", type=int, default=100, choices=(100, 50, 25))
-    parser.add_argument("--vocab", type=int, default=16384)
+    parser.add_argument("--semantic-vocab-size", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=2, help="converted and pickle loads, alternated (default 2)")
     parser.add_argument("--work", help="folder for the temporary repository and cache (default: the system's)")
     parser.add_argument("--write", action="store_true", help="replace the section in benchmarks/RESULTS.md")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
-        print(json.dumps(measure(args.phase, Path(args.repo), args.token_rate, args.vocab)))
+        print(json.dumps(measure(args.phase, Path(args.repo), args.token_rate, args.semantic_vocab_size)))
         return 0
     section = run(args)
     print(section)

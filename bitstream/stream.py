@@ -23,9 +23,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bitstream.bitpack import pack_bits, packed_size, unpack_bits
-from bitstream.errors import BitstreamError
-from bitstream.header import CRC_SIZE, Header, crc16, read_header
+from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.header import CRC_SIZE, Header, crc16, read_header
 
 SYNC = b"\xd3\xc3"
 FINAL_FLAG = 0x8000

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the package into .venv and run the main job: compress a bundled clip into a .scdc
 # file, show its header, decompress it, and unpack its tokens. It uses the small default model
-# shipped in the package (--model small: no download); `--token-rate 100 --vocab 16384` instead
+# shipped in the package (--model small: no download); `--token-rate 100 --semantic-vocab-size 16384` instead
 # fetches the official weights on first use (2.4 GB, see README: Weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."

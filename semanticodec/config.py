@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from semanticodec.acoustic import AcousticConfig
-from semanticodec.conditioning import TOKEN_RATES, stack_factor
+from semanticodec.bitstream.header import bits_for
+from semanticodec.conditioning import PE_DIM
+from semanticodec.constants import TOKEN_RATES, stack_factor
 from semanticodec.diffusion import ScheduleConfig
 from semanticodec.nn.hifigan import HiFiGANConfig
 from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
 from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
+from semanticodec.serialise import added_field, config_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
@@ -28,6 +31,9 @@ class ModelConfig:
     ``token_rate`` counts both streams (100 tok/s = 50 semantic + 50 acoustic ids per
     second); ``name`` identifies the weights (it enters the model fingerprint written into
     ``.scdc`` headers, so tokens of one model are refused by another).
+    ``semantic_only_decoding``: the decoder was trained with the acoustic stream dropped alone
+    (``acoustic_drop_prob`` of the LDM stage), so it can decode the semantic ids by themselves
+    (the half-bitrate layer of a ``.scdc`` stream); official models were not.
     """
 
     token_rate: int
@@ -39,9 +45,12 @@ class ModelConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     vocoder: VocoderConfig = field(default_factory=HiFiGANConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    pe_dim: int = 192
+    pe_dim: int = PE_DIM
+    semantic_only_decoding: bool = added_field(False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.semantic_only_decoding, bool):
+            raise ValueError(f"semantic_only_decoding must be a bool, got {self.semantic_only_decoding!r}")
         if self.token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {self.token_rate}")
         if self.semantic_vocab_size < 2:
@@ -74,8 +83,7 @@ class ModelConfig:
     @property
     def bitrate(self) -> float:
         """Nominal bitrate in bit/s: token_rate / 2 x (bits per semantic + acoustic id)."""
-        bits = (self.semantic_vocab_size - 1).bit_length() + (self.acoustic_vocab_size - 1).bit_length()
-        return self.token_rate / 2 * bits
+        return self.token_rate / 2 * (bits_for(self.semantic_vocab_size) + bits_for(self.acoustic_vocab_size))
 
     @property
     def model_id(self) -> bytes:
@@ -83,8 +91,9 @@ class ModelConfig:
         return hashlib.sha256(self.to_json().encode()).digest()[:16]
 
     def to_json(self) -> str:
-        """The configuration as canonical JSON (for safetensors metadata)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON (for safetensors metadata); fields added after
+        the first release are left out while they hold their default (see :mod:`semanticodec.serialise`)."""
+        return json.dumps(config_dict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
@@ -116,7 +125,7 @@ class ModelConfig:
             semantic_vocab_size=semantic_vocab_size,
             name=f"official-semanticodec-tr{token_rate}-v{semantic_vocab_size}",
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=_LSTM_LAYERS[token_rate]),
-            unet=UNetConfig(context_dim=2 * dim + 192),
+            unet=UNetConfig(context_dim=2 * dim + PE_DIM),
         )
 
     @classmethod
@@ -137,7 +146,7 @@ class ModelConfig:
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=4096),
             unet=UNetConfig(
                 model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(4,),
-                num_head_channels=32, context_dim=2 * dim + 192, norm_groups=16,
+                num_head_channels=32, context_dim=2 * dim + PE_DIM, norm_groups=16,
                 aligned_context_groups=8,
             ),
             vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),

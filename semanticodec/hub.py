@@ -1,7 +1,8 @@
 """Official weights from the Hugging Face hub: fetched on first use, verified, converted once.
 
 An official configuration (token rate R, semantic vocabulary V) needs three files of
-:data:`REPO_ID` at the pinned :data:`REVISION` (with vocabulary 16384: 2.4 GB at 100 tok/s, 4.2 GB
+:data:`~semanticodec.released.REPO_ID` at the pinned
+:data:`~semanticodec.released.REVISION` (with vocabulary 16384: 2.4 GB at 100 tok/s, 4.2 GB
 at 50, 8.3 GB at 25):
 ``semanticodec_tokenrate_{R}/encoder.ckpt``, ``semanticodec_tokenrate_{R}/decoder.ckpt`` and
 ``codebook_idx/combine_{G}_audioset_dominate/codebook_{V/2}_0.npy``; only those are fetched.
@@ -26,21 +27,15 @@ import hashlib
 import os
 from pathlib import Path
 
-from semanticodec.checkpoint import (
+from semanticodec.model import SemantiCodecModel
+from semanticodec.official import (
     HF_REPO_DIR,
-    OFFICIAL_VOCAB_SIZES,
-    TOKEN_RATES,
     CheckpointError,
     OfficialFiles,
     hf_cache_dirs,
     official_paths,
 )
-from semanticodec.config import ModelConfig
-from semanticodec.model import SemantiCodecModel
-
-REPO_ID = "haoheliu/SemantiCodec"
-REVISION = "3b6e7408ee4febb738db732875e8ece31cf5bdd2"
-"""The pinned commit of :data:`REPO_ID` ("Upload 31 files", 2024-06-02): the one place the revision is named."""
+from semanticodec.released import REPO_ID, REVISION
 
 DEFAULT_VOCAB = 16384
 """The semantic vocabulary of the official weights used when none is named."""
@@ -57,7 +52,7 @@ class WeightsUnavailable(CheckpointError):
 
 def download_command(token_rate: int, semantic_vocab_size: int) -> str:
     """The command line that fetches one configuration ahead of time."""
-    return f"semanticodec download --token-rate {token_rate} --vocab {semantic_vocab_size}"
+    return f"semanticodec download --token-rate {token_rate} --semantic-vocab-size {semantic_vocab_size}"
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -171,19 +166,3 @@ def official_model(token_rate: int, semantic_vocab_size: int = DEFAULT_VOCAB, of
     save_safetensors(model, target, overwrite=True)
     return model
 
-
-def weights_name(model_id: bytes) -> str:
-    """Which released weights have ``model_id``: an official configuration, the bundled small
-    model, or neither."""
-    from semanticodec.weights import default_model_config
-
-    if not any(model_id):
-        return "unspecified"
-    default = default_model_config()
-    if default is not None and model_id == default.model_id:
-        return f"bundled small model ({default.name}, {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size})"
-    for rate in TOKEN_RATES:
-        for vocab in OFFICIAL_VOCAB_SIZES:
-            if ModelConfig.official(rate, vocab).model_id == model_id:
-                return f"official {REPO_ID}@{REVISION[:7]} {rate} tok/s, vocabulary {vocab}"
-    return "other (not a released model)"

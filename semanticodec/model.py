@@ -16,14 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
 from semanticodec.diffusion import DDIMSampler, NoiseSchedule
-from semanticodec.nn.vocoder import build_vocoder
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.official import CheckpointError, check_keys, official_schema
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."
@@ -97,14 +97,34 @@ class SemantiCodecModel(nn.Module):
         patches = self.audiomae(fbank)[:, 1:]
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
-    def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+    def context(self, tokens: Tensor, valid_len: Tensor, semantic_only: bool = False) -> tuple[Tensor, Tensor]:
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``.
+
+        ``semantic_only``: the acoustic ids are ignored and the acoustic part of the context is
+        zero, as the decoder saw it when the acoustic stream was dropped in training (models
+        with ``config.semantic_only_decoding`` only, see :meth:`check_semantic_only`).
+        """
         self.check_tokens(tokens)
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        pe_dim = self.config.pe_dim
+        semantic = self.semantic.lookup(tokens[..., 0])
+        if semantic_only:
+            self.check_semantic_only()
+            acoustic = torch.zeros_like(semantic)
+        else:
+            acoustic = self.acoustic.lookup(tokens[..., 1])
+        cond = decoder_context(acoustic, semantic, valid_len, pe_dim)
         uncond = unconditional_context(
-            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
+
+    def check_semantic_only(self) -> None:
+        """Raise ValueError unless this model decodes semantic ids alone (``config.semantic_only_decoding``)."""
+        if not self.config.semantic_only_decoding:
+            raise ValueError(
+                f"model {self.config.name} cannot decode semantic tokens alone: its decoder was not trained "
+                "with the acoustic stream dropped (official models never are)"
+            )
 
     def check_tokens(self, tokens: Tensor) -> None:
         """Raise ValueError unless ``tokens [..., 2]`` lie in their vocabularies."""
@@ -128,6 +148,7 @@ class SemantiCodecModel(nn.Module):
         eta: float,
         x_T: Tensor | None = None,
         generators: Sequence[torch.Generator] | None = None,
+        semantic_only: bool = False,
     ) -> Tensor:
         """Waveforms of token windows.
 
@@ -137,11 +158,12 @@ class SemantiCodecModel(nn.Module):
             steps, guidance_scale, eta: DDIM steps, classifier-free guidance scale, DDIM η.
             x_T: ``[W, 8, 256, 16]`` starting noise; None: drawn from ``generators`` (one per
                 window, so a window's result does not depend on its batch) or the global RNG.
+            semantic_only: decode the semantic ids alone (see :meth:`context`).
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
         """
-        cond, uncond = self.context(tokens, valid_len)
+        cond, uncond = self.context(tokens, valid_len, semantic_only)
         shape = self.latent_shape(tokens.shape[0])
         if x_T is None:
             if generators is None:

@@ -1,4 +1,10 @@
-"""Loading and saving model weights: official checkpoints and this package's safetensors files.
+"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, and
+this package's own safetensors format.
+
+Weights come from a ``.safetensors`` file of this package, from the official release (found and
+checked by :mod:`semanticodec.official`), or from the small model bundled with the package.
+Every file is read without executing pickled code: ``torch.load(weights_only=True)``,
+``numpy.load(allow_pickle=False)`` or safetensors.
 
 A safetensors file written by :func:`save_safetensors` holds the model's own state dict
 (``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
@@ -15,24 +21,39 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from semanticodec.checkpoint import (
-    ENV_VAR,
-    OFFICIAL_VOCAB_SIZES,
-    CheckpointError,
-    find_official_root,
-    load_codebook,
-    load_state_dict,
-    official_files,
-)
 from semanticodec.config import ModelConfig
+from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
+from semanticodec.official import ENV_VAR, OFFICIAL_VOCAB_SIZES, CheckpointError, find_official_root, official_files
+from semanticodec.released import DEFAULT_MODEL
 
 FORMAT_NAME = "semanticodec"
-DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
-"""The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
-used when no official weights are named, cached or reachable, or by name (``model="small"``)."""
 CODEBOOK_KEY = "semantic.codebook"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for corrupt or non-weight files
+        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+    return data
 
 
 class NoRandomInit(TorchFunctionMode):
@@ -69,7 +90,7 @@ def save_safetensors(
     (atomically: a temporary file beside ``path`` is renamed when complete)."""
     from safetensors.torch import save_file
 
-    from semanticodec.atomic import check_output
+    from semanticodec.atomic import atomic_path
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -79,14 +100,8 @@ def save_safetensors(
         if not key.startswith(("vae.encoder.", "vae.quant_conv."))
     }
     state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
-    check_output(path, overwrite=overwrite)
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=overwrite) as temp:
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:

@@ -96,7 +96,7 @@ def test_config_rejects_bad_values():
 
 def test_token_embeddings_and_mel_statistics_on_tiny_model():
     model = tiny_model()
-    codec = SemantiCodec.from_model(model, device="cpu")
+    codec = SemantiCodec(model, device="cpu")
     audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     tokens = codec.encode(audio, sample_rate=16000).tokens
     pooled = probe.token_embeddings(model, tokens)

@@ -7,6 +7,7 @@ files and error handling quickly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,16 +16,18 @@ import soundfile as sf
 import torch
 
 from semanticodec.audio import AudioError
-from semanticodec.checkpoint import CheckpointError
 from semanticodec.cli import main
-from semanticodec.codec import WINDOW_SAMPLES, EncodedAudio, SemantiCodec
+from semanticodec.codec import EncodedAudio, SemantiCodec
+from semanticodec.constants import WINDOW_SAMPLES
+from semanticodec.model import SemantiCodecModel
+from semanticodec.official import CheckpointError
 from semanticodec.weights import load_safetensors, save_safetensors
-from tiny import tiny_model
+from tiny import tiny_config, tiny_model
 
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    return SemantiCodec(tiny_model(), device="cpu", steps=2, seed=0)
 
 
 def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
@@ -33,7 +36,7 @@ def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
 
 @pytest.mark.parametrize("token_rate", [100, 50, 25])
 def test_token_counts_and_vocabularies(token_rate: int) -> None:
-    c = SemantiCodec.from_model(tiny_model(token_rate), device="cpu", ddim_steps=1, seed=0)
+    c = SemantiCodec(tiny_model(token_rate), device="cpu", steps=1, seed=0)
     out = c.encode(_noise(3.0), 16000)
     expected = {100: 152, 50: 76, 25: 40}[token_rate]  # 3 s = 18.75 columns of 0.16 s
     assert out.tokens.shape == (expected, 2) and out.tokens.dtype == np.int64
@@ -55,14 +58,14 @@ def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCode
     np.testing.assert_array_equal(first[1], codec.decode([a, b])[1])
     np.testing.assert_allclose(first[0], codec.decode(a), rtol=0, atol=1e-6)  # batched BLAS rounding only
     assert first[0].shape == (176000,) and first[1].shape == (32000,)
-    other = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=2, seed=1).decode(b)
+    other = SemantiCodec(codec.model, device="cpu", steps=2, seed=1).decode(b)
     assert not np.array_equal(other, first[1])
 
 
 def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:
     x = _noise(WINDOW_SAMPLES / 16000)
     assert codec.encode(x, 16000).tokens.shape == (512, 2)
-    official = SemantiCodec.from_model(codec.model, device="cpu", ddim_steps=1, compat="official")
+    official = SemantiCodec(codec.model, device="cpu", steps=1, compat="official")
     assert official.encode(x, 16000).tokens.shape[0] > 512
 
 
@@ -71,7 +74,7 @@ def test_resampled_and_stereo_input(codec: SemantiCodec, tmp_path) -> None:
     path = tmp_path / "stereo.flac"
     sf.write(path, stereo.T, 44100)
     from_file = codec.encode(str(path))
-    assert from_file.sample_rate == 44100 and from_file.num_samples == 88200
+    assert from_file.sample_rate == 44100 and from_file.sample_count == 88200
     assert codec.decode(from_file).shape == (32000,)
     from_array = codec.encode(torch.from_numpy(stereo), sample_rate=44100)
     assert from_array.tokens.shape == from_file.tokens.shape
@@ -110,10 +113,10 @@ def test_safetensors_round_trip(codec: SemantiCodec, tmp_path) -> None:
     assert half.stat().st_size < 0.6 * path.stat().st_size
     x = _noise(1.0)
     np.testing.assert_array_equal(
-        SemantiCodec.from_model(loaded, device="cpu").encode(x, 16000).tokens, codec.encode(x, 16000).tokens
+        SemantiCodec(loaded, device="cpu").encode(x, 16000).tokens, codec.encode(x, 16000).tokens
     )
     with pytest.raises(CheckpointError, match="requested 50 tok/s"):
-        SemantiCodec(50, 100, checkpoint=path)
+        SemantiCodec.from_pretrained(path, token_rate=50, semantic_vocab_size=100)
     other = tmp_path / "other.safetensors"
     from safetensors.torch import save_file
 
@@ -133,8 +136,8 @@ def test_cli_compress_info_decompress(weights: str, tmp_path, capsys) -> None:
     wav = tmp_path / "in.wav"
     sf.write(wav, _noise(3.0, 7, 22050), 22050)
     scdc, out = tmp_path / "x.scdc", tmp_path / "out.wav"
-    common = ["--checkpoint", weights, "--quiet"]
-    assert main(["compress", str(wav), str(scdc), "--vocab", "100", *common]) == 0
+    common = ["--checkpoint", weights, "--no-progress"]
+    assert main(["compress", str(wav), str(scdc), "--semantic-vocab-size", "100", *common]) == 0
     assert main(["info", str(scdc), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["token_rate"] == 100 and info["sample_rate"] == 22050
@@ -153,7 +156,7 @@ def test_cli_refuses_bad_input_without_leaving_files(weights: str, tmp_path, cap
     wav = tmp_path / "in.wav"
     sf.write(wav, _noise(1.0), 16000)
     before = wav.read_bytes()
-    assert main(["compress", str(wav), str(wav), "--checkpoint", weights, "--vocab", "100", "--force"]) == 2
+    assert main(["compress", str(wav), str(wav), "--checkpoint", weights, "--semantic-vocab-size", "100", "--force"]) == 2
     assert wav.read_bytes() == before
     broken = tmp_path / "broken.scdc"
     broken.write_bytes(b"SCDC" + bytes(30))
@@ -178,5 +181,50 @@ def test_semantic_features_give_the_semantic_tokens(codec: SemantiCodec, weights
     audio_dir.mkdir()
     sf.write(audio_dir / "a.wav", x, 16000, subtype="FLOAT")
     out = tmp_path / "shards"
-    assert main(["kmeans", "features", str(audio_dir), "--out", str(out), "--checkpoint", weights, "--quiet"]) == 0
+    assert main(["kmeans", "features", str(audio_dir), "--output", str(out), "--checkpoint", weights, "--no-progress"]) == 0
     np.testing.assert_allclose(np.load(next(out.glob("*.npy"))), features, rtol=0, atol=1e-6)
+
+
+def test_field_conventions(codec: SemantiCodec, weights: str, tmp_path) -> None:
+    pretrained = SemantiCodec.from_pretrained(weights, token_rate=100, semantic_vocab_size=100, device="cpu", steps=2, seed=0)
+    assert pretrained.config == codec.config and (pretrained.steps, pretrained.guidance_scale, pretrained.seed) == (2, 2.0, 0)
+    assert (codec.sample_rate, codec.token_rate, codec.frame_rate) == (16000, 100, 50.0)
+    assert codec.bitrate == 50 * (7 + 6)  # 100 semantic ids: 7 bits, 64 acoustic ids: 6 bits
+    encoded = codec.encode(_noise(3.0, 9, 22050), 22050)
+    path = tmp_path / "x.scdc"
+    assert encoded.save(path) == path.stat().st_size
+    loaded = EncodedAudio.load(path)
+    np.testing.assert_array_equal(loaded.tokens, encoded.tokens)
+    assert (loaded.token_rate, loaded.semantic_vocab_size, loaded.acoustic_vocab_size, loaded.model_id) == (100, 100, 64, codec.model_id)
+    assert (loaded.sample_count, loaded.sample_rate) == (66150, 22050)
+    np.testing.assert_array_equal(codec.decode(loaded), codec.decode(encoded))
+    with pytest.raises(FileExistsError):
+        encoded.save(path, overwrite=False)
+
+
+def test_old_spellings_still_work_with_a_deprecation_warning(codec: SemantiCodec, weights: str) -> None:
+    x = _noise(2.0, 10)
+    with pytest.warns(DeprecationWarning, match="from_pretrained"):
+        old = SemantiCodec(100, 100, checkpoint=weights, device="cpu", seed=0)
+    with pytest.warns(DeprecationWarning, match="steps="):
+        assert SemantiCodec(codec.model, device="cpu", ddim_steps=3).steps == 3
+    with pytest.warns(DeprecationWarning, match="guidance_scale="):
+        assert SemantiCodec(codec.model, device="cpu", cfg_scale=1.5).guidance_scale == 1.5
+    with pytest.warns(DeprecationWarning, match=r"SemantiCodec\(model"):
+        wrapped = SemantiCodec.from_model(codec.model, device="cpu", steps=2, seed=0)
+    encoded = old.encode(x, 16000)
+    np.testing.assert_array_equal(encoded.tokens, codec.encode(x, 16000).tokens)
+    np.testing.assert_array_equal(wrapped.decode(encoded), codec.decode(encoded))
+    with pytest.warns(DeprecationWarning, match="sample_count"):
+        assert encoded.num_samples == encoded.sample_count == 32000
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        SemantiCodec(codec.model, sampling_steps=2)
+
+
+def test_pe_dim_sets_the_width_of_the_decoder_context() -> None:
+    base = tiny_config()
+    config = dataclasses.replace(base, pe_dim=64, unet=dataclasses.replace(base.unet, context_dim=2 * base.feature_dim + 64))
+    model = SemantiCodecModel(config, torch.randn(config.semantic_vocab_size, config.feature_dim))
+    cond, uncond = model.context(torch.zeros(1, 512, 2, dtype=torch.int64), torch.tensor([512]))
+    assert cond.shape[-1] == uncond.shape[-1] == 2 * base.feature_dim + 64
+    assert np.isfinite(SemantiCodec(model, device="cpu", steps=1, seed=0).decode(np.zeros((8, 2), np.int64))).all()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
 from semanticodec.diffusion import (
     SCHEDULE_BUFFERS,
@@ -14,7 +15,6 @@ from semanticodec.diffusion import (
     ScheduleConfig,
     ddim_timesteps,
 )
-from semanticodec.fill import fill_module
 from semanticodec.nn.unet import UNetConfig, UNetModel
 
 

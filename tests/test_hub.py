@@ -17,12 +17,13 @@ import torch
 
 import semanticodec.model
 from benchmarks.standin_hub import StandInHub
-from bitstream import read_file
-from semanticodec import hub, weights
-from semanticodec.checkpoint import CheckpointError, official_paths
+from semanticodec import hub, released, weights
+from semanticodec.bitstream import read_file
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
 from semanticodec.config import ModelConfig
+from semanticodec.constants import OFFICIAL_VOCAB_SIZES, TOKEN_RATES
+from semanticodec.official import CheckpointError, official_paths
 from tiny import tiny_config, tiny_model
 
 CLIP = Path(weights.__file__).with_name("data") / "example.flac"
@@ -69,13 +70,14 @@ def repo(tmp_path, monkeypatch) -> Path:
     schema = {part: [(k, tuple(v.shape), str(v.dtype)) for k, v in state.items()] for part, state in (("encoder", encoder), ("decoder", decoder))}
     monkeypatch.setattr(semanticodec.model, "official_schema", lambda token_rate: schema)
     monkeypatch.setattr(ModelConfig, "official", classmethod(lambda cls, token_rate=100, vocab=16384: tiny_config(token_rate, vocab)))
+    monkeypatch.setattr(released, "OFFICIAL_MODEL_IDS", {(100, 16384): tiny_config(100, 16384).model_id.hex()})
     return root
 
 
 @pytest.fixture
 def server(repo, tmp_path, monkeypatch):
     """The stand-in hub serving ``repo`` at the pinned revision, online, with an empty cache."""
-    with StandInHub(repo, hub.REPO_ID, hub.REVISION) as standin:
+    with StandInHub(repo, released.REPO_ID, released.REVISION) as standin:
         monkeypatch.setenv("HF_ENDPOINT", standin.url)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
         monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -91,17 +93,17 @@ def test_first_use_fetches_three_files_converts_once_and_reuses_them_offline(ser
     loads = []
     official = weights.load_official
     monkeypatch.setattr(weights, "load_official", lambda *a: loads.append(a) or official(*a))
-    codec = SemantiCodec(token_rate=100, semantic_vocab_size=16384, device="cpu")
+    codec = SemantiCodec.from_pretrained(token_rate=100, semantic_vocab_size=16384, device="cpu")
     assert sorted(fetched(server)) == sorted([("HEAD", p) for p in NEEDED] + [("GET", p) for p in NEEDED])
     converted = list((hub.cache_dir() / "models--haoheliu--SemantiCodec" / hub.CONVERTED_DIR).glob("tr100-v16384-*.safetensors"))
     assert len(converted) == 1 and len(loads) == 1
-    direct = SemantiCodec(100, 16384, checkpoint=repo, device="cpu")
+    direct = SemantiCodec.from_pretrained(repo, token_rate=100, semantic_vocab_size=16384, device="cpu")
     np.testing.assert_array_equal(codec.encode(CLIP).tokens, direct.encode(CLIP).tokens)
 
     server.requests.clear()
-    again = SemantiCodec(100, 16384, device="cpu")
+    again = SemantiCodec.from_pretrained(token_rate=100, semantic_vocab_size=16384, device="cpu")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    offline = SemantiCodec(100, 16384, device="cpu")
+    offline = SemantiCodec.from_pretrained(token_rate=100, semantic_vocab_size=16384, device="cpu")
     assert server.requests == [] and len(loads) == 2  # the direct load above; the hub loads read the converted file
     assert again.model_id == offline.model_id == direct.model_id
     np.testing.assert_array_equal(offline.encode(CLIP).tokens, direct.encode(CLIP).tokens)
@@ -110,28 +112,28 @@ def test_first_use_fetches_three_files_converts_once_and_reuses_them_offline(ser
 
 def test_cli_compress_fetches_on_first_use_and_runs_offline_after(server, repo, tmp_path, capsys):
     first, second = tmp_path / "first.scdc", tmp_path / "second.scdc"
-    assert main(["compress", str(CLIP), str(first), "--token-rate", "100", "--vocab", "16384", "--device", "cpu"]) == 0
+    assert main(["compress", str(CLIP), str(first), "--token-rate", "100", "--semantic-vocab-size", "16384", "--device", "cpu"]) == 0
     assert sorted(fetched(server)) == sorted([("HEAD", p) for p in NEEDED] + [("GET", p) for p in NEEDED])
     assert "weights: official haoheliu/SemantiCodec@3b6e740 100 tok/s, vocabulary 16384" in capsys.readouterr().err
     server.requests.clear()
-    assert main(["compress", str(CLIP), str(second), "--token-rate", "100", "--vocab", "16384", "--offline", "--quiet"]) == 0
+    assert main(["compress", str(CLIP), str(second), "--token-rate", "100", "--semantic-vocab-size", "16384", "--offline", "--no-progress"]) == 0
     assert server.requests == []
-    direct = SemantiCodec(100, 16384, checkpoint=repo, device="cpu").encode(CLIP).tokens
+    direct = SemantiCodec.from_pretrained(repo, token_rate=100, semantic_vocab_size=16384, device="cpu").encode(CLIP).tokens
     np.testing.assert_array_equal(read_file(first)[1], direct)
     np.testing.assert_array_equal(read_file(second)[1], direct)
 
 
 def test_download_command_fetches_ahead_and_prints_the_files(server, capsys):
-    assert main(["download", "--token-rate", "100", "--vocab", "16384"]) == 0
+    assert main(["download", "--token-rate", "100", "--semantic-vocab-size", "16384"]) == 0
     out = capsys.readouterr().out
-    assert all(str(hub.cache_dir() / "models--haoheliu--SemantiCodec" / "snapshots" / hub.REVISION / p) in out for p in NEEDED)
+    assert all(str(hub.cache_dir() / "models--haoheliu--SemantiCodec" / "snapshots" / released.REVISION / p) in out for p in NEEDED)
     assert sorted(fetched(server)) == sorted([("HEAD", p) for p in NEEDED] + [("GET", p) for p in NEEDED])
     server.requests.clear()
     hub.official_model(100, 16384, offline=True)
     assert server.requests == []
     assert main(["download"]) == 2
-    assert main(["download", "--all", "--vocab", "4096"]) == 2
-    assert "either --token-rate and --vocab, or --all" in capsys.readouterr().err
+    assert main(["download", "--all", "--semantic-vocab-size", "4096"]) == 2
+    assert "either --token-rate and --semantic-vocab-size, or --all" in capsys.readouterr().err
 
 
 def test_download_resumes_after_a_cut_connection(server, repo, monkeypatch):
@@ -156,7 +158,7 @@ def test_corrupted_file_is_detected_and_fetched_again(server, repo, monkeypatch)
     blob.write_bytes(bytes(data))
     assert not hub.is_intact(files.codebook)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match=r"is corrupted .*semanticodec download --token-rate 100 --vocab 16384"):
+    with pytest.raises(CheckpointError, match=r"is corrupted .*semanticodec download --token-rate 100 --semantic-vocab-size 16384"):
         hub.official_model(100, 16384)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     server.requests.clear()
@@ -178,14 +180,14 @@ def test_damaged_converted_file_is_rebuilt(server, repo):
 
 def test_no_weights_and_no_network_is_one_line_and_exit_2(repo, tmp_path, capsys):
     out = tmp_path / "out.scdc"
-    assert main(["compress", str(CLIP), str(out), "--token-rate", "100", "--vocab", "16384"]) == 2
+    assert main(["compress", str(CLIP), str(out), "--token-rate", "100", "--semantic-vocab-size", "16384"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and not out.exists()
-    assert "100 tok/s, vocabulary 16384" in err and "`semanticodec download --token-rate 100 --vocab 16384`" in err
+    assert "100 tok/s, vocabulary 16384" in err and "`semanticodec download --token-rate 100 --semantic-vocab-size 16384`" in err
 
 
 def test_offline_flag_never_touches_the_network(server, tmp_path, capsys):
-    assert main(["compress", str(CLIP), str(tmp_path / "o.scdc"), "--vocab", "16384", "--offline"]) == 2
+    assert main(["compress", str(CLIP), str(tmp_path / "o.scdc"), "--semantic-vocab-size", "16384", "--offline"]) == 2
     assert server.requests == [] and "offline mode is on" in capsys.readouterr().err
 
 
@@ -195,9 +197,10 @@ def test_unreachable_hub_with_nothing_named_falls_back_to_the_bundled_model(monk
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     model = weights.load_model()
     assert model.config == weights.default_model_config()
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("semanticodec: using the bundled small model (100 tok/s, vocabulary 4096")
-    assert "semanticodec download --token-rate 100 --vocab 16384" in err
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("semanticodec:")]  # not huggingface_hub's retries
+    assert len(ours) == 1 and ours[0].startswith("semanticodec: using the bundled small model (100 tok/s, vocabulary 4096")
+    err = ours[0]
+    assert "semanticodec download --token-rate 100 --semantic-vocab-size 16384" in err
     with pytest.raises(hub.WeightsUnavailable, match="hub cannot be reached"):
         weights.load_model(100, 16384)
     with pytest.raises(hub.WeightsUnavailable):
@@ -218,11 +221,17 @@ def test_the_bundled_model_by_name(tmp_path, capsys):
         weights.load_model(model="large")
 
 
+def test_the_official_model_id_table_matches_the_official_configurations():
+    assert released.OFFICIAL_MODEL_IDS == {
+        (rate, vocab): ModelConfig.official(rate, vocab).model_id.hex() for rate in TOKEN_RATES for vocab in OFFICIAL_VOCAB_SIZES
+    }
+
+
 def test_weights_are_named_by_model_id():
-    assert hub.weights_name(ModelConfig.official(50, 8192).model_id) == "official haoheliu/SemantiCodec@3b6e740 50 tok/s, vocabulary 8192"
-    assert hub.weights_name(weights.default_model_config().model_id).startswith("bundled small model")
-    assert hub.weights_name(bytes(16)) == "unspecified"
-    assert hub.weights_name(b"\x01" * 16) == "other (not a released model)"
+    assert released.weights_name(ModelConfig.official(50, 8192).model_id) == "official haoheliu/SemantiCodec@3b6e740 50 tok/s, vocabulary 8192"
+    assert released.weights_name(weights.default_model_config().model_id).startswith("bundled small model")
+    assert released.weights_name(bytes(16)) == "unspecified"
+    assert released.weights_name(b"\x01" * 16) == "other (not a released model)"
 
 
 def test_models_built_for_loading_hold_exactly_the_loaded_weights(repo, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, rel_l2, shared_path
-from semanticodec.fill import fill_module
 from semanticodec.nn.attention import SpatialTransformer
 from semanticodec.nn.unet import UNetConfig, UNetModel, context_dim_for_token_rate, timestep_embedding
 

@@ -1,4 +1,4 @@
-"""Checkpoint discovery, the shipped key schema, safe loading and strict key checks."""
+"""The official release: discovery, the shipped key schema, strict key checks; safe loading of weight and codebook files."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from parity import shared_path
-from semanticodec.checkpoint import (
+from semanticodec.kmeans.codebook import load_codebook
+from semanticodec.official import (
     ENV_VAR,
     HF_REPO_DIR,
     CheckpointError,
     check_keys,
     find_official_root,
-    load_codebook,
-    load_state_dict,
     official_files,
     official_schema,
 )
+from semanticodec.weights import load_state_dict
 
 
 @pytest.mark.parametrize("token_rate", [100, 50, 25])
@@ -120,9 +120,9 @@ def test_codebook_validation(tmp_path) -> None:
     assert cb.dtype == np.float32 and cb.shape == (8, 3)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.ones(5, np.float32))
-    with pytest.raises(CheckpointError, match="2-D float"):
+    with pytest.raises(ValueError, match="2-D float"):
         load_codebook(bad)
     objects = tmp_path / "obj.npy"
     objects.write_bytes(pickle.dumps({"x": _Evil()}))
-    with pytest.raises(CheckpointError, match="cannot read codebook"):
+    with pytest.raises(ValueError, match="cannot read codebook"):
         load_codebook(objects)

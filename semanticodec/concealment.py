@@ -1,0 +1,78 @@
+"""Decoding a token window whose pairs are partly missing (lost or corrupt packets of a stream).
+
+``concealment`` says how the missing rows are decoded:
+
+- ``"padding"``: their rows are marked as padding (-1) in the decoder context, the marker the
+  model was trained with for rows without audio (the gap decodes as near silence);
+- ``"inpaint"`` (default): the window is first sampled as with ``"padding"``; then the latent
+  frames of the gap are sampled again by diffusion inpainting — the frames around the gap are
+  held at the first pass's latent (noised to each step's level), the gap's context rows are
+  left unknown (the classifier-free-guidance null rows) and the model fills the gap to fit
+  the audio around it. Outside the gap the output equals ``"padding"``; a damaged window costs
+  two samplings.
+
+A window without missing rows is decoded exactly as :meth:`SemantiCodec.decode` decodes it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from semanticodec.constants import CONCEALMENTS, PAIRS_PER_COLUMN
+
+if TYPE_CHECKING:
+    from semanticodec.codec import SemantiCodec
+
+Concealment = Literal["inpaint", "padding"]
+
+
+def decode_window(
+    codec: SemantiCodec, tokens: Tensor, valid: int, missing: Tensor, generator: torch.Generator, concealment: Concealment = "inpaint",
+    semantic_only: bool = False,
+) -> Tensor:
+    """Waveform ``[163872]`` of one decode window.
+
+    Args:
+        codec: the codec (model, device, steps, guidance scale, η).
+        tokens: ``[N, 2]`` int64 pairs of the window (rows ``>= valid`` are padding).
+        valid: pairs of the window that hold audio.
+        missing: ``[N]`` bool, pairs that were lost (their ids are ignored).
+        generator: the window's noise generator (start noise and DDIM noise).
+        concealment: ``"inpaint"`` or ``"padding"`` (see the module docstring).
+        semantic_only: decode the semantic ids alone (see :meth:`SemantiCodecModel.context`).
+    """
+    if concealment not in CONCEALMENTS:
+        raise ValueError(f"concealment must be one of {CONCEALMENTS}, got {concealment!r}")
+    model, device = codec.model, codec.device
+    tok = tokens[None].to(device)
+    valid_len = torch.tensor([valid], device=device)
+    if not bool(missing.any()):
+        return model.decode_windows(
+            tok, valid_len, codec.steps, codec.guidance_scale, codec.eta, generators=[generator], semantic_only=semantic_only
+        )[0]
+    cond, uncond = model.context(tok, valid_len, semantic_only)
+    width = 2 * codec.config.feature_dim
+    rows = missing.to(device)[None, :, None]
+    padded = cond.clone()
+    padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
+    shape = model.latent_shape(1)
+    x_T = torch.randn((1, *shape[1:]), generator=generator, device=generator.device).to(device)
+    options = {"eta": codec.eta, "guidance_scale": codec.guidance_scale}
+    latent = model.sampler.sample(model.unet, x_T, padded, uncond, codec.steps, generator=[generator], **options)
+    if concealment == "inpaint":
+        unknown = cond.clone()
+        unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
+        known = ~latent_gap(missing, latent.shape[2], codec.config.token_rate).to(device)[None, None, :, None]
+        latent = model.sampler.sample(
+            model.unet, x_T, unknown, uncond, codec.steps, generator=[generator], known=(latent, known), **options
+        )
+    return model.latent_to_waveform(latent)[0]
+
+
+def latent_gap(missing: Tensor, frames: int, token_rate: int) -> Tensor:
+    """``[frames]`` bool: latent frames whose token column holds a missing pair (``missing`` ``[N]``)."""
+    columns = missing.reshape(-1, PAIRS_PER_COLUMN[token_rate]).any(dim=1)
+    return columns.repeat_interleave(frames // len(columns))
