@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_vocoder(model, args.vocoder, args.vocoder_config)
     model.eval()
     vae = load_vae(model, args.vae) if args.vae else None
-    codec = SemantiCodec.from_model(model, steps=args.steps, seed=0)
+    codec = SemantiCodec(model, steps=args.steps, seed=0)
 
     visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
     results: dict[str, dict[str, dict]] = {"original": {}}

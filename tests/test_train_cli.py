@@ -129,10 +129,14 @@ def test_ldm_takes_the_vae_checkpoint_and_resumes_from_a_compact_one(setup, trai
     out = tmp_path / "ldm"
     args = ["train", "ldm", "--data", str(manifest), "--config", str(config), "--preset", "tiny", "--no-progress", "--windows", "4"]
     args += ["--mae", str(trained["mae"] / "mae.safetensors"), "--codebook", str(trained["codebook"] / "codebook_50_0.npy")]
-    args += ["--vae", str(trained["vae"] / "checkpoint.pt")]  # the VAE stage's training checkpoint
-    assert main([*args, "--out", str(out), "--steps", "2"]) == 0
-    windows = [torch.load(d / "windows.pt", weights_only=True) for d in (out, trained["ldm"])]
-    assert all(torch.equal(windows[0][k], windows[1][k]) for k in windows[1])  # the same VAE as its export
+    # the VAE stage's training checkpoint gives the same windows as its export (both of the stage's current state)
+    exported = tmp_path / "ldm_exported_vae"
+    assert main([*args, "--vae", str(trained["vae"] / "vae.safetensors"), "--out", str(exported), "--train-steps", "1"]) == 0
+    args += ["--vae", str(trained["vae"] / "checkpoint.pt")]
+    assert main([*args, "--out", str(out), "--train-steps", "2"]) == 0
+    windows = [torch.load(d / "windows.pt", weights_only=True) for d in (out, exported)]
+    assert windows[0].keys() == windows[1].keys()
+    assert all(torch.equal(windows[0][k], windows[1][k]) for k in windows[1])
 
     compact = tmp_path / "compact.pt"
     capsys.readouterr()
@@ -143,7 +147,7 @@ def test_ldm_takes_the_vae_checkpoint_and_resumes_from_a_compact_one(setup, trai
     fresh = tmp_path / "fresh"  # another machine: the compact checkpoint, the windows made again
     fresh.mkdir()
     shutil.copy(compact, fresh / "checkpoint.pt")
-    assert main([*args, "--out", str(fresh), "--steps", "3"]) == 0
+    assert main([*args, "--out", str(fresh), "--train-steps", "3"]) == 0
     assert [int(r["step"]) for r in log_rows(fresh)] == [3]
 
 
