@@ -135,7 +135,7 @@ def decode(steps: list[int]) -> None:
     print("| DDIM steps | seconds per 10.24 s window | real-time factor (window time / 9.6 s of new audio) |")
     print("|---:|---:|---:|")
     for s in steps:
-        codec = SemantiCodec(model, device="cpu", steps=s, seed=0)
+        codec = SemantiCodec(model, device="cpu", sampler="ddim", steps=s, seed=0)
         decoder = StreamingDecoder(codec)
         header = bitstream.Header(100, 4096, 8192, codec.model_id, 0, 16000)
         data = bitstream.encode(tokens, header)
@@ -226,7 +226,7 @@ LOSS_PACKET_COLUMNS = 1
 def _trained_codec(checkpoint: str | None, steps: int) -> SemantiCodec:
     from semanticodec.weights import load_model
 
-    return SemantiCodec(load_model(checkpoint=checkpoint), device="cpu", steps=steps, seed=0, batch_size=1)
+    return SemantiCodec(load_model(checkpoint=checkpoint), device="cpu", sampler="ddim", steps=steps, seed=0, batch_size=1)
 
 
 def _domain_signals(corpus: Path) -> list[tuple[str, np.ndarray]]:

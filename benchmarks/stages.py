@@ -92,9 +92,9 @@ class MelRecorder(torch.nn.Module):
         self.config = vocoder.config
         self.mels: list[torch.Tensor] = []
 
-    def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
+    def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
         self.mels.append(mel.detach().cpu())
-        return self.vocoder.mel_to_waveform(mel)
+        return self.vocoder.mel_to_waveform(mel, samples)
 
 
 def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None) -> SemantiCodecModel:

@@ -190,7 +190,13 @@ class SemantiCodecSystem(System):
     family = "SemantiCodec"
 
     def __init__(
-        self, token_rate: int, vocab: int, checkpoint: str | os.PathLike | None = None, steps: int = 50, seed: int = 0
+        self,
+        token_rate: int,
+        vocab: int,
+        checkpoint: str | os.PathLike | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int = 0,
     ) -> None:
         if token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
@@ -198,7 +204,7 @@ class SemantiCodecSystem(System):
             raise ValueError(f"vocab must be one of {SEMANTICODEC_VOCABS}, got {vocab}")
         self.token_rate, self.vocab = token_rate, vocab
         self.checkpoint = checkpoint
-        self.steps, self.seed = steps, seed
+        self.sampler, self.steps, self.seed = sampler, steps, seed
         self.name = f"SemantiCodec {token_rate} tok/s V={vocab}"
         self.tokens_per_s = float(token_rate)
         self.nominal_kbps = Header(token_rate, vocab).nominal_bitrate / 1000
@@ -207,14 +213,14 @@ class SemantiCodecSystem(System):
         self._error: str | None = None
 
     @classmethod
-    def bundled(cls, steps: int = 50, seed: int = 0) -> SemantiCodecSystem:
+    def bundled(cls, sampler: str | None = None, steps: int | None = None, seed: int = 0) -> SemantiCodecSystem:
         """The default model shipped in the package (``semanticodec/data/default_model.safetensors``)."""
         from semanticodec.weights import DEFAULT_MODEL, default_model_config
 
         config = default_model_config()
         if config is None:
             raise ValueError(f"the package has no bundled default model ({DEFAULT_MODEL} is missing)")
-        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, steps, seed)
+        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, sampler, steps, seed)
         system.name = f"SemantiCodec small (bundled) {config.token_rate} tok/s V={config.semantic_vocab_size}"
         system.nominal_kbps = config.bitrate / 1000
         system.weights = f"bundled default model {config.name}"
@@ -228,7 +234,8 @@ class SemantiCodecSystem(System):
 
             try:
                 self._codec = SemantiCodec.from_pretrained(
-                    self.checkpoint, token_rate=self.token_rate, semantic_vocab_size=self.vocab, steps=self.steps, seed=self.seed
+                    self.checkpoint, token_rate=self.token_rate, semantic_vocab_size=self.vocab, sampler=self.sampler,
+                    steps=self.steps, seed=self.seed,
                 )
             except (CheckpointError, FileNotFoundError) as err:
                 hint = f"pass --checkpoint or run `{download_command(self.token_rate, self.vocab)}`" if self.checkpoint is None else str(err)

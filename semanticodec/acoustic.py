@@ -24,6 +24,7 @@ weights (``audiomae.model.*``) and the EMA training state of the quantizer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -125,7 +126,8 @@ class AcousticEncoder(nn.Module):
     Windows are independent: a batch of B windows gives per item what B runs of one window
     give (up to float32 rounding of the batched matrix products).
 
-    Speed: the recurrence runs inside ``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU). At B = 1 it is
+    Speed: the recurrence runs inside ``torch.lstm`` (oneDNN on CPU, cuDNN on GPU); on CPU the
+    two directions of a layer run on two threads at once (:meth:`_bilstm`). At B = 1 it is
     memory-bound, since every time step reads each layer's hidden-to-hidden matrices
     (2 x 38 MB per layer at 100 tokens/s). Put all windows of an input, or of several inputs,
     in one batch so that those reads are shared.
@@ -194,8 +196,41 @@ class AcousticEncoder(nn.Module):
         """BiLSTM then ``Linear(4D -> D)``: ``[B, N, 2D]`` -> pre-VQ vectors ``[B, N, D]``."""
         if not isinstance(lstm_in, Tensor) or lstm_in.ndim != 3 or lstm_in.shape[-1] != 2 * self.config.feature_dim:
             raise ValueError(f"lstm_in must be [B, N, {2 * self.config.feature_dim}], got {describe(lstm_in)}")
-        hidden, _ = self.encoder(lstm_in)
-        return self.encoder_output_linear(hidden)
+        return self.encoder_output_linear(self._bilstm(lstm_in))
+
+    def _bilstm(self, x: Tensor) -> Tensor:
+        """The BiLSTM, ``[B, N, 2D] -> [B, N, 4D]``.
+
+        Without grad on a CPU with two or more threads the two directions of each layer run at
+        once on two threads, one intra-op thread each, instead of sharing every time step's
+        small matrix product between the threads: the 2 x 512 steps of a layer then need no
+        synchronisation of the threads (on a busy 2-core machine such per-step barriers, 4096
+        per window, stall whenever either thread is descheduled). The arithmetic is the same.
+        """
+        threads = torch.get_num_threads()
+        if x.device.type != "cpu" or torch.is_grad_enabled() or threads < 2:
+            return self.encoder(x)[0]
+        lstm = self.encoder
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+        inference = torch.is_inference_mode_enabled()  # grad modes are per thread: the workers take the caller's
+
+        def direction(h: Tensor, layer: int, suffix: str) -> Tensor:
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            reverse = bool(suffix)
+            with torch.inference_mode(inference), torch.no_grad():
+                out = torch.lstm(h.flip(1) if reverse else h, (zeros, zeros), weights, True, 1, 0.0, False, False, True)[0]
+            return out.flip(1) if reverse else out
+
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                h = x
+                for layer in range(lstm.num_layers):
+                    forward, backward = (pool.submit(direction, h, layer, suffix) for suffix in ("", "_reverse"))
+                    h = torch.cat([forward.result(), backward.result()], dim=-1)
+        finally:
+            torch.set_num_threads(threads)
+        return h
 
     def quantize(self, pre_vq: Tensor) -> Tensor:
         """Nearest code of each vector: ``[B, N, D]`` -> ids ``[B, N]`` int64 (:meth:`nearest`

@@ -3,9 +3,9 @@
 Encoding pads each input to whole 10.24 s windows, computes the AudioMAE fbank over the
 padded signal, runs the windows of all inputs through the encoder in batches and trims each
 token sequence to its duration. Decoding cuts tokens into 10.24 s windows with 0.64 s
-overlap, samples every window with DDIM (windows of all inputs batched together, each with
-its own noise generator, so the result does not depend on the batch), and cross-fades the
-window waveforms.
+overlap, samples every window (official DDIM or a fast solver, :mod:`semanticodec.samplers`;
+windows of all inputs batched together, each with its own noise generator, so the result
+does not depend on the batch), and cross-fades the window waveforms.
 
 ``compat="official"`` reproduces the official implementation's behaviour exactly (parity
 tests use it); the default fixes its quirks:
@@ -24,6 +24,7 @@ DDIM noise                    global RNG (η = 1, no seed)                 per-w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +40,11 @@ from semanticodec.config import ModelConfig
 from semanticodec.constants import SAMPLE_RATE
 from semanticodec.encoded import EncodedAudio
 from semanticodec.model import SemantiCodecModel
+from semanticodec.samplers import check_sampler
 from semanticodec.windows import Compat, encoder_windows, join_windows, split_windows, target_token_length, window_generator
+
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Decoder precisions: None runs float32, else autocast to the type."""
 
 AudioInput = str | os.PathLike | np.ndarray | Tensor
 
@@ -57,9 +62,15 @@ class SemantiCodec:
     Args:
         model: the network with its weights.
         device: where to run (default: CUDA when available, else CPU).
-        steps: DDIM sampling steps of the decoder (official default 50).
+        sampler: ``"ddim"`` (the official sampler), ``"dpmpp-2m"`` or ``"unipc"`` (fast
+            deterministic ODE solvers); None: the model's default (:func:`default_sampling`:
+            DDIM for official checkpoints and in official mode).
+        steps: model evaluations per window (official DDIM default 50); None: the model's default.
         guidance_scale: classifier-free guidance scale (official 2.0).
-        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise).
+        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise); DDIM only.
+        precision: ``"float32"`` (exact), or ``"bfloat16"`` / ``"float16"``: the decoder runs under
+            autocast to that type (about twice as fast on CPUs with AVX-512 BF16 and on GPUs;
+            the audio differs slightly, see ``benchmarks/RESULTS.md``); encoding is float32.
         seed: seed of the decoder noise; None draws fresh noise at every call.
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
@@ -75,9 +86,11 @@ class SemantiCodec:
         model: SemantiCodecModel | None = None,
         *args: Any,
         device: str | torch.device | None = None,
-        steps: int = 50,
+        sampler: str | None = None,
+        steps: int | None = None,
         guidance_scale: float = 2.0,
         eta: float = 1.0,
+        precision: str = "float32",
         seed: int | None = None,
         compat: Compat = "default",
         batch_size: int = 4,
@@ -107,22 +120,37 @@ class SemantiCodec:
             model = load_model(**loading)
         elif args or loading:
             raise TypeError("SemantiCodec(model) takes no token_rate, semantic_vocab_size or checkpoint")
+        from semanticodec.weights import default_sampling
+
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        default_sampler, default_steps = default_sampling(model.config, compat)
+        sampler = default_sampler if sampler is None else sampler
+        steps = default_steps if steps is None else steps
+        check_sampler(sampler)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
-        self.steps = int(steps)
+        self.sampler = sampler
+        self.steps = steps
         self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
+        self.precision = precision
         self.seed = seed
         self.compat = compat
         self.batch_size = int(batch_size)
         self.progress = progress
+
+    def decoder_precision(self) -> contextlib.AbstractContextManager:
+        """The context the decoder runs in: autocast to :attr:`precision` (nothing for float32)."""
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     @classmethod
     def from_pretrained(
@@ -133,6 +161,7 @@ class SemantiCodec:
         semantic_vocab_size: int | None = None,
         model: str | None = None,
         offline: bool | None = None,
+        with_decoder: bool = True,
         **options: Any,
     ) -> SemantiCodec:
         """The codec with pretrained weights.
@@ -150,11 +179,13 @@ class SemantiCodec:
             model: ``"small"``: the bundled small model; ``"official"``: official weights only
                 (see :func:`semanticodec.weights.load_model`).
             offline: never touch the network (None: ``$HF_HUB_OFFLINE``).
-            options: the constructor's keyword arguments (device, steps, guidance_scale, ...).
+            with_decoder: False loads the encoding parts only (a third of the memory;
+                :meth:`decode` then raises ValueError).
+            options: the constructor's keyword arguments (device, sampler, steps, ...).
         """
         from semanticodec.weights import load_model
 
-        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline), **options)
+        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline, with_decoder=with_decoder), **options)
 
     @classmethod
     def from_model(cls, model: SemantiCodecModel, **options: Any) -> SemantiCodec:
@@ -310,9 +341,12 @@ class SemantiCodec:
             tok = torch.stack([per_item[i][1][w] for i, w in batch]).to(self.device)
             valid = torch.stack([per_item[i][2][w] for i, w in batch]).to(self.device)
             generators = None if self.seed is None else [gens[i][w] for i, w in batch]
-            out = self.model.decode_windows(
-                tok, valid, self.steps, self.guidance_scale, self.eta, generators=generators, semantic_only=semantic_only
-            )
+            with self.decoder_precision():
+                out = self.model.decode_windows(
+                    tok, valid, self.steps, self.guidance_scale, self.eta, generators=generators, sampler=self.sampler,
+                    semantic_only=semantic_only,
+                    valid_only=True,
+                )
             return out.float().cpu()
 
         waves = self._map_batches(decode_batch, jobs, "decode")
@@ -346,7 +380,7 @@ def semantic_feature_extractor(
     model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``)."""
     from semanticodec.weights import load_model
 
-    codec = SemantiCodec(load_model(token_rate, None, checkpoint), device=device)
+    codec = SemantiCodec(load_model(token_rate, None, checkpoint, with_decoder=False), device=device)
     return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 
 

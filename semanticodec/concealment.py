@@ -9,7 +9,9 @@
   held at the first pass's latent (noised to each step's level), the gap's context rows are
   left unknown (the classifier-free-guidance null rows) and the model fills the gap to fit
   the audio around it. Outside the gap the output equals ``"padding"``; a damaged window costs
-  two samplings.
+  two samplings. The inpainting pass is stochastic DDIM (η = 1 and at least the codec's step
+  count when the codec samples with a deterministic solver): replacement needs fresh noise at
+  every step to blend the gap into the known frames.
 
 A window without missing rows is decoded exactly as :meth:`SemantiCodec.decode` decodes it.
 """
@@ -22,6 +24,9 @@ import torch
 from torch import Tensor
 
 from semanticodec.constants import CONCEALMENTS, PAIRS_PER_COLUMN
+from semanticodec.diffusion import DDIMSampler, ddim_steps_at_least
+from semanticodec.nn.attention import cached_context
+from semanticodec.samplers import sample_latent
 
 if TYPE_CHECKING:
     from semanticodec.codec import SemantiCodec
@@ -36,7 +41,7 @@ def decode_window(
     """Waveform ``[163872]`` of one decode window.
 
     Args:
-        codec: the codec (model, device, steps, guidance scale, η).
+        codec: the codec (model, device, sampler, steps, guidance scale, η, precision).
         tokens: ``[N, 2]`` int64 pairs of the window (rows ``>= valid`` are padding).
         valid: pairs of the window that hold audio.
         missing: ``[N]`` bool, pairs that were lost (their ids are ignored).
@@ -49,27 +54,29 @@ def decode_window(
     model, device = codec.model, codec.device
     tok = tokens[None].to(device)
     valid_len = torch.tensor([valid], device=device)
-    if not bool(missing.any()):
-        return model.decode_windows(
-            tok, valid_len, codec.steps, codec.guidance_scale, codec.eta, generators=[generator], semantic_only=semantic_only
-        )[0]
-    cond, uncond = model.context(tok, valid_len, semantic_only)
-    width = 2 * codec.config.feature_dim
-    rows = missing.to(device)[None, :, None]
-    padded = cond.clone()
-    padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
-    shape = model.latent_shape(1)
-    x_T = torch.randn((1, *shape[1:]), generator=generator, device=generator.device).to(device)
-    options = {"eta": codec.eta, "guidance_scale": codec.guidance_scale}
-    latent = model.sampler.sample(model.unet, x_T, padded, uncond, codec.steps, generator=[generator], **options)
-    if concealment == "inpaint":
-        unknown = cond.clone()
-        unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
-        known = ~latent_gap(missing, latent.shape[2], codec.config.token_rate).to(device)[None, None, :, None]
-        latent = model.sampler.sample(
-            model.unet, x_T, unknown, uncond, codec.steps, generator=[generator], known=(latent, known), **options
-        )
-    return model.latent_to_waveform(latent)[0]
+    options = {"steps": codec.steps, "guidance_scale": codec.guidance_scale, "eta": codec.eta, "generator": [generator]}
+    with codec.decoder_precision(), cached_context(model.unet):
+        if not bool(missing.any()):
+            return model.decode_windows(
+                tok, valid_len, codec.steps, codec.guidance_scale, codec.eta, generators=[generator],
+                sampler=codec.sampler, valid_only=True, semantic_only=semantic_only,
+            )[0]
+        cond, uncond = model.context(tok, valid_len, semantic_only)
+        width = 2 * codec.config.feature_dim
+        rows = missing.to(device)[None, :, None]
+        padded = cond.clone()
+        padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
+        shape = model.latent_shape(1)
+        x_T = torch.randn((1, *shape[1:]), generator=generator, device=generator.device).to(device)
+        latent = sample_latent(codec.sampler, model.schedule, model.unet, x_T, padded, uncond, **options)
+        if concealment == "inpaint":
+            unknown = cond.clone()
+            unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
+            known = ~latent_gap(missing, latent.shape[2], codec.config.token_rate).to(device)[None, None, :, None]
+            if codec.sampler != "ddim":  # replacement needs DDIM's fresh noise to blend the gap in
+                options.update(steps=ddim_steps_at_least(codec.steps), eta=1.0)
+            latent = DDIMSampler(model.schedule).sample(model.unet, x_T, unknown, uncond, known=(latent, known), **options)
+        return model.latent_to_waveform(latent, valid_len)[0]
 
 
 def latent_gap(missing: Tensor, frames: int, token_rate: int) -> Tensor:

@@ -16,6 +16,7 @@ from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
 from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
+from semanticodec.nn.vocos import VocosConfig
 from semanticodec.serialise import added_field, config_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
@@ -135,7 +136,9 @@ class ModelConfig:
         Same architecture and 10.24 s windows as the official model; narrower parts:
         AudioMAE 128 wide x 6 blocks, a 1-layer LSTM, a UNet of 3 levels (32-64-128 channels)
         with attention at the coarsest level and the time-aligned context path (8 tokens per
-        0.16 s column), a 32-channel VAE and a 128-channel HiFi-GAN.
+        0.16 s column), a 32-channel VAE and a Vocos vocoder (8 ConvNeXt blocks 384 wide at 100
+        frames/s, inverse-STFT head), which beats a HiFi-GAN of the same CPU budget by far
+        (``benchmarks/RESULTS.md``, "Stage report").
         """
         dim = 128
         return cls(
@@ -150,9 +153,7 @@ class ModelConfig:
                 aligned_context_groups=8,
             ),
             vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),
-            vocoder=HiFiGANConfig(
-                upsample_initial_channel=128, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5))
-            ),
+            vocoder=VocosConfig(dim=384, intermediate_dim=1152, num_layers=8),
         )
 
 

@@ -148,21 +148,30 @@ def converted_path(token_rate: int, semantic_vocab_size: int, files: OfficialFil
     return cache_dir() / HF_REPO_DIR / CONVERTED_DIR / f"tr{token_rate}-v{semantic_vocab_size}-{digest}.safetensors"
 
 
-def official_model(token_rate: int, semantic_vocab_size: int = DEFAULT_VOCAB, offline: bool | None = None) -> SemantiCodecModel:
+def official_model(
+    token_rate: int, semantic_vocab_size: int = DEFAULT_VOCAB, offline: bool | None = None, with_decoder: bool = True
+) -> SemantiCodecModel:
     """The official model of (token rate, vocabulary): from its converted file in the cache, else
-    from the official files (cached or fetched, then verified), converted for the next time."""
+    from the official files (cached or fetched, then verified), converted for the next time.
+
+    ``with_decoder=False``: the encoding parts only, read from the converted file alone (its
+    decoder tensors are not read); the first conversion still builds the whole model.
+    """
     from semanticodec.weights import load_official, load_safetensors, save_safetensors
 
     files = fetch(token_rate, semantic_vocab_size, offline)
     target = converted_path(token_rate, semantic_vocab_size, files)
     if target.is_file():
         try:
-            return load_safetensors(target)
+            return load_safetensors(target, with_decoder)
         except CheckpointError:
             target.unlink(missing_ok=True)  # damaged: converted again below
     verify(token_rate, semantic_vocab_size, files, offline)
     model = load_official(files.encoder.parents[1], token_rate, semantic_vocab_size)
     target.parent.mkdir(parents=True, exist_ok=True)
     save_safetensors(model, target, overwrite=True)
-    return model
+    if with_decoder:
+        return model
+    del model
+    return load_safetensors(target, with_decoder)
 

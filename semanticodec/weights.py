@@ -14,10 +14,13 @@ only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EM
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -26,25 +29,88 @@ from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
 from semanticodec.official import ENV_VAR, OFFICIAL_VOCAB_SIZES, CheckpointError, find_official_root, official_files
 from semanticodec.released import DEFAULT_MODEL
+from semanticodec.samplers import OFFICIAL_SAMPLING
 
 FORMAT_NAME = "semanticodec"
+BUNDLED_SAMPLING = ("dpmpp-2m", 3)
+"""(sampler, steps) the bundled default model decodes with unless told otherwise: the cheapest
+setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
+of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
+is retrained)."""
 CODEBOOK_KEY = "semantic.codebook"
+ENCODER_PARTS = ("audiomae.", "acoustic.")
+"""State-dict prefixes of the parts that encoding needs."""
+DECODER_PARTS = ("unet.", "schedule.", "vae.", "vocoder.")
+"""State-dict prefixes of the parts that only decoding needs."""
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class SafetensorsReader(Mapping[str, torch.Tensor]):
+    """The tensors of a ``.safetensors`` file, each read from disk when it is looked up.
+
+    Plain file reads, no memory map: a caller that takes the tensors one at a time holds one
+    in memory at a time (loading a model then needs little more than the model). Malformed
+    files raise :class:`CheckpointError`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as file:
+                size = int.from_bytes(file.read(8), "little")
+                if not 2 <= size <= self.path.stat().st_size - 8:
+                    raise ValueError(f"header size {size} does not fit the file")
+                header = json.loads(file.read(size))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.path}: not a readable safetensors file ({err})") from None
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._start = 8 + size
+        data_size = self.path.stat().st_size - self._start
+        self._entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            try:
+                dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+                shape = tuple(int(n) for n in entry["shape"])
+                begin, end = (int(n) for n in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{self.path}: bad or unsupported header entry for {key!r}") from None
+            if not 0 <= begin <= end <= data_size or end - begin != int(np.prod(shape)) * dtype.itemsize:
+                raise CheckpointError(f"{self.path}: the data of {key!r} does not fit its shape or the file")
+            self._entries[key] = (dtype, shape, begin, end)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        dtype, shape, begin, end = self._entries[key]
+        buffer = bytearray(end - begin)
+        with open(self.path, "rb") as file:
+            file.seek(self._start + begin)
+            if file.readinto(buffer) != len(buffer):
+                raise CheckpointError(f"{self.path}: truncated data for {key!r}")
+        if not buffer:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def open_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The tensors of a checkpoint file without reading them all: a :class:`SafetensorsReader`
+    for ``.safetensors``, else the memory-mapped weights of a ``.ckpt``/``.pt``/``.pth``
+    (weights only)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+        return SafetensorsReader(path)
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for corrupt or non-weight files
@@ -72,14 +138,47 @@ class NoRandomInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> SemantiCodecModel:
-    """Build the official model of (token rate, vocabulary) from an official checkpoint folder."""
+class _Selection(Mapping[str, torch.Tensor]):
+    def __init__(self, state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> None:
+        self._state = state
+        self._keys = [key for key in state if key.startswith(prefixes)]
+        self._key_set = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
+        return self._state[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def select(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> Mapping[str, torch.Tensor]:
+    """The entries of ``state`` whose keys start with ``prefixes``, as a view (nothing is read)."""
+    return _Selection(state, prefixes)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    return dict(open_state_dict(path))
+
+
+def load_official(
+    root: str | os.PathLike, token_rate: int, semantic_vocab_size: int, with_decoder: bool = True
+) -> SemantiCodecModel:
+    """Build the official model of (token rate, vocabulary) from an official checkpoint folder
+    (``with_decoder=False``: the encoding parts only; ``decoder.ckpt`` is not read). The
+    memory-mapped checkpoint tensors become the model's weights (no copies)."""
     files = official_files(root, token_rate, semantic_vocab_size)
     config = ModelConfig.official(token_rate, semantic_vocab_size)
     codebook = load_codebook(files.codebook)
     with NoRandomInit():
-        model = SemantiCodecModel(config, codebook)
-    model.load_official(load_state_dict(files.encoder), load_state_dict(files.decoder))
+        model = SemantiCodecModel(config, codebook, with_decoder=with_decoder)
+    decoder = open_state_dict(files.decoder) if with_decoder else None
+    model.load_official(open_state_dict(files.encoder), decoder, take=True)
     return model
 
 
@@ -94,6 +193,8 @@ def save_safetensors(
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not model.with_decoder:
+        raise ValueError("a model built without its decoder cannot be saved as a weights file")
     state = {
         key: value.detach().to(DTYPES[dtype] if value.is_floating_point() else value.dtype).contiguous()
         for key, value in model.state_dict().items()
@@ -104,18 +205,20 @@ def save_safetensors(
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
 
 
-def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
-    """A model from a file written by :func:`save_safetensors` (computed in float32)."""
+def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> SemantiCodecModel:
+    """A model from a file written by :func:`save_safetensors` (computed in float32), read one
+    tensor at a time (``with_decoder=False``: the encoding parts only)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     config = _file_config(Path(path))
-    state = load_state_dict(path)
+    state = open_state_dict(path)
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
     with NoRandomInit():
-        model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
+        model = SemantiCodecModel(config, state[CODEBOOK_KEY].float(), with_decoder=with_decoder)
+    parts = ENCODER_PARTS + (DECODER_PARTS if with_decoder else ())
     try:
-        model.load_weights(state)
+        model.load_weights(select(state, parts), parts)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     return model
@@ -126,6 +229,16 @@ def default_model_config() -> ModelConfig | None:
     if not DEFAULT_MODEL.is_file():
         return None
     return _file_config(DEFAULT_MODEL)
+
+
+def default_sampling(config: ModelConfig, compat: str = "default") -> tuple[str, int]:
+    """``(sampler, steps)`` of a model unless the user chooses: :data:`BUNDLED_SAMPLING` for
+    the bundled default model, else (official checkpoints, ``compat="official"``) the
+    official DDIM with 50 steps."""
+    bundled = default_model_config()
+    if compat == "default" and bundled is not None and config.model_id == bundled.model_id:
+        return BUNDLED_SAMPLING
+    return OFFICIAL_SAMPLING
 
 
 def checkpoint_for(model_id: bytes) -> Path | None:
@@ -163,6 +276,7 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     model: str | None = None,
     offline: bool | None = None,
+    with_decoder: bool = True,
 ) -> SemantiCodecModel:
     """The model to use.
 
@@ -175,30 +289,32 @@ def load_model(
     4. when nothing is named (``model`` and ``semantic_vocab_size`` None, the bundled model's
        token rate) and 3. is neither cached nor reachable: the bundled small model.
 
-    The bundled model's use is stated in one line on stderr.
+    The bundled model's use is stated in one line on stderr. ``with_decoder=False`` builds and
+    reads the encoding parts only (for compress, tokenize and k-means features).
     """
     if model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(n for n in MODEL_NAMES if n)} or None, got {model!r}")
     if model == "small":
         if checkpoint is not None:
             raise ValueError("model='small' (the bundled model) and a checkpoint exclude each other")
-        return _bundled(token_rate, semantic_vocab_size, "")
+        return _bundled(token_rate, semantic_vocab_size, "", with_decoder)
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
-        loaded = load_safetensors(checkpoint)
+        loaded = load_safetensors(checkpoint, with_decoder)
         _check_rate_vocab(loaded, token_rate, semantic_vocab_size, str(checkpoint))
         if Path(checkpoint) == DEFAULT_MODEL:
             _say_bundled(loaded.config, "")
         return loaded
     if checkpoint is not None or os.environ.get(ENV_VAR):
-        return _load_official_root(find_official_root(checkpoint), token_rate, semantic_vocab_size)
+        return _load_official_root(find_official_root(checkpoint), token_rate, semantic_vocab_size, with_decoder)
     from semanticodec import hub
 
     try:
-        return hub.official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline)
+        return hub.official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline, with_decoder)
     except hub.WeightsUnavailable:
         default = default_model_config()
         if model is None and semantic_vocab_size is None and default is not None and token_rate == default.token_rate:
-            return _bundled(token_rate, None, f"; no official weights cached or reachable (`{hub.download_command(token_rate, hub.DEFAULT_VOCAB)}`)")
+            reason = f"; no official weights cached or reachable (`{hub.download_command(token_rate, hub.DEFAULT_VOCAB)}`)"
+            return _bundled(token_rate, None, reason, with_decoder)
         raise
 
 
@@ -207,7 +323,9 @@ MODEL_NAMES = (None, "small", "official")
 ``"small"`` (the bundled model), ``"official"`` (official weights, never the bundled model)."""
 
 
-def _load_official_root(root: Path, token_rate: int, semantic_vocab_size: int | None) -> SemantiCodecModel:
+def _load_official_root(
+    root: Path, token_rate: int, semantic_vocab_size: int | None, with_decoder: bool
+) -> SemantiCodecModel:
     if semantic_vocab_size is None:
         for vocab in (16384, *OFFICIAL_VOCAB_SIZES):
             try:
@@ -218,10 +336,10 @@ def _load_official_root(root: Path, token_rate: int, semantic_vocab_size: int | 
             break
         else:
             raise CheckpointError(f"{root}: no complete official model for {token_rate} tok/s")
-    return load_official(root, token_rate, semantic_vocab_size)
+    return load_official(root, token_rate, semantic_vocab_size, with_decoder)
 
 
-def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str) -> SemantiCodecModel:
+def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str, with_decoder: bool) -> SemantiCodecModel:
     """The bundled small model, its use stated on stderr (``reason`` ends the line)."""
     default = default_model_config()
     if default is None:
@@ -231,7 +349,7 @@ def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str) -> S
             f"the bundled small model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size}, "
             f"not {token_rate} tok/s, vocabulary {semantic_vocab_size}"
         )
-    model = load_safetensors(DEFAULT_MODEL)
+    model = load_safetensors(DEFAULT_MODEL, with_decoder)
     _say_bundled(model.config, reason)
     return model
 

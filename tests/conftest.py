@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from parity import shared_path
 
@@ -22,3 +23,12 @@ def _offline_hub(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
     for name in ("HF_HUB_CACHE", "HF_ENDPOINT", "SEMANTICODEC_CHECKPOINT"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (two contend badly on a busy two-core machine); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

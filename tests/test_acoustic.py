@@ -183,6 +183,25 @@ def test_forward_composes_the_stages(small: AcousticEncoder) -> None:
     assert torch.equal(out.vectors, small.lookup(out.ids))
 
 
+def test_direction_parallel_bilstm_equals_nn_lstm(small: AcousticEncoder) -> None:
+    """On CPU without grad the two directions of each layer run on two threads (torch.lstm per
+    direction); the result is nn.LSTM's, and the thread setting is restored."""
+    x = torch.randn(3, 20, 32, generator=torch.Generator().manual_seed(4))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            parallel = small._bilstm(x)
+            assert torch.get_num_threads() == 2
+            reference = small.encoder(x)[0]
+        with_grad = small._bilstm(x)  # with grad: nn.LSTM itself
+    finally:
+        torch.set_num_threads(threads)
+    assert parallel.shape == (3, 20, 64)
+    torch.testing.assert_close(parallel, reference, rtol=0, atol=1e-6)
+    assert with_grad.requires_grad and torch.allclose(with_grad, reference, atol=1e-6)
+
+
 def test_batch_items_are_independent(small: AcousticEncoder) -> None:
     feats, sem = _inputs(3, 20, 16, 2)
     valid_len = [20, 11, 3]

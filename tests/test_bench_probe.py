@@ -14,14 +14,7 @@ from benchmarks import data, probe, report
 from semanticodec.codec import SemantiCodec
 from tiny import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (two contend badly on a busy two-core machine); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clip(file: str, source: str, domain: str = "speech", duration: float = 2.0) -> data.Clip:

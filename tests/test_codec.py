@@ -21,7 +21,9 @@ from semanticodec.codec import EncodedAudio, SemantiCodec
 from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.model import SemantiCodecModel
 from semanticodec.official import CheckpointError
-from semanticodec.weights import load_safetensors, save_safetensors
+from semanticodec.samplers import SAMPLERS
+from semanticodec.weights import load_safetensors, open_state_dict, save_safetensors
+from semanticodec.windows import join_windows, split_windows, window_generator
 from tiny import tiny_config, tiny_model
 
 
@@ -60,6 +62,85 @@ def test_seeded_decode_is_deterministic_and_batch_independent(codec: SemantiCode
     assert first[0].shape == (176000,) and first[1].shape == (32000,)
     other = SemantiCodec(codec.model, device="cpu", steps=2, seed=1).decode(b)
     assert not np.array_equal(other, first[1])
+
+
+@torch.inference_mode()
+def test_decode_skips_vocoder_work_past_the_valid_tokens(codec: SemantiCodec) -> None:
+    """The last, partial window's vocoder pass covers its valid tokens only; the audio equals
+    that of the whole window's pass."""
+    tokens = codec.encode(_noise(12.0, 7), 16000)
+    windows, valid = split_windows(torch.from_numpy(tokens.tokens)[None], window=codec.config.tokens_per_window)
+    assert valid.tolist() == [512, 120]
+    gens = [window_generator(0, w) for w in range(2)]
+    args = (windows[0], valid, 2, 2.0, 1.0)
+    whole = codec.model.decode_windows(*args, generators=gens)
+    gens = [window_generator(0, w) for w in range(2)]
+    trimmed = codec.model.decode_windows(*args, generators=gens, valid_only=True)
+    assert not trimmed[1, 120 * 320 :].any()
+    torch.testing.assert_close(trimmed[0], whole[0], rtol=0, atol=1e-6)  # one window per vocoder call: BLAS rounding
+    torch.testing.assert_close(trimmed[1, : 120 * 320], whole[1, : 120 * 320], rtol=0, atol=1e-6)
+    expected = join_windows(list(whole), tokens.tokens.shape[0], 100, num_samples=tokens.sample_count_16k)
+    np.testing.assert_allclose(codec.decode(tokens), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_samplers_and_precision_options(codec: SemantiCodec, sampler: str) -> None:
+    tokens = codec.encode(_noise(3.0, 8), 16000)
+    fast = SemantiCodec(codec.model, device="cpu", sampler=sampler, steps=4, seed=0)
+    assert (fast.sampler, fast.steps) == (sampler, 4)
+    first = fast.decode(tokens)
+    np.testing.assert_array_equal(first, fast.decode(tokens))
+    assert not np.array_equal(first, SemantiCodec(codec.model, device="cpu", sampler=sampler, steps=4, seed=1).decode(tokens))
+    half = SemantiCodec(codec.model, device="cpu", sampler=sampler, steps=4, seed=0, precision="bfloat16")
+    reduced = half.decode(tokens)
+    assert reduced.dtype == np.float32 and not np.array_equal(reduced, first)
+    assert np.abs(reduced - first).max() < 0.1 * np.abs(first).max()
+
+
+def test_default_sampling_and_bad_options(codec: SemantiCodec) -> None:
+    plain = SemantiCodec(codec.model, device="cpu")
+    assert (plain.sampler, plain.steps, plain.precision) == ("ddim", 50, "float32")
+    for options, message in (
+        ({"sampler": "euler"}, "sampler must be one of ddim, dpmpp-2m, unipc"),
+        ({"steps": 0}, "steps must be an int >= 1"),
+        ({"precision": "int8"}, "precision must be one of float32, bfloat16, float16"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SemantiCodec(codec.model, device="cpu", **options)
+
+
+def test_encoder_only_model_loads_and_encodes_without_the_decoder(codec: SemantiCodec, tmp_path) -> None:
+    path = tmp_path / "tiny.safetensors"
+    save_safetensors(codec.model, path)
+    full = load_safetensors(path)
+    encoder = load_safetensors(path, with_decoder=False)
+    assert not hasattr(encoder, "unet") and not hasattr(encoder, "vocoder")
+    assert {k.split(".")[0] for k in encoder.state_dict()} == {"audiomae", "acoustic"}
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, full.state_dict()[key]), key
+    x = _noise(4.0, 11)
+    tokens = SemantiCodec(encoder, device="cpu").encode(x, 16000)
+    np.testing.assert_array_equal(tokens.tokens, codec.encode(x, 16000).tokens)
+    with pytest.raises(ValueError, match="without its decoder"):
+        SemantiCodec(encoder, device="cpu").decode(tokens)
+    with pytest.raises(ValueError, match="without its decoder"):
+        save_safetensors(encoder, tmp_path / "partial.safetensors")
+
+
+def test_load_weights_takes_memory_mapped_tensors_without_copying(codec: SemantiCodec, tmp_path) -> None:
+    state = {k: v.clone() for k, v in codec.model.state_dict().items() if k.startswith("acoustic.")}
+    torch.save(state, tmp_path / "acoustic.ckpt")
+    mapped = open_state_dict(tmp_path / "acoustic.ckpt")
+    model = tiny_model()
+    with torch.no_grad():
+        model.acoustic.encoder_output_linear.weight.zero_()
+    model.load_weights(mapped, ("acoustic.",), take=True)
+    weight = model.acoustic.encoder_output_linear.weight
+    assert isinstance(weight, torch.nn.Parameter) and torch.equal(weight, state["acoustic.encoder_output_linear.weight"])
+    assert weight.data_ptr() == mapped["acoustic.encoder_output_linear.weight"].data_ptr()
+    copied = tiny_model()
+    copied.load_weights(mapped, ("acoustic.",))
+    assert copied.acoustic.encoder_output_linear.weight.data_ptr() != mapped["acoustic.encoder_output_linear.weight"].data_ptr()
 
 
 def test_exact_window_multiple_and_compat(codec: SemantiCodec) -> None:

@@ -61,13 +61,13 @@ def test_no_weights_at_all(tmp_path, monkeypatch):
 
 def test_official_weights_take_precedence(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None: official)
+    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
     assert weights.load_model() is official
 
 
 def test_bundled_streams_decode_with_the_bundled_model(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None: official)
+    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
     args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", no_progress=True, model=None, offline=None)
     assert weights.checkpoint_for(bundled.config.model_id) == weights.DEFAULT_MODEL
     assert weights.checkpoint_for(bytes(16)) is None
@@ -104,17 +104,30 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, capsys):
     assert main(["compress", str(clip), str(scdc), "--no-progress"]) == 0
     header, tokens = read_file(scdc)
     assert header.model_id == weights.default_model_config().model_id and header.semantic_vocab == 4096
-    assert main(["decompress", str(scdc), str(wav), "--steps", "4", "--no-progress"]) == 0
+    assert main(["decompress", str(scdc), str(wav), "--sampler", "ddim", "--steps", "4", "--no-progress"]) == 0
     audio, rate = sf.read(wav, dtype="float32")
     original, original_rate = sf.read(clip, dtype="float32")
     assert rate == original_rate and len(audio) == len(original) and np.isfinite(audio).all()
     distance = mel_distance(original, audio)
     assert distance < ROUND_TRIP_MEL, f"round trip mel distance {distance:.3f} >= {ROUND_TRIP_MEL}"
-    codec = SemantiCodec.from_pretrained(steps=4, seed=0, device="cpu")
+    codec = SemantiCodec.from_pretrained(sampler="ddim", steps=4, seed=0, device="cpu")
     wrong = tokens.copy()
     wrong[:, 0] = np.random.default_rng(0).integers(0, header.semantic_vocab, len(tokens))
     control = mel_distance(original, codec.decode(wrong)[: len(original)])
     assert distance < control - CONTROL_MARGIN, f"round trip {distance:.3f} is not better than random semantic ids ({control:.3f})"
+
+
+def test_bundled_model_decodes_with_its_measured_default_sampling(bundled):
+    """The bundled model decodes with BUNDLED_SAMPLING (chosen in benchmarks/RESULTS.md); other
+    models and compat="official" keep the official 50-step DDIM."""
+    from semanticodec.samplers import OFFICIAL_SAMPLING
+
+    codec = SemantiCodec(weights.load_model(), device="cpu")
+    assert (codec.sampler, codec.steps) == weights.BUNDLED_SAMPLING
+    official = SemantiCodec(weights.load_model(), device="cpu", compat="official")
+    assert (official.sampler, official.steps) == OFFICIAL_SAMPLING == ("ddim", 50)
+    other = SemantiCodec(tiny_model(50, 100), device="cpu")
+    assert (other.sampler, other.steps) == OFFICIAL_SAMPLING
 
 
 def test_the_readme_python_example_runs_on_the_bundled_model(tmp_path, monkeypatch, capsys):

@@ -178,6 +178,23 @@ def test_damaged_converted_file_is_rebuilt(server, repo):
     assert weights.load_safetensors(converted).config == model.config
 
 
+def test_encoder_only_loads_read_no_decoder_tensors_of_the_converted_file(server, monkeypatch):
+    first = hub.official_model(100, 16384, with_decoder=False)  # first use: converts the whole model
+    read = []
+    getitem = weights.SafetensorsReader.__getitem__
+    monkeypatch.setattr(weights.SafetensorsReader, "__getitem__", lambda self, key: read.append(key) or getitem(self, key))
+    server.requests.clear()
+    again = hub.official_model(100, 16384, offline=True, with_decoder=False)
+    assert server.requests == [] and not first.with_decoder and not again.with_decoder
+    assert read and not any(key.startswith(weights.DECODER_PARTS) for key in read)
+    full = hub.official_model(100, 16384, offline=True)
+    assert full.with_decoder and any(key.startswith(weights.DECODER_PARTS) for key in read)
+    for model in (first, again):
+        assert model.state_dict().keys() <= full.state_dict().keys()
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, full.state_dict()[key]), key
+
+
 def test_no_weights_and_no_network_is_one_line_and_exit_2(repo, tmp_path, capsys):
     out = tmp_path / "out.scdc"
     assert main(["compress", str(CLIP), str(out), "--token-rate", "100", "--semantic-vocab-size", "16384"]) == 2

@@ -29,7 +29,7 @@ def _semantic_only_model() -> SemantiCodecModel:
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec.from_model(_semantic_only_model(), device="cpu", steps=2, seed=0)
+    return SemantiCodec(_semantic_only_model(), device="cpu", steps=2, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_decode_ignores_the_acoustic_ids(codec: SemantiCodec, encoded: EncodedAu
 
 
 def test_models_not_trained_for_it_refuse(encoded: EncodedAudio) -> None:
-    official_like = SemantiCodec.from_model(tiny_model(), device="cpu", steps=1, seed=0)
+    official_like = SemantiCodec(tiny_model(), device="cpu", steps=1, seed=0)
     with pytest.raises(ValueError, match="cannot decode semantic tokens alone"):
         official_like.decode(encoded.tokens[:, 0], semantic_only=True)
     with pytest.raises(ValueError, match="cannot decode semantic tokens alone"):
@@ -89,7 +89,7 @@ def test_cli_decompress_semantic_only(codec: SemantiCodec, tmp_path, capsys) -> 
     assert main(["decompress", str(scdc), str(out), "--steps", "2", "--semantic-only", *common]) == 0
     header, semantic = read_file(scdc, layers="semantic")
     decoded, rate = sf.read(out, dtype="float32")
-    expected = SemantiCodec.from_model(codec.model, device="cpu", steps=2, seed=0).decode(semantic, semantic_only=True)
+    expected = SemantiCodec(codec.model, device="cpu", steps=2, seed=0).decode(semantic, semantic_only=True)
     assert rate == 16000 and len(decoded) == header.sample_count == 32000
     np.testing.assert_allclose(decoded, np.clip(expected[:32000], -1, 1), atol=1e-4)
 

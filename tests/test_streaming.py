@@ -233,6 +233,24 @@ def test_inpainting_concealment_differs_from_padding_only_in_the_damaged_window(
         StreamingDecoder(codec, concealment="silence")
 
 
+def test_solver_sampler_streams_like_offline_and_conceals_with_ddim(codec: SemantiCodec, two_windows) -> None:
+    """A codec sampling with UniPC: streaming equals offline decoding, and a lost packet is
+    inpainted (by stochastic DDIM, at 4 steps: the nearest count >= 3 that DDIM's spacing allows)."""
+    fast = SemantiCodec(codec.model, device="cpu", sampler="unipc", steps=3, guidance_scale=1.0, seed=3, batch_size=1)
+    data, _ = two_windows
+    offline = _offline_decode(fast, data)
+    audio, _ = _decode_stream(fast, data)
+    np.testing.assert_array_equal(audio, offline)
+    lossy = data[: _packet_offset(data, 20)] + data[_packet_offset(data, 22) :]
+    decoded = {}
+    for mode in ("padding", "inpaint"):
+        decoder = StreamingDecoder(fast, concealment=mode)
+        decoded[mode] = np.concatenate([decoder.push(lossy), decoder.finish()])
+        np.testing.assert_array_equal(decoded[mode][WINDOW_SAMPLES:], offline[WINDOW_SAMPLES:])
+    assert np.isfinite(decoded["inpaint"]).all()
+    assert not np.array_equal(decoded["inpaint"][:HOP_SAMPLES], decoded["padding"][:HOP_SAMPLES])
+
+
 def test_latent_gap_follows_the_token_steps(codec: SemantiCodec) -> None:
     missing = torch.zeros(512, dtype=torch.bool)
     missing[160:176] = True

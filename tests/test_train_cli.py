@@ -105,6 +105,8 @@ def test_assemble_on_a_base_model_replaces_the_retrained_modules_only(trained, s
     save_safetensors(base_model, base)
     output = tmp_path / "model.safetensors"
     vocoder = str(trained["vocoder"] / "vocoder.safetensors")
+    assert main(["train", "assemble", "--config", str(setup[1]), vocoder, "-o", str(output)]) == 2  # no codebook, no base
+    assert not output.exists()
     assert main(["train", "assemble", "--config", str(setup[1]), "--base", str(base), vocoder, "-o", str(output)]) == 0
     expected, got, based = (load_safetensors_part(p) for p in (full, output, base))
     assert expected.keys() == got.keys()

@@ -68,17 +68,30 @@ def add_vocab_option(parser: argparse.ArgumentParser, default: int | None, help:
 
 
 def add_decoder_options(parser: argparse.ArgumentParser) -> None:
-    """``--steps``, ``--guidance-scale`` (old spelling ``--cfg-scale``), ``--eta``, ``--seed``."""
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
+    """``--sampler``, ``--steps``, ``--guidance-scale`` (old spelling ``--cfg-scale``), ``--eta``,
+    ``--seed``, ``--precision``."""
+    from semanticodec.codec import PRECISIONS
+    from semanticodec.samplers import SAMPLERS
+
+    parser.add_argument(
+        "--sampler", choices=SAMPLERS,
+        help="ddim (official), or the fast deterministic solvers dpmpp-2m, unipc (default: the model's; ddim for official checkpoints)",
+    )
+    parser.add_argument("--steps", type=int, help="model evaluations per window; fewer is faster (default: the model's; 50 for official checkpoints)")
     guidance = parser.add_argument("--guidance-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     deprecated_alias(parser, "--cfg-scale", guidance)
-    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0; ddim only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    parser.add_argument(
+        "--precision", choices=tuple(PRECISIONS), default="float32",
+        help="decoder arithmetic: float32 (default, exact) or autocast to bfloat16 / float16 (faster, slightly different audio)",
+    )
 
 
 def decoder_options(args: argparse.Namespace) -> dict:
     """The codec's decoding options given by :func:`add_decoder_options`."""
-    return {"steps": args.steps, "guidance_scale": args.guidance_scale, "eta": args.eta, "seed": args.seed}
+    names = ("sampler", "steps", "guidance_scale", "eta", "seed", "precision")
+    return {name: getattr(args, name) for name in names}
 
 
 def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: int | None, model_id: bytes | None = None, **options):
@@ -174,7 +187,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
     from semanticodec.streaming import LowLatencyConfig, StreamingEncoder
 
     blocks, rate, frames = _audio_blocks(args)
-    codec = load_codec(args, args.token_rate, args.semantic_vocab_size)
+    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
     mode = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
@@ -207,7 +220,7 @@ def run_compress(args: argparse.Namespace) -> int:
         seconds = frames / rate
     if _streaming(args, seconds) or args.low_latency is not None:
         return _compress_stream(args)
-    codec = load_codec(args, args.token_rate, args.semantic_vocab_size)
+    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
     encoded = codec.encode(args.input)
     check_output(args.output, [args.input], args.force)
     size = encoded.save(args.output, args.packet_columns, overwrite=args.force)

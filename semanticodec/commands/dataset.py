@@ -42,7 +42,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
         raise ValueError(f"--shard-rows must be >= 1, got {args.shard_rows}")
     args.device, started = join_torchrun(args.device)
     try:
-        codec = load_codec(args, args.token_rate, args.semantic_vocab_size)
+        codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
         report = tokenize_corpus(
             codec, files, args.output, shard_rows=args.shard_rows, batch_windows=args.batch_windows, progress=not args.no_progress
         )

@@ -222,8 +222,6 @@ def _configure_assemble(parser: argparse.ArgumentParser) -> None:
 def _run_assemble(args: argparse.Namespace) -> int:
     from semanticodec.train.assemble import assemble
 
-    if args.codebook is None and args.base is None:
-        raise ValueError("train assemble needs --codebook (or a --base model that holds one)")
     model = assemble(model_config(args.config), args.stages, args.codebook, args.output, args.dtype, args.force, args.base)
     print(json.dumps({"output": str(args.output), "name": model.config.name, "model_id": model.config.model_id.hex()}))
     return 0

@@ -333,7 +333,7 @@ class LDMStage:
         vectors = torch.cat(parts)
         size = acoustic.config.codebook_size
         if len(vectors) >= size:
-            result = kmeans.train(
+            result = kmeans.fit(
                 vectors.cpu().numpy(), size, niter=self.config.init_iterations, seed=self.config.seed, init="random",
                 max_points_per_centroid=None, progress=False, distributed=False,
             )
