@@ -1,6 +1,6 @@
 """Load time of official weights: first use, the converted file, and the official pickles.
 
-    python -m benchmarks.bench_load [--token-rate 100] [--semantic-vocab-size 16384] [--repeats 2] [--work DIR] [--write]
+    python -m benchmarks.bench_load [--token-rate 100] [--semantic-vocab-size 16384] [--repeats 2] [--compress-rss SECONDS] [--work DIR] [--write]
 
 An official-layout repository of full size is written from the deterministic ``fill`` weights
 (no official checkpoint can be fetched here) and served by the stand-in hub on 127.0.0.1
@@ -14,7 +14,10 @@ An official-layout repository of full size is written from the deterministic ``f
   (the load before the hub, ``torch.load(weights_only=True, mmap=True)`` of both checkpoints).
 
 Times are wall clock of the call alone (imports excluded); the files were just written, but a
-loaded machine's page cache may not hold them all; peak RSS is the process's. ``--write`` replaces the section in RESULTS.md.
+loaded machine's page cache may not hold them all; peak RSS is the process's. ``--compress-rss``
+also measures the peak RSS of ``semanticodec compress`` processes (they load the encoder only)
+with the weights from the converted file in the cache and from the official pickles. ``--write``
+replaces the section in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -76,8 +78,15 @@ def measure(phase: str, repo: Path, token_rate: int, vocab: int) -> dict:
         model = load_official(repo, token_rate, vocab)
     times["total"] = time.perf_counter() - start
     assert model.config.token_rate == token_rate
-    times["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times["peak_rss_mib"] = peak_rss_mib()
     return times
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since it started (``VmHWM``; its ``ru_maxrss`` would also count
+    the benchmark process it was started from)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def _child(phase: str, repo: Path, env: dict, args: argparse.Namespace) -> dict:
@@ -109,6 +118,14 @@ def run(args: argparse.Namespace) -> str:
             for _ in range(args.repeats):
                 rows.append(("converted safetensors (offline)", _child("converted", repo, {**env, "HF_HUB_OFFLINE": "1"}, args)))
                 rows.append(("official pickles (`load_official`)", _child("official", repo, env, args)))
+            compress = []
+            if args.compress_rss:
+                from benchmarks.bench_codec import compress_rss
+
+                config = ["--token-rate", str(args.token_rate), "--semantic-vocab-size", str(args.semantic_vocab_size)]
+                for name, options in (("converted safetensors (cache, `--offline`)", ["--offline"]),
+                                      ("official pickles (`--checkpoint` folder)", ["--checkpoint", str(repo)])):
+                    compress.append((name, compress_rss(args.compress_rss, Path(work), config + options, {**env, "HF_HUB_OFFLINE": "1"})))
             heads = sum(r.method == "HEAD" for r in server.requests)
             gets = sum(r.method == "GET" for r in server.requests)
             resumed = sum(r.method == "GET" and r.range is not None for r in server.requests)
@@ -139,6 +156,10 @@ def run(args: argparse.Namespace) -> str:
         f"Converted load / official pickles: {converted_s:.1f} s / {old_s:.1f} s = {converted_s / old_s:.2f}x (best of {args.repeats}).",
         "",
     ]
+    if compress:
+        lines += [f"`semanticodec compress` of {args.compress_rss:g} s of noise (`--compress-rss {args.compress_rss:g}`; encoder only):", "",
+                  "| weights | peak RSS (MiB) |", "|---|---:|"]
+        lines += [f"| {name} | {rss:.0f} |" for name, rss in compress] + [""]
     return "\n".join(lines)
 
 
@@ -147,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-rate", type=int, default=100, choices=(100, 50, 25))
     parser.add_argument("--semantic-vocab-size", type=int, default=16384)
     parser.add_argument("--repeats", type=int, default=2, help="converted and pickle loads, alternated (default 2)")
+    parser.add_argument("--compress-rss", type=float, metavar="SECONDS", help="also measure compress processes on this much audio")
     parser.add_argument("--work", help="folder for the temporary repository and cache (default: the system's)")
     parser.add_argument("--write", action="store_true", help="replace the section in benchmarks/RESULTS.md")
     parser.add_argument("--phase", choices=("first", "converted", "official"), help=argparse.SUPPRESS)
