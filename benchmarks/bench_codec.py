@@ -90,18 +90,33 @@ def parse_setting(text: str) -> tuple[str, int, str]:
 def compress_peak_rss(model: SemantiCodecModel, seconds: float, folder: Path) -> float:
     """Peak RSS in MiB of a ``semanticodec compress`` process encoding ``seconds`` of audio with
     ``model`` saved as a float32 weights file (the process loads the encoder only)."""
-    weights, wav, out = folder / "model.safetensors", folder / "in.wav", folder / "out.scdc"
+    weights = folder / "model.safetensors"
     save_safetensors(model, weights, "float32")
+    options = ["--checkpoint", str(weights), "--semantic-vocab-size", str(model.config.semantic_vocab_size)]
+    return compress_rss(seconds, folder, options)
+
+
+_PEAK_RSS = (
+    "import os, sys; pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ); _, status, usage = os.wait4(pid, 0); "
+    "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)"
+)
+"""Runs a command and prints its exit status and peak RSS (kB). Linux counts in a child's
+``ru_maxrss`` the memory of the process it was started from, so commands are started from this
+small launcher, not from the (large) benchmark process."""
+
+
+def compress_rss(seconds: float, folder: Path, options: list[str], env: dict[str, str] | None = None) -> float:
+    """Peak RSS in MiB of a ``semanticodec compress`` process (with ``options`` choosing the
+    weights, in the environment ``env``) encoding ``seconds`` of noise written to ``folder``."""
+    wav, out = folder / "in.wav", folder / "out.scdc"
     rng = np.random.default_rng(1)
     sf.write(wav, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    command = [sys.executable, "-m", "semanticodec", "compress", str(wav), str(out), "--checkpoint", str(weights),
-               "--semantic-vocab-size", str(model.config.semantic_vocab_size), "--no-progress"]
-    subprocess.run(command, check=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        raise RuntimeError("the child's peak RSS is hidden by an earlier, larger child")
-    return peak / 1024
+    command = [sys.executable, "-m", "semanticodec", "compress", str(wav), str(out), *options, "--no-progress", "--force"]
+    report = subprocess.run([sys.executable, "-c", _PEAK_RSS, *command], env=env, check=True, capture_output=True, text=True).stdout
+    status, peak_kb = (int(n) for n in report.strip().splitlines()[-1].split())
+    if status:
+        raise subprocess.CalledProcessError(status, command)
+    return peak_kb / 1024
 
 
 def main() -> None:

@@ -1,12 +1,13 @@
 """Codecs under test, behind one interface: 16 kHz mono float32 in, bytes, 16 kHz mono out.
 
 - :class:`SemantiCodecSystem`: this package, one system per token rate x vocabulary; bytes
-  are the ``.scdc`` file. Needs weights (``checkpoint`` or ``$SEMANTICODEC_CHECKPOINT``).
+  are the ``.scdc`` file. Official weights are fetched on first use (or ``checkpoint``).
 - :class:`Codec2`: Debian ``codec2`` (``c2enc``/``c2dec``) at 8 kHz; bytes are the ``.c2``
   file (with its header).
 - :class:`Opus`: Debian ``opus-tools`` (``opusenc``/``opusdec``); bytes are the Ogg Opus file.
-- :class:`Encodec`, :class:`DAC`: their PyPI packages with local weights
-  (``$ENCODEC_WEIGHTS``, ``$DAC_WEIGHTS``); imported only when used.
+- :class:`Encodec`, :class:`DAC`: their PyPI packages, imported only when used, with the weights
+  their own loaders fetch on first use (or local files: ``$ENCODEC_WEIGHTS``, ``$DAC_WEIGHTS``);
+  offline and not yet fetched they are "not available offline".
 
 A system that cannot run says why in :meth:`System.unavailable`; :data:`PAPER_TABLE` holds
 the figures of the paper's Table I, shown (marked as quoted) when a baseline cannot run.
@@ -182,8 +183,8 @@ class SemantiCodecSystem(System):
     """This package at one token rate and semantic vocabulary; bytes are the ``.scdc`` file.
 
     ``checkpoint``: an official checkpoint folder or a converted ``.safetensors`` file
-    (default ``$SEMANTICODEC_CHECKPOINT`` or the Hugging Face cache). The model is loaded
-    on first use; without weights :meth:`unavailable` gives the reason.
+    (default ``$SEMANTICODEC_CHECKPOINT``, else the official weights: cached, else fetched). The
+    model is loaded on first use; without weights :meth:`unavailable` gives the reason.
     """
 
     family = "SemantiCodec"
@@ -228,6 +229,7 @@ class SemantiCodecSystem(System):
     def _load(self):
         if self._codec is None and self._error is None:
             from semanticodec import SemantiCodec
+            from semanticodec.hub import download_command
             from semanticodec.official import CheckpointError
 
             try:
@@ -236,7 +238,7 @@ class SemantiCodecSystem(System):
                     steps=self.steps, seed=self.seed,
                 )
             except (CheckpointError, FileNotFoundError) as err:
-                hint = "pass --checkpoint or set SEMANTICODEC_CHECKPOINT" if self.checkpoint is None else str(err)
+                hint = f"pass --checkpoint or run `{download_command(self.token_rate, self.vocab)}`" if self.checkpoint is None else str(err)
                 self._error = f"no weights available ({hint})"
         return self._codec
 
@@ -269,8 +271,9 @@ def _weights_path(variable: str) -> Path | None:
 
 
 class Encodec(System):
-    """Encodec 24 kHz (``pip install encodec``) at 1.5/3/6 kbps with weights from ``$ENCODEC_WEIGHTS``
-    (the ``encodec_24khz-d7cc33bc.th`` state dict); audio is resampled 16 → 24 → 16 kHz.
+    """Encodec 24 kHz (``pip install encodec``) at 1.5/3/6 kbps with the weights its own loader
+    fetches (``EncodecModel.encodec_model_24khz(pretrained=True)``, torch hub cache), or those of
+    ``$ENCODEC_WEIGHTS`` (the ``encodec_24khz-d7cc33bc.th`` state dict); audio is resampled 16 → 24 → 16 kHz.
 
     Bytes: an 8-byte header (codebooks, frames) and the codes packed at 10 bits each, the
     payload of Encodec's own format without its entropy-coding LM.
@@ -288,23 +291,21 @@ class Encodec(System):
         self._model = None
 
     def unavailable(self) -> str | None:
-        if self.path is None or not self.path.is_file():
-            return "weights not available (set ENCODEC_WEIGHTS to encodec_24khz-d7cc33bc.th)"
-        try:
-            import encodec  # noqa: F401
-        except ImportError as err:
-            return f"encodec not importable ({err})"
-        return None
+        return _baseline_unavailable(self, "encodec", "ENCODEC_WEIGHTS")
 
     def _load(self):
         if self._model is None:
             import torch
             from encodec import EncodecModel
 
-            model = EncodecModel.encodec_model_24khz(pretrained=False)
-            model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            if self.path is None:
+                model = EncodecModel.encodec_model_24khz(pretrained=True)
+                self.weights = "encodec_24khz (fetched by encodec)"
+            else:
+                model = EncodecModel.encodec_model_24khz(pretrained=False)
+                model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+                self.weights = str(self.path)
             self._model = model.eval()
-            self.weights = str(self.path)
         self._model.set_target_bandwidth(self.nominal_kbps)
         return self._model
 
@@ -335,8 +336,9 @@ class Encodec(System):
 
 
 class DAC(System):
-    """Descript Audio Codec 16 kHz (``pip install descript-audio-codec``, in its own venv) with
-    weights from ``$DAC_WEIGHTS``; bytes are the ``.dac`` file of ``DAC.compress``."""
+    """Descript Audio Codec 16 kHz (``pip install descript-audio-codec``, in its own venv) with the
+    weights its own loader fetches (``dac.utils.download(model_type="16khz")``) or those of
+    ``$DAC_WEIGHTS``; bytes are the ``.dac`` file of ``DAC.compress``."""
 
     family = "DAC"
 
@@ -351,25 +353,20 @@ class DAC(System):
         self._model = None
 
     def unavailable(self) -> str | None:
-        if self.path is None or not self.path.is_file():
-            return "weights not available (set DAC_WEIGHTS to the 16 kHz weights_16khz.pth)"
-        try:
-            import dac  # noqa: F401
-        except ImportError as err:
-            return f"descript-audio-codec not importable ({err})"
-        return None
+        return _baseline_unavailable(self, "dac", "DAC_WEIGHTS")
 
     def _load(self):
         if self._model is None:
             import dac
             import torch
 
+            path = self.path if self.path is not None else Path(dac.utils.download(model_type="16khz"))
             # The released .pth holds {"state_dict", "metadata": {"kwargs"}}: read without unpickling code.
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             model = dac.DAC(**checkpoint["metadata"]["kwargs"])
             model.load_state_dict(checkpoint["state_dict"])
             self._model = model.eval()
-            self.weights = str(self.path)
+            self.weights = str(path)
         return self._model
 
     def encode(self, audio: np.ndarray) -> bytes:
@@ -392,6 +389,24 @@ class DAC(System):
         )
         signal = model.decompress(compressed)
         return _fit(signal.audio_data[0, 0].cpu().numpy().astype(np.float32), num_samples)
+
+
+def _baseline_unavailable(system: Encodec | DAC, module: str, variable: str) -> str | None:
+    """Why a baseline cannot run: its package is missing, ``$variable`` names no file, or its
+    own loader cannot fetch the weights (offline); None once its model is loaded."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        return f"{module} not installed ({err})"
+    if system.path is not None and not system.path.is_file():
+        return f"weights not available ({variable}={system.path} is not a file)"
+    try:
+        system._load()
+    except OSError as err:  # urllib's URLError, requests' ConnectionError: no network
+        return f"not available offline ({module} could not fetch its weights: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    return None
 
 
 DAC_FILE_FIELDS = ("chunk_length", "original_length", "channels", "sample_rate", "padding")

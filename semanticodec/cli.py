@@ -57,6 +57,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("unpack", "unpack a .scdc file into a .npy token array", "semanticodec.commands.scdc"),
     Command("convert", "write official checkpoints as one inference-only safetensors file", "semanticodec.commands.codec"),
     Command(
+        "download", "fetch official weights from the Hugging Face hub ahead of time", "semanticodec.commands.download",
+        "Fetch the official weights of one configuration (--token-rate, --semantic-vocab-size) or of all "
+        "(--all) from the Hugging Face hub into its cache ($HF_HOME/hub), verify them and print where they "
+        "are. Later runs use them without the network (HF_HUB_OFFLINE=1 or --offline).",
+    ),
+    Command(
         "tokenize", "encode an audio corpus into a sharded token dataset", "semanticodec.commands.dataset",
         "Encode every audio file of a folder (recursive) or manifest into token shards with an index "
         "(resumable: files already indexed are skipped). Under torchrun each rank takes its share. "

@@ -159,6 +159,8 @@ class SemantiCodec:
         *,
         token_rate: int = 100,
         semantic_vocab_size: int | None = None,
+        model: str | None = None,
+        offline: bool | None = None,
         with_decoder: bool = True,
         **options: Any,
     ) -> SemantiCodec:
@@ -167,18 +169,23 @@ class SemantiCodec:
         Args:
             checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` (or
                 ``semanticodec train assemble``) or an official checkpoint folder; None:
-                ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache, then the default
-                model bundled with the package (100 tok/s, 4096 + 4096 ids).
+                ``$SEMANTICODEC_CHECKPOINT``, then the official weights of (``token_rate``,
+                ``semantic_vocab_size``) from the Hugging Face cache or downloaded on first use
+                (:mod:`semanticodec.hub`), then, when nothing is named, the small model bundled
+                with the package (100 tok/s, 4096 + 4096 ids).
             token_rate: 100, 50 or 25 tokens per second (semantic and acoustic together).
             semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768);
-                None: 16384 with official checkpoints, else the bundled default model's.
+                None: 16384 with official weights, else the bundled default model's.
+            model: ``"small"``: the bundled small model; ``"official"``: official weights only
+                (see :func:`semanticodec.weights.load_model`).
+            offline: never touch the network (None: ``$HF_HUB_OFFLINE``).
             with_decoder: False loads the encoding parts only (a third of the memory;
                 :meth:`decode` then raises ValueError).
             options: the constructor's keyword arguments (device, sampler, steps, ...).
         """
         from semanticodec.weights import load_model
 
-        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, with_decoder), **options)
+        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline, with_decoder=with_decoder), **options)
 
     @classmethod
     def from_model(cls, model: SemantiCodecModel, **options: Any) -> SemantiCodec:

@@ -25,6 +25,9 @@ TOKEN_RATES = (100, 50, 25)
 ACOUSTIC_VOCAB_SIZE = 8192
 """Acoustic vocabulary size of the released models."""
 
+OFFICIAL_VOCAB_SIZES = (4096, 8192, 16384, 32768)
+"""Semantic vocabulary sizes of the official released models."""
+
 PATCH_SECONDS = 0.16
 """Duration of one AudioMAE patch column in seconds."""
 

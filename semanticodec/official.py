@@ -8,7 +8,7 @@ Layout (the ``haoheliu/SemantiCodec`` model repository)::
 
 ROOT is given by path, by the ``SEMANTICODEC_CHECKPOINT`` environment variable, or found in
 the Hugging Face cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``,
-``models--haoheliu--SemantiCodec/snapshots/*``). Nothing is ever downloaded.
+``models--haoheliu--SemantiCodec/snapshots/*``); :mod:`semanticodec.hub` fetches missing files.
 
 The files are read by :mod:`semanticodec.weights` (without executing pickled code) into the
 model, whose :meth:`~semanticodec.model.SemantiCodecModel.load_official` maps the keys.
@@ -26,13 +26,12 @@ from pathlib import Path
 
 import torch
 
-from semanticodec.constants import TOKEN_RATES, stack_factor
+from semanticodec.constants import OFFICIAL_VOCAB_SIZES, TOKEN_RATES, stack_factor
 from semanticodec.kmeans.codebook import official_codebook_name
 from semanticodec.nn.vit import AudioMAEConfig
 
 ENV_VAR = "SEMANTICODEC_CHECKPOINT"
 HF_REPO_DIR = "models--haoheliu--SemantiCodec"
-OFFICIAL_VOCAB_SIZES = (4096, 8192, 16384, 32768)
 
 
 class CheckpointError(ValueError):
@@ -110,18 +109,26 @@ def find_official_root(path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def official_files(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> OfficialFiles:
-    """The encoder, decoder and codebook paths of one official model; errors name what is missing."""
+def official_paths(token_rate: int, semantic_vocab_size: int) -> tuple[str, str, str]:
+    """Repository paths of the encoder, decoder and codebook of one official model."""
     if token_rate not in TOKEN_RATES:
         raise CheckpointError(f"token rate must be one of {TOKEN_RATES}, got {token_rate}")
     if semantic_vocab_size not in OFFICIAL_VOCAB_SIZES:
         raise CheckpointError(f"official semantic vocabularies are {OFFICIAL_VOCAB_SIZES}, got {semantic_vocab_size}")
+    rate_dir = f"semanticodec_tokenrate_{token_rate}"
+    codebook = "codebook_idx/" + official_codebook_name(semantic_vocab_size, AudioMAEConfig().embed_dim * stack_factor(token_rate))
+    return f"{rate_dir}/encoder.ckpt", f"{rate_dir}/decoder.ckpt", codebook
+
+
+def official_files(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> OfficialFiles:
+    """The encoder, decoder and codebook paths of one official model; errors name what is missing."""
+    encoder, decoder, codebook_path = official_paths(token_rate, semantic_vocab_size)
     root = Path(root)
-    rate_dir = root / f"semanticodec_tokenrate_{token_rate}"
-    codebook_name = official_codebook_name(semantic_vocab_size, AudioMAEConfig().embed_dim * stack_factor(token_rate))
-    candidates = [root / "codebook_idx" / codebook_name, rate_dir / "codebook_idx" / codebook_name, root / codebook_name]
+    rate_dir = (root / encoder).parent
+    codebook_name = codebook_path.removeprefix("codebook_idx/")
+    candidates = [root / codebook_path, rate_dir / codebook_path, root / codebook_name]
     codebook = next((c for c in candidates if c.is_file()), candidates[0])
-    files = OfficialFiles(rate_dir / "encoder.ckpt", rate_dir / "decoder.ckpt", codebook)
+    files = OfficialFiles(root / encoder, root / decoder, codebook)
     for name, p in (("encoder", files.encoder), ("decoder", files.decoder), ("semantic codebook", files.codebook)):
         if not p.is_file():
             raise CheckpointError(f"official {name} file not found: {p}")

@@ -1,4 +1,5 @@
-"""Pytest configuration: thread count and the ``shared_dir`` fixture (helpers in ``parity.py``)."""
+"""Pytest configuration: the ``shared_dir`` fixture (helpers in ``parity.py``), and every test offline
+with an empty Hugging Face cache of its own (tests never reach the network)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from parity import shared_path
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return shared_path()
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(tmp_path_factory, monkeypatch) -> None:
+    """``HF_HUB_OFFLINE=1``, an empty ``HF_HOME`` and no ``SEMANTICODEC_CHECKPOINT`` for every test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+    for name in ("HF_HUB_CACHE", "HF_ENDPOINT", "SEMANTICODEC_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import types
+import urllib.error
 
 import numpy as np
 import pytest
@@ -92,14 +95,34 @@ def test_semanticodec_without_weights_says_so(monkeypatch, tmp_path):
         system.encode(np.zeros(16000, np.float32))
 
 
-def test_baselines_without_weights(monkeypatch):
+def test_baselines_without_their_package_or_network(monkeypatch, tmp_path):
+    """Encodec and DAC fetch their weights with their own loaders; offline they say so."""
     monkeypatch.delenv("ENCODEC_WEIGHTS", raising=False)
     monkeypatch.delenv("DAC_WEIGHTS", raising=False)
-    assert systems.Encodec(1.5).unavailable().startswith("weights not available")
+    monkeypatch.setitem(sys.modules, "encodec", None)
+    monkeypatch.setitem(sys.modules, "dac", None)
+    assert systems.Encodec(1.5).unavailable().startswith("encodec not installed")
     assert systems.Encodec(1.5).tokens_per_s == 150
     dac = systems.DAC(12)
-    assert dac.unavailable().startswith("weights not available")
+    assert dac.unavailable().startswith("dac not installed")
     assert (dac.nominal_kbps, dac.tokens_per_s) == (6.0, 600)
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    encodec = types.ModuleType("encodec")
+    encodec.EncodecModel = types.SimpleNamespace(encodec_model_24khz=no_network)
+    dac_module = types.ModuleType("dac")
+    dac_module.utils = types.SimpleNamespace(download=no_network)
+    monkeypatch.setitem(sys.modules, "encodec", encodec)
+    monkeypatch.setitem(sys.modules, "dac", dac_module)
+    assert systems.Encodec(3.0).unavailable() == (
+        "not available offline (encodec could not fetch its weights: "
+        "<urlopen error [Errno -3] Temporary failure in name resolution>)"
+    )
+    assert systems.DAC(12).unavailable().startswith("not available offline (dac could not fetch its weights")
+    monkeypatch.setenv("DAC_WEIGHTS", str(tmp_path / "none.pth"))
+    assert systems.DAC(12).unavailable() == f"weights not available (DAC_WEIGHTS={tmp_path / 'none.pth'} is not a file)"
 
 
 def test_default_systems_cover_the_issue():

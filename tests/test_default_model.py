@@ -1,6 +1,7 @@
-"""Model selection: explicit checkpoint > official checkpoints > the bundled default model, and
-streams of the bundled model decode with it even where official checkpoints are present; the
-bundled model's round trip meets a quality floor, and the README's Python example runs on it."""
+"""Model selection: explicit checkpoint > official weights (cached or fetched) > the bundled default
+model when nothing is named, and streams of the bundled model decode with it even where official
+weights are present; the bundled model's round trip meets a quality floor, and the README's Python
+example runs on it. Every test runs offline with an empty cache (conftest)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from benchmarks.metrics import mel_distance
-from semanticodec import weights
+from semanticodec import hub, weights
 from semanticodec.bitstream import read_file
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
@@ -31,45 +32,44 @@ def bundled(tmp_path, monkeypatch):
     model = tiny_model(100, 100)
     weights.save_safetensors(model, path)
     monkeypatch.setattr(weights, "DEFAULT_MODEL", path)
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: None)
     return model
 
 
-def test_bundled_model_is_the_fallback(bundled):
+def test_bundled_model_is_the_fallback(bundled, capsys):
     assert weights.default_model_config() == bundled.config
     assert weights.load_model().config == bundled.config
-    assert weights.load_model(100, 100).config == bundled.config
+    assert weights.load_model(100, 100, model="small").config == bundled.config
+    assert capsys.readouterr().err.count("semanticodec: using the bundled small model") == 2
 
 
-def test_bundled_model_mismatch_names_what_exists(bundled):
-    with pytest.raises(CheckpointError, match="bundled default model is 100 tok/s, vocabulary 100"):
+def test_named_official_weights_never_fall_back(bundled):
+    with pytest.raises(hub.WeightsUnavailable, match="100 tok/s, vocabulary 16384 are not in the cache"):
         weights.load_model(100, 16384)
-    with pytest.raises(CheckpointError, match="no official SemantiCodec checkpoint found for 50 tok/s"):
+    with pytest.raises(hub.WeightsUnavailable, match="semanticodec download --token-rate 50 --semantic-vocab-size 16384"):
         weights.load_model(50)
+    with pytest.raises(CheckpointError, match="bundled small model is 100 tok/s, vocabulary 100"):
+        weights.load_model(50, model="small")
 
 
 def test_no_weights_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "DEFAULT_MODEL", tmp_path / "absent.safetensors")
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: None)
     assert weights.default_model_config() is None
-    with pytest.raises(CheckpointError, match="no SemantiCodec weights found"):
+    with pytest.raises(hub.WeightsUnavailable, match="offline mode is on"):
         weights.load_model()
+    with pytest.raises(CheckpointError, match="no bundled small model"):
+        weights.load_model(model="small")
 
 
-def test_official_checkpoints_take_precedence(bundled, tmp_path, monkeypatch):
+def test_official_weights_take_precedence(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
-    monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
+    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
     assert weights.load_model() is official
 
 
-def test_bundled_streams_decode_with_the_bundled_model(bundled, tmp_path, monkeypatch):
+def test_bundled_streams_decode_with_the_bundled_model(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: tmp_path)
-    monkeypatch.setattr(weights, "official_files", lambda root, rate, vocab: None)
-    monkeypatch.setattr(weights, "load_official", lambda root, rate, vocab, with_decoder=True: official)
-    args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", no_progress=True)
+    monkeypatch.setattr(hub, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
+    args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", no_progress=True, model=None, offline=None)
     assert weights.checkpoint_for(bundled.config.model_id) == weights.DEFAULT_MODEL
     assert weights.checkpoint_for(bytes(16)) is None
     assert load_codec(args, 100, 100, bundled.config.model_id).config == bundled.config
@@ -98,9 +98,8 @@ CONTROL_MARGIN = 0.3
 (2.34 against 2.92 measured): the tokens, not the decoder alone, carry the audio."""
 
 
-def test_cli_round_trip_with_the_bundled_model(tmp_path, monkeypatch, capsys):
-    """The README's main job on a machine without official checkpoints, with a quality floor."""
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: None)
+def test_cli_round_trip_with_the_bundled_model(tmp_path, capsys):
+    """The README's main job on a machine without official weights (offline, empty cache), with a quality floor."""
     clip = Path(weights.__file__).with_name("data") / "example.flac"
     scdc, wav = tmp_path / "example.scdc", tmp_path / "example.wav"
     assert main(["compress", str(clip), str(scdc), "--no-progress"]) == 0
@@ -142,7 +141,6 @@ def test_the_readme_python_example_runs_on_the_bundled_model(tmp_path, monkeypat
     readme = (Path(weights.__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     usage = readme[readme.index("## Usage") :]
     code = usage[usage.index("```python\n") + len("```python\n") : usage.index("```\n", usage.index("```python"))]
-    monkeypatch.setattr(weights, "find_official_root", lambda checkpoint=None: None)
     pretrained = SemantiCodec.from_pretrained.__func__
     monkeypatch.setattr(SemantiCodec, "from_pretrained", classmethod(lambda cls, *a, **k: pretrained(cls, *a, **{"steps": 4, **k})))
     monkeypatch.chdir(tmp_path)

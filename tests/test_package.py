@@ -68,7 +68,7 @@ def test_the_format_and_the_light_commands_load_no_model_code(tmp_path: Path) ->
     tokens = np.load(ROOT / "semanticodec" / "data" / "example_tokens.npy")
     path = tmp_path / "example.scdc"
     path.write_bytes(bitstream.encode(tokens, bitstream.Header(100, 16384)))
-    heavy = {"torch", "faiss", "numba", "scipy", "semanticodec.model", "semanticodec.codec"}
+    heavy = {"torch", "faiss", "numba", "scipy", "huggingface_hub", "semanticodec.model", "semanticodec.codec"}
     assert not heavy & _imports("import semanticodec.cli; semanticodec.cli.build_parser()")
     pack = ["pack", str(tmp_path / "t.npy"), str(tmp_path / "p.scdc"), "--token-rate", "100", "--semantic-vocab-size", "16384"]
     for argv in (["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):

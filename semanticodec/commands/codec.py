@@ -27,6 +27,7 @@ import numpy as np
 
 from semanticodec.commands import EXIT_DAMAGED, EXIT_OK, add_entropy_option, deprecated_alias
 from semanticodec.constants import CONCEALMENTS, TOKEN_RATES
+from semanticodec.released import weights_name
 from semanticodec.wavstream import RAW_FORMATS
 
 if TYPE_CHECKING:
@@ -42,11 +43,16 @@ BLOCK_SECONDS = 1.0
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoint``, ``--device``, ``--batch-size``, ``--compat``, ``--no-progress``, ``--force``."""
+    """``--checkpoint``, ``--model``, ``--offline``, ``--device``, ``--batch-size``, ``--compat``, ``--no-progress``, ``--force``."""
     parser.add_argument(
         "--checkpoint",
-        help="official checkpoint folder or .safetensors file (default: $SEMANTICODEC_CHECKPOINT, then the Hugging Face cache)",
+        help="official checkpoint folder or .safetensors file (default: $SEMANTICODEC_CHECKPOINT, then the official weights: cached, else downloaded)",
     )
+    parser.add_argument("--model", choices=("small", "official"),
+                        help="small: the bundled small model; official: official weights only (default: official weights "
+                             "when named, cached or reachable, else the bundled model)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never touch the network (as HF_HUB_OFFLINE=1): use cached weights only")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=4, help="10.24 s windows per forward pass (default 4)")
     parser.add_argument("--compat", choices=("default", "official"), default="default", help="reproduce the official quirks")
@@ -95,9 +101,9 @@ def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: i
     from semanticodec.weights import checkpoint_for
 
     checkpoint = args.checkpoint
-    if checkpoint is None and model_id is not None:
+    if checkpoint is None and model_id is not None and args.model is None:
         checkpoint = checkpoint_for(model_id)
-    return SemantiCodec.from_pretrained(
+    codec = SemantiCodec.from_pretrained(
         checkpoint,
         token_rate=token_rate,
         semantic_vocab_size=semantic_vocab_size,
@@ -105,8 +111,13 @@ def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: i
         batch_size=args.batch_size,
         compat=args.compat,
         progress=not args.no_progress,
+        model=args.model,
+        offline=args.offline,
         **options,
     )
+    if not args.no_progress:
+        print(f"weights: {weights_name(codec.model_id)}", file=sys.stderr)
+    return codec
 
 
 def configure_compress(parser: argparse.ArgumentParser) -> None:

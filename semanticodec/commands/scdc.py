@@ -13,6 +13,7 @@ from semanticodec.atomic import atomic_write, check_output
 from semanticodec.bitstream import Header, StreamInfo, encode, read_file, scan
 from semanticodec.commands import EXIT_DAMAGED, EXIT_OK, add_entropy_option, deprecated_alias
 from semanticodec.constants import ACOUSTIC_VOCAB_SIZE, SAMPLE_RATE, TOKEN_RATES, token_samples
+from semanticodec.released import weights_name
 from semanticodec.tokens import load_token_file
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def info_record(path: str, info: StreamInfo) -> dict[str, Any]:
         "acoustic_vocab": header.acoustic_vocab,
         "acoustic_bits": header.acoustic_bits,
         "model_id": header.model_id.hex(),
+        "weights": weights_name(header.model_id),
         "sample_rate": header.sample_rate,
         "sample_count": header.sample_count,
         "duration_seconds": header.duration,
@@ -99,6 +101,7 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
         ("file", record["file"]),
         ("format", f"SCDC version {record['format_version']}"),
         ("model id", model),
+        ("weights", record["weights"]),
         ("token rate", f"{record['token_rate']} tok/s ({record['pairs_per_second']:g} pairs/s)"),
         ("vocabularies", f"semantic {record['semantic_vocab']} ({record['semantic_bits']} bit), "
                          f"acoustic {record['acoustic_vocab']} ({record['acoustic_bits']} bit)"),
