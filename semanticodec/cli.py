@@ -23,12 +23,15 @@ import numpy as np
 
 from bitstream import VERSION, Header, StreamInfo, encode, read_file, scan
 from semanticodec.atomic import atomic_write, check_output
+from semanticodec.safety import Terminated, control_character, load_npy, printable, signals_raise
 
 PROG = "semanticodec"
 EXIT_OK = 0
 EXIT_DAMAGED = 1
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (SIGINT); SIGTERM gives 143 and SIGHUP 129 (128 + the signal)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def _meta_arg(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"metadata must be KEY=VALUE, got {text!r}")
+    if (char := control_character(value)) is not None:
+        raise argparse.ArgumentTypeError(f"metadata value of {key!r} holds the control character {char!r}")
     return key, value
 
 
@@ -77,23 +82,12 @@ def load_tokens(path: str | Path) -> np.ndarray:
     The .npy header is checked against the file size before anything is allocated; no
     pickles are loaded.
     """
-    with open(path, "rb") as file:
-        try:
-            major, _ = np.lib.format.read_magic(file)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(file)
-        except (ValueError, EOFError) as error:
-            raise ValueError(f"{path} is not a readable .npy file ({error})") from None
-        if dtype.kind not in "iu":
-            raise ValueError(f"{path}: tokens must be integers, got dtype {dtype}")
-        if not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)) or shape[-1] != 2:
-            raise ValueError(f"{path}: tokens must have shape [T, 2] or [1, T, 2], got {list(shape)}")
-        needed = int(np.prod(shape)) * dtype.itemsize
-        available = Path(path).stat().st_size - file.tell()
-        if available < needed:
-            raise ValueError(f"{path} is truncated: {needed} bytes of data expected, {available} present")
-        file.seek(0)
-        array = np.load(file, allow_pickle=False)
+    array = load_npy(path)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{path}: tokens must be integers, got dtype {array.dtype}")
+    shape = array.shape
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)) or shape[-1] != 2:
+        raise ValueError(f"{path}: tokens must have shape [T, 2] or [1, T, 2], got {list(shape)}")
     return array.reshape(-1, 2)
 
 
@@ -166,7 +160,7 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
     lines += [("metadata", f"{key}={value}") for key, value in record["metadata"].items()]
     lines.append(("integrity", "ok" if info.ok else "DAMAGED"))
     lines += [("damage", str(d)) for d in info.damage]
-    return "\n".join(f"{name:<13} {value}" for name, value in lines)
+    return "\n".join(f"{name:<13} {printable(value)}" for name, value in lines)
 
 
 def _configure_info(parser: argparse.ArgumentParser) -> None:
@@ -294,20 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status: 0 success, 1 damaged input (``info``),
     2 user error (argparse usage message, or one line ``semanticodec: error: ...``), 141 when
-    standard output is closed early."""
+    standard output is closed early, 130 on Ctrl-C, 143 on SIGTERM (temporary files removed)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
-        return args.run(args)
+        with signals_raise():
+            return args.run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated as signalled:
+        print(f"{PROG}: stopped by {signalled}", file=sys.stderr)
+        return 128 + signalled.signum
     except BrokenPipeError:
         # The reader of our output went away (``| head``): stop quietly, as shells expect.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

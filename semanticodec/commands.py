@@ -284,7 +284,10 @@ def _read_header_bytes(source) -> bytes:
 
 
 def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
-    """Header of a mono 16-bit PCM WAV stream; sizes 0xFFFFFFFF when the length is unknown."""
+    """Header of a mono 16-bit PCM WAV stream; sizes 0xFFFFFFFF when the length is unknown or
+    does not fit the 32-bit size fields (the streaming-WAV convention readers accept)."""
+    if frames is not None and 36 + 2 * frames > 0xFFFFFFFF:
+        frames = None
     data = 0xFFFFFFFF if frames is None else 2 * frames
     riff = 0xFFFFFFFF if frames is None else 36 + data
     fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
@@ -294,7 +297,7 @@ def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
 def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
-    from bitstream.header import read_header
+    from bitstream.header import COLUMN_SECONDS, read_header
     from semanticodec.audio import SAMPLE_RATE
     from semanticodec.streaming import StreamingDecoder, StreamResampler
 
@@ -338,8 +341,8 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         while chunk := read(1 << 16):
             write(decoder.push(chunk))
         write(decoder.finish(), final=True)
-        if limit is not None and written < limit:
-            write(np.zeros(limit - written, np.float32))
+        if limit is not None and 0 < limit - written <= 2 * COLUMN_SECONDS[header.token_rate] * out_rate:
+            write(np.zeros(limit - written, np.float32))  # the sample count may outlast the tokens by 2 columns
     print(f"{args.output}: {written / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
     if decoder.damage:
         print(f"{args.input}: {decoder.lost_pairs} token pairs lost and concealed", file=sys.stderr)

@@ -59,6 +59,10 @@ LOOKAHEAD_SAMPLES = FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT
 
 FRAMES_PER_WINDOW = WINDOW_SAMPLES // FBANK_FRAME_SHIFT
 
+MAX_CONCEALED_SECONDS = 60.0
+"""Concealment budget of :class:`StreamingDecoder`: a stream may lack at most this many seconds
+of tokens more than it holds (missing packets cost diffusion; a header alone cannot buy hours)."""
+
 
 class StreamResampler:
     """Chunked band-limited resampling to 16 kHz whose output equals :func:`semanticodec.audio.resample`
@@ -464,11 +468,13 @@ class StreamingDecoder:
         self._input.ended = True
         out = [self._run()]
         total = self._reader.total_pairs
-        if total is None:
+        if total is None:  # final packet missing: conceal at most the last two packets' worth
             total = self._received_end
-            if self.header.sample_count:
-                total = max(total, target_token_length(self._limit, self.header.token_rate))
+            if self.header.sample_count and total > self.lost_pairs:
+                claimed = target_token_length(self._limit, self.header.token_rate)
+                total = max(total, min(claimed, total + 2 * self.header.packet_pairs))
             self.lost_pairs += total - self._received_end
+            self._check_budget(total)
         if total == 0:
             raise ValueError("the stream holds no tokens")
         token_end = total * 2 * SAMPLE_RATE // self.header.token_rate
@@ -511,6 +517,15 @@ class StreamingDecoder:
         if self._on_damage is not None:
             self._on_damage(damage)
 
+    def _check_budget(self, end: int) -> None:
+        """ValueError when more of pairs ``[0, end)`` are missing than MAX_CONCEALED_SECONDS beyond those received."""
+        rate = self.header.pairs_per_second
+        if self.lost_pairs > end - self.lost_pairs + MAX_CONCEALED_SECONDS * rate:
+            raise ValueError(
+                f"{self.lost_pairs / rate:.1f} s of tokens are missing but only {(end - self.lost_pairs) / rate:.1f} s "
+                f"received: more than {MAX_CONCEALED_SECONDS:g} s beyond that is not concealed"
+            )
+
     def _grow(self, end: int) -> None:
         """Extend the token buffer to pair ``end``; new rows are missing until a packet fills them."""
         have = self._tokens_start + len(self._tokens)
@@ -521,6 +536,7 @@ class StreamingDecoder:
     def _add(self, start: int, tokens: np.ndarray) -> None:
         if start > self._received_end:
             self.lost_pairs += start - self._received_end
+            self._check_budget(start)
         self._grow(start + len(tokens))
         lo = start - self._tokens_start
         self._tokens[lo : lo + len(tokens)] = tokens

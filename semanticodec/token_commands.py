@@ -100,10 +100,9 @@ def load_token_file(path: str | Path, fmt: str, semantic_vocab: int, acoustic_vo
     ``flat`` (``[L]``) format; ``auto`` picks by the array's rank. No pickles are loaded."""
     from semanticodec.tokens import TokenFormat
 
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npy token file ({error})") from None
+    from semanticodec.safety import load_npy
+
+    array = load_npy(path)
     if fmt == "auto":
         fmt = "flat" if array.ndim == 1 else "pairs"
     if fmt == "pairs" and array.ndim == 3 and array.shape[0] == 1:
@@ -118,6 +117,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.codec import EncodedAudio
     from semanticodec.dataset import TokenDataset
+    from semanticodec.safety import confined, printable
 
     out = Path(args.out)
     jobs: list[tuple[Path, str, object]] = []  # (output path, input, tokens or EncodedAudio)
@@ -137,7 +137,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
                 acoustic_vocab_size=meta["acoustic_vocab"], model_id=bytes.fromhex(meta["model_id"]),
                 num_samples=entry["num_samples"], sample_rate=entry["sample_rate"],
             )
-            jobs.append((out / Path(name).with_suffix(".wav"), str(first / entry["shard"]), item))
+            jobs.append((confined(out, name).with_suffix(".wav"), str(first / entry["shard"]), item))
     else:
         if args.files:
             raise ValueError("--files selects files of a dataset folder")
@@ -159,7 +159,7 @@ def _run_detokenize(args: argparse.Namespace) -> int:
         for (target, source, _), wave in zip(group, audio):
             with atomic_write(target, overwrite=args.force, inputs=[source]) as file:
                 sf.write(file, np.clip(wave, -1.0, 1.0), 16000, format="WAV")
-            print(f"{target}: {len(wave) / 16000:.2f} s", file=sys.stderr)
+            print(f"{printable(str(target))}: {len(wave) / 16000:.2f} s", file=sys.stderr)
     return EXIT_OK
 
 
