@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 from bitstream.bitpack import pack_bits, packed_size, unpack_bits
 from bitstream.errors import BitstreamError
 from bitstream.header import CRC_SIZE, Header, crc16, read_header
+from bitstream.resync import next_candidate
 
 SYNC = b"\xd3\xc3"
 FINAL_FLAG = 0x8000
@@ -406,9 +407,10 @@ class StreamReader:
             self._finish(bad.index, bad.pairs)
 
     def _seek_sync(self) -> bool:
-        """Skip to the next sync marker; False at end of stream."""
+        """Skip to the next sync marker that may start an intact packet (all buffered candidates
+        checked at once, see ``resync``); False at end of stream."""
         while True:
-            index = self._in.find(SYNC)
+            index = next_candidate(self._in.peek(self._in.available), self.header, self._next, MAX_SEQ_GAP)
             if index >= 0:
                 self._in.consume(index)
                 return True
