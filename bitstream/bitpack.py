@@ -25,7 +25,16 @@ MAX_BITS = 24
 BitOrder = Literal["big", "little"]
 
 
-@numba.njit(cache=True, nogil=True)
+def _jit(function):  # noqa: ANN001, ANN202
+    """``numba.njit(nogil=True)`` with numba's on-disk cache, or without it where numba finds no
+    writable place for one (no writable HOME or package folder): compiled once per process then."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_jit
 def _pack_big(values: np.ndarray, bits: int, out: np.ndarray) -> None:
     acc = 0
     nacc = 0
@@ -42,7 +51,7 @@ def _pack_big(values: np.ndarray, bits: int, out: np.ndarray) -> None:
         out[j] = (acc << (8 - nacc)) & 0xFF
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _pack_little(values: np.ndarray, bits: int, out: np.ndarray) -> None:
     acc = 0
     nacc = 0
@@ -59,7 +68,7 @@ def _pack_little(values: np.ndarray, bits: int, out: np.ndarray) -> None:
         out[j] = acc & 0xFF
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _unpack_big(data: np.ndarray, bits: int, out: np.ndarray) -> None:
     mask = (1 << bits) - 1
     acc = 0
@@ -75,7 +84,7 @@ def _unpack_big(data: np.ndarray, bits: int, out: np.ndarray) -> None:
         acc &= (1 << nacc) - 1
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _unpack_little(data: np.ndarray, bits: int, out: np.ndarray) -> None:
     mask = (1 << bits) - 1
     acc = 0
