@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -46,7 +45,7 @@ from scipy import signal
 from torch import Tensor
 
 from bitstream import Damage, Header, StreamReader, StreamWriter
-from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate
+from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate, resample_ratio
 from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
 from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
 from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
@@ -71,8 +70,7 @@ class StreamResampler:
     def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE) -> None:
         check_sample_rate(orig_sr)
         check_sample_rate(target_sr)
-        ratio = Fraction(target_sr, orig_sr)
-        self.up, self.down = ratio.numerator, ratio.denominator
+        self.up, self.down = resample_ratio(orig_sr, target_sr)
         self.identity = orig_sr == target_sr
         if not self.identity:
             taps = _lowpass(self.up, self.down) * self.up
