@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from semanticodec.audio import SAMPLE_RATE, prepare, read_audio
 from semanticodec.codec import WINDOW_SAMPLES
 from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta
+from semanticodec.safety import printable
 
 if TYPE_CHECKING:
     from semanticodec.codec import SemantiCodec
@@ -448,4 +449,4 @@ def print_report(report: TokenizeReport, out: Any = None) -> None:
         file=out,
     )
     for name, reason in report.failures:
-        print(f"  failed: {name}: {reason}", file=out)
+        print(f"  failed: {printable(name)}: {printable(reason)}", file=out)

@@ -331,3 +331,11 @@ def test_weights_config_is_checked_before_building(weights: str, tmp_path: Path,
     sf.write(wav, np.zeros(1600), 16000)
     assert main(["compress", str(wav), str(tmp_path / "x.scdc"), "--checkpoint", path, "--quiet"]) == 2
     _one_line_error(capsys.readouterr().err, message)
+
+
+def test_tokenize_report_escapes_file_names() -> None:
+    from semanticodec.corpus import TokenizeReport, print_report
+
+    out = io.StringIO()
+    print_report(TokenizeReport(0, 0, (("\x1b[2Jx.wav", "bad\rline"),), 0.0, 1.0), out)
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue() and "\\x1b[2Jx.wav" in out.getvalue()
