@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bitstream import Header, decode, encode, pack_bits, unpack_bits
-from bitstream.header import FIXED_SIZE
+from semanticodec.bitstream import Header, decode, encode, pack_bits, unpack_bits
+from semanticodec.bitstream.header import FIXED_SIZE
 
 
 class PyBitPacker:

@@ -1,45 +1,60 @@
 """Encode and decode speed of the full-size model (token rate 100) on this machine.
 
-Weights are the deterministic ``semanticodec.fill`` values (every op is dense, so the cost is
+Weights are the deterministic ``benchmarks.fill`` values (every op is dense, so the cost is
 that of the real checkpoints). Prints a Markdown table of real-time factors (compute seconds
-per second of audio) and where the time goes, to paste into ``benchmarks/RESULTS.md``.
+per second of audio), the process's CPU seconds (all threads; on a machine shared with other
+jobs they show the work where wall time shows the load), the decode speed-up of each setting
+over the first (50-step DDIM) and where the time goes, to paste into ``benchmarks/RESULTS.md``; ``--compress-rss`` also runs a
+``semanticodec compress`` process with these weights and reports its peak memory.
 
-    python benchmarks/bench_codec.py --durations 10 60 --steps 50 --batch-size 4
+    python -m benchmarks.bench_codec --durations 60 --decode ddim:50 dpmpp-2m:3 --compress-rss 20.48
+    python -m benchmarks.bench_codec --durations 10.24 --decode dpmpp-2m:3 --threads 1 --split-clock cpu   # a busy machine
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
+from benchmarks.fill import fill, fill_module
+from benchmarks.report import cpu_model
 from semanticodec.codec import SemantiCodec
 from semanticodec.config import ModelConfig
-from semanticodec.fill import fill, fill_module
+from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.model import SemantiCodecModel
 from semanticodec.nn.vit import audiomae_pos_embed
+from semanticodec.weights import save_safetensors
+from semanticodec.windows import split_windows
 
 TIMES: dict[str, float] = defaultdict(float)
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+"""The clock of the per-stage split (``--split-clock``)."""
 
 
 @contextmanager
 def timed(name: str):
-    start = time.perf_counter()
+    start = clock()
     yield
-    TIMES[name] += time.perf_counter() - start
+    TIMES[name] += clock() - start
 
 
 def instrument(model: SemantiCodecModel) -> None:
     """Accumulate the wall time of each stage's forward in TIMES."""
     stages = {
         "audiomae": (model.audiomae, "forward"),
-        "lstm": (model.acoustic.encoder, "forward"),
+        "lstm": (model.acoustic, "project"),
         "unet": (model.unet, "forward"),
         "vae": (model.vae, "decode"),
         "vocoder": (model.vocoder, "forward"),
@@ -64,48 +79,97 @@ def build(token_rate: int = 100, vocab: int = 16384) -> SemantiCodecModel:
     return model.eval()
 
 
+def parse_setting(text: str) -> tuple[str, int, str]:
+    """``SAMPLER:STEPS[:PRECISION]`` -> (sampler, steps, precision)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"decode setting must be SAMPLER:STEPS[:PRECISION], got {text!r}")
+    return parts[0], int(parts[1]), parts[2] if len(parts) == 3 else "float32"
+
+
+def compress_peak_rss(model: SemantiCodecModel, seconds: float, folder: Path) -> float:
+    """Peak RSS in MiB of a ``semanticodec compress`` process encoding ``seconds`` of audio with
+    ``model`` saved as a float32 weights file (the process loads the encoder only)."""
+    weights, wav, out = folder / "model.safetensors", folder / "in.wav", folder / "out.scdc"
+    save_safetensors(model, weights, "float32")
+    rng = np.random.default_rng(1)
+    sf.write(wav, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    command = [sys.executable, "-m", "semanticodec", "compress", str(wav), str(out), "--checkpoint", str(weights),
+               "--semantic-vocab-size", str(model.config.semantic_vocab_size), "--no-progress"]
+    subprocess.run(command, check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        raise RuntimeError("the child's peak RSS is hidden by an earlier, larger child")
+    return peak / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0], help="seconds of audio")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="seconds of audio")
+    parser.add_argument(
+        "--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), ("dpmpp-2m", 3, "float32")],
+        metavar="SAMPLER:STEPS[:PRECISION]", help="decode settings; the first is the baseline of the speed-up column",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     parser.add_argument("--vocab", type=int, default=16384)
-    parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--compress-rss", type=float, metavar="SECONDS", help="also measure a compress process on this much audio")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument(
+        "--split-clock", choices=sorted(CLOCK), default="wall",
+        help="clock of the per-stage split (cpu with --threads 1: the work of each stage, whatever the machine's load)",
+    )
     args = parser.parse_args()
+    global clock
+    clock = CLOCK[args.split_clock]
+    torch.set_num_threads(args.threads)
 
-    torch.set_num_threads(torch.get_num_threads())
     model = build(100, args.vocab)
+    rss = None
+    if args.compress_rss:
+        with tempfile.TemporaryDirectory() as folder:
+            rss = compress_peak_rss(model, args.compress_rss, Path(folder))
     instrument(model)
-    codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=args.steps, seed=0, batch_size=args.batch_size)
+    encoder = SemantiCodec(model, device="cpu", seed=0, batch_size=args.batch_size)
     rng = np.random.default_rng(0)
-    codec.encode(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    encoder.encode(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
     rows = []
     for seconds in args.durations:
         audio = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
         TIMES.clear()
-        start = time.perf_counter()
-        encoded = codec.encode(audio, 16000)
-        enc = time.perf_counter() - start
-        enc_parts = dict(TIMES)
-        dec, dec_parts = float("nan"), {}
-        if not args.skip_decode:
+        start, cpu = time.perf_counter(), time.process_time()
+        encoded = encoder.encode(audio, 16000)
+        enc, enc_cpu = time.perf_counter() - start, time.process_time() - cpu
+        enc_windows = -(-len(audio) // WINDOW_SAMPLES)
+        rows.append((seconds, "encode", enc, enc_cpu, enc_windows, dict(TIMES)))
+        dec_windows = split_windows(torch.from_numpy(encoded.tokens)[None], window=model.tokens_per_window)[1].numel()
+        for sampler, steps, precision in args.decode:
+            codec = SemantiCodec(
+                model, device="cpu", sampler=sampler, steps=steps, precision=precision, seed=0, batch_size=args.batch_size
+            )
             TIMES.clear()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             codec.decode(encoded)
-            dec = time.perf_counter() - start
-            dec_parts = dict(TIMES)
-        rows.append((seconds, enc, enc_parts, dec, dec_parts))
+            label = f"decode {sampler} {steps}" + ("" if precision == "float32" else f" {precision}")
+            rows.append((seconds, label, time.perf_counter() - start, time.process_time() - cpu, dec_windows, dict(TIMES)))
+            print(rows[-1], file=sys.stderr, flush=True)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; DDIM steps {args.steps}, batch {args.batch_size} windows; peak RSS {peak:.0f} MiB")
+    print(f"machine: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"batch {args.batch_size} windows; split clock {args.split_clock}; peak RSS of this process {peak:.0f} MiB")
+    if rss is not None:
+        print(f"semanticodec compress of {args.compress_rss:g} s (float32 weights file): peak RSS {rss:.0f} MiB")
     print()
-    print("| audio | encode s | encode RTF | decode s | decode RTF | encode split | decode split |")
-    print("|---|---|---|---|---|---|---|")
-    for seconds, enc, ep, dec, dp in rows:
-        split_e = ", ".join(f"{k} {v:.1f}" for k, v in ep.items())
-        split_d = ", ".join(f"{k} {v:.1f}" for k, v in dp.items())
-        print(f"| {seconds:g} s | {enc:.1f} | {enc / seconds:.2f} | {dec:.1f} | {dec / seconds:.2f} | {split_e} | {split_d} |")
+    print(f"| audio | stage | seconds | CPU s | windows | s / window | RTF | speed-up ({args.split_clock}) | split (s, {args.split_clock}) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    baseline = {}
+    for seconds, label, total, cpu, windows, parts in rows:
+        cost = cpu if args.split_clock == "cpu" else total
+        if label.startswith("decode"):
+            baseline.setdefault(seconds, cost)
+        speedup = f"{baseline[seconds] / cost:.2f}×" if label.startswith("decode") else ""
+        split = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+        print(f"| {seconds:g} s | {label} | {total:.1f} | {cpu:.1f} | {windows} | {total / windows:.2f} | {total / seconds:.2f} | {speedup} | {split} |")
 
 
 if __name__ == "__main__":

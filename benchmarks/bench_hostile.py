@@ -2,7 +2,7 @@
 
     python benchmarks/bench_hostile.py [--megabytes 8]
 
-1. A header followed by junk made of one repeated sync-like pattern, read by ``bitstream.scan``
+1. A header followed by junk made of one repeated sync-like pattern, read by ``semanticodec.bitstream.scan``
    (a resilient reader): CPU seconds and MB/s of the vectorised candidate check against the
    one-candidate-at-a-time scan (the reader with the plain ``find`` of the sync marker), the
    baseline on a tenth of the data.
@@ -21,9 +21,9 @@ from unittest import mock
 
 import numpy as np
 
-import bitstream.stream
-from bitstream import Header, scan
 from semanticodec import audio
+from semanticodec.bitstream import Header, resync, scan
+from semanticodec.bitstream.stream import SYNC
 
 PATTERNS = ("d3c30000", "d3c30001d3c3", "d3c3800000")
 
@@ -31,8 +31,8 @@ PATTERNS = ("d3c30000", "d3c30001d3c3", "d3c3800000")
 def _resync(megabytes: float, pattern: str, vectorised: bool) -> float:
     junk = bytes.fromhex(pattern)
     data = Header(100, 16384).to_bytes() + junk * int(megabytes * 1e6 / len(junk))
-    plain = lambda data, *_: bytes(data).find(bitstream.stream.SYNC)  # noqa: E731  (the old scan)
-    with mock.patch.object(bitstream.stream, "next_candidate", bitstream.stream.next_candidate if vectorised else plain):
+    plain = lambda data, *_: bytes(data).find(SYNC)  # noqa: E731  (the old scan)
+    with mock.patch.object(resync, "next_candidate", resync.next_candidate if vectorised else plain):
         start = time.process_time()
         scan(io.BytesIO(data))
         return len(data) / 1e6 / (time.process_time() - start)

@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 import torch
 
-from kmeans import assign, train
+from semanticodec.kmeans import assign, fit
 
 MIXTURE_CENTRES = 2048
 
@@ -107,8 +107,8 @@ def cmd_engines(args: argparse.Namespace) -> None:
 
     gemm = sgemm_gflops(x, k)
     for engine in ("faiss-cpu", "torch-cpu"):
-        r = train(x, k, niter=iters, seed=0, init="random", max_points_per_centroid=None, engine=engine, progress=False)
-        add(f"kmeans.train, engine {engine}", float(np.median(r.iteration_seconds)), mean_objective(x, r.centroids))
+        r = fit(x, k, niter=iters, seed=0, init="random", max_points_per_centroid=None, engine=engine, progress=False)
+        add(f"kmeans.fit, engine {engine}", float(np.median(r.iteration_seconds)), mean_objective(x, r.centroids))
 
     km = faiss.Kmeans(dim, k, niter=iters, seed=0, max_points_per_centroid=n, verbose=False)
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def cmd_point(args: argparse.Namespace) -> None:
     paths = sorted(Path(args.shards).glob("shard_*.npy"))[: args.shard_count]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    r = train(paths, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None,
+    r = fit(paths, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None,
               chunk_size=65536, engine=args.engine, progress=False)
     total = time.perf_counter() - start
     print(json.dumps({
@@ -217,7 +217,7 @@ def cmd_gpu(args: argparse.Namespace) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: the GPU figure is not measured")
     x = mixture(args.n, args.dim)
-    r = train(x, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None, engine=args.engine, progress=False)
+    r = fit(x, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None, engine=args.engine, progress=False)
     per_iter = float(np.median(r.iteration_seconds))
     print(f"| {args.n} | {args.dim} | {args.k} | {r.engine} | {per_iter:.2f} | "
           f"{2.0 * args.n * args.k * args.dim / per_iter / 1e12:.1f} | {r.objective[-1] / args.n:.4f} |")

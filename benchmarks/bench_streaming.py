@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from semanticodec.audio import load_audio  # noqa: E402
-from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, SemantiCodec  # noqa: E402
-from semanticodec.conditioning import split_windows  # noqa: E402
+from semanticodec.codec import SemantiCodec  # noqa: E402
+from semanticodec.constants import HOP_SAMPLES, OVERLAP_SAMPLES  # noqa: E402
 from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder  # noqa: E402
+from semanticodec.windows import split_windows  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 CLIPS = (
@@ -54,13 +55,13 @@ class _Filled(Mapping):
     """Official state dict made on access by the deterministic fill (kept entries from the reference)."""
 
     def __init__(self, part: str, kept: dict[str, np.ndarray]) -> None:
-        from semanticodec.checkpoint import official_schema
+        from semanticodec.official import official_schema
 
         self.entries = {k: s for k, s, _ in official_schema(100)[part]}
         self.kept = kept
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        from semanticodec.fill import fill
+        from benchmarks.fill import fill
 
         return torch.from_numpy(np.array(self.kept[key]) if key in self.kept else fill(key, self.entries[key]))
 
@@ -72,8 +73,8 @@ class _Filled(Mapping):
 
 
 def full_model(decoder: bool):
+    from benchmarks.fill import fill
     from semanticodec.config import ModelConfig
-    from semanticodec.fill import fill
     from semanticodec.model import SemantiCodecModel
 
     kept = np.load(SHARED / "reference" / "kept_tr100.npz", allow_pickle=False)
@@ -94,14 +95,14 @@ def _stream_bytes(codec: SemantiCodec, audio: np.ndarray, **options) -> bytes:
 
 
 def _stream_tokens(codec: SemantiCodec, audio: np.ndarray, **options) -> np.ndarray:
-    import bitstream
+    from semanticodec import bitstream
 
     return bitstream.decode(_stream_bytes(codec, audio, **options))[1]
 
 
 def agreement(latencies: list[float]) -> None:
     torch.set_num_threads(2)
-    codec = SemantiCodec.from_model(full_model(decoder=False), device="cpu", batch_size=1)
+    codec = SemantiCodec(full_model(decoder=False), device="cpu", batch_size=1)
     print("| clip | seconds | tokens | exact-mode agreement (semantic / acoustic) |")
     print("|---|---:|---:|---:|")
     clips = _clips()
@@ -125,7 +126,7 @@ def agreement(latencies: list[float]) -> None:
 
 
 def decode(steps: list[int]) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(2)
     model = full_model(decoder=True)
@@ -134,7 +135,7 @@ def decode(steps: list[int]) -> None:
     print("| DDIM steps | seconds per 10.24 s window | real-time factor (window time / 9.6 s of new audio) |")
     print("|---:|---:|---:|")
     for s in steps:
-        codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=s, seed=0)
+        codec = SemantiCodec(model, device="cpu", sampler="ddim", steps=s, seed=0)
         decoder = StreamingDecoder(codec)
         header = bitstream.Header(100, 4096, 8192, codec.model_id, 0, 16000)
         data = bitstream.encode(tokens, header)
@@ -147,18 +148,19 @@ def decode(steps: list[int]) -> None:
 
 @torch.inference_mode()
 def seam() -> None:
-    import bitstream
+    from semanticodec import bitstream
     from tiny import tiny_model
 
     torch.set_num_threads(2)
-    codec = SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=2, seed=0)
+    codec = SemantiCodec(tiny_model(), device="cpu", steps=2, seed=0)
     audio = (0.1 * np.random.default_rng(0).standard_normal(3 * 163840)).astype(np.float32)
     encoder = StreamingEncoder(codec, 16000)
     data = encoder.push(audio) + encoder.finish()
     decoder = StreamingDecoder(codec)
     out = np.concatenate([decoder.push(data), decoder.finish()])
     tokens = bitstream.decode(data)[1]
-    hard = np.concatenate([codec.model.decode_windows(torch.from_numpy(tokens[s : s + 512])[None], torch.tensor([512]), 2, 2.0, 1.0)[0].numpy()[:163840] for s in (0, 512)])
+    windows = [codec.model.decode_windows(torch.from_numpy(tokens[s : s + 512])[None], torch.tensor([512]), 2, 2.0, 1.0) for s in (0, 512)]
+    hard = np.concatenate([w[0].numpy()[:163840] for w in windows])
     step = np.abs(np.diff(out))
     typical = np.percentile(step, 99)
     print("| signal | join | max abs step within ±16 samples of the join | 99th percentile of abs step overall |")
@@ -188,25 +190,25 @@ def _peak_rss(command: list[str], stdin_bytes_seconds: float | None, stdin_path:
 
 
 def memory(minutes: list[float], decode_minutes: list[float]) -> None:
-    from tiny import tiny_model
-
     from semanticodec.weights import save_safetensors
+    from tiny import tiny_model
 
     tool = [sys.executable, "-m", "semanticodec"]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "tiny.safetensors"
         save_safetensors(tiny_model(), weights)
-        common = ["--checkpoint", str(weights), "--quiet", "--device", "cpu"]
+        common = ["--checkpoint", str(weights), "--no-progress", "--device", "cpu"]
         print("| command (tiny model, CPU) | audio | peak RSS (MB) | wall time (s) |")
         print("|---|---:|---:|---:|")
         for m in minutes:
-            command = [*tool, "compress", "-", "-", "--input-rate", "16000", "--vocab", "100", *common]
+            command = [*tool, "compress", "-", "-", "--input-rate", "16000", "--semantic-vocab-size", "100", *common]
             rss, wall = _peak_rss(command, 60 * m, None)
             print(f"| `compress - -` (raw s16le on stdin) | {m:g} min | {rss:.0f} | {wall:.0f} |")
         for m in decode_minutes:
             scdc = Path(tmp) / f"{m}.scdc"
             with open(scdc, "wb") as out:
-                proc = subprocess.Popen([*tool, "compress", "-", "-", "--input-rate", "16000", "--vocab", "100", *common], stdin=subprocess.PIPE, stdout=out)
+                command = [*tool, "compress", "-", "-", "--input-rate", "16000", "--semantic-vocab-size", "100", *common]
+                proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out)
                 rng = np.random.default_rng(1)
                 for _ in range(int(60 * m)):
                     proc.stdin.write((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
@@ -224,7 +226,7 @@ LOSS_PACKET_COLUMNS = 1
 def _trained_codec(checkpoint: str | None, steps: int) -> SemantiCodec:
     from semanticodec.weights import load_model
 
-    return SemantiCodec.from_model(load_model(checkpoint=checkpoint), device="cpu", ddim_steps=steps, seed=0, batch_size=1)
+    return SemantiCodec(load_model(checkpoint=checkpoint), device="cpu", sampler="ddim", steps=steps, seed=0, batch_size=1)
 
 
 def _domain_signals(corpus: Path) -> list[tuple[str, np.ndarray]]:
@@ -259,7 +261,7 @@ def _visqol(reference: np.ndarray, degraded: np.ndarray) -> float:
 
 
 def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps: int, threads: int) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(threads)
     codec = _trained_codec(checkpoint, steps)
@@ -287,8 +289,8 @@ def quality(checkpoint: str | None, corpus: Path, latencies: list[float], steps:
 def _drop_packets(data: bytes, rate: float, seed: int) -> tuple[bytes, int, int]:
     """``data`` without round(rate x packets) packets chosen at random (at least one); returns
     the damaged stream, the packets dropped and the packet count."""
-    import bitstream
-    from bitstream.stream import packet_size
+    from semanticodec import bitstream
+    from semanticodec.bitstream.stream import packet_size
 
     header, tokens = bitstream.decode(data)
     size = packet_size(header, header.packet_pairs, False)
@@ -321,7 +323,7 @@ def loss(checkpoint: str | None, corpus: Path, rates: list[float], steps: int, t
 
 
 def speed(checkpoint: str | None, steps: list[int], threads: int) -> None:
-    import bitstream
+    from semanticodec import bitstream
 
     torch.set_num_threads(threads)
     audio = load_audio(SHARED / "audio" / CLIPS[1])[: 2 * HOP_SAMPLES + OVERLAP_SAMPLES]

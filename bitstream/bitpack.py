@@ -1,4 +1,4 @@
-"""Vectorised fixed-width bit packing (numba kernels, one pass, no per-value Python).
+"""Vectorised fixed-width bit packing (numpy, no per-value Python).
 
 ``pack_bits`` writes each value in exactly ``bits`` bits, back to back, and pads the last
 byte with zero bits. Two bit orders:
@@ -9,13 +9,18 @@ byte with zero bits. Two bit orders:
 - ``"little"`` (LSB-first, the order of Encodec's ``BitPacker``): the first value occupies
   the least significant bits of the first byte, each value least significant bit first.
   Values ``0xABC, 0xDEF`` at 12 bits give bytes ``BC FA DE``.
+
+Values are handled in groups of ``g = 8 / gcd(bits, 8)`` that fill ``g * bits / 8`` whole
+bytes; within a group every (value, byte) overlap is one shift of a whole column of groups,
+so the work is a few numpy operations per overlap, whatever the number of values.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from math import gcd
 from typing import Literal
 
-import numba
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -25,79 +30,23 @@ MAX_BITS = 24
 BitOrder = Literal["big", "little"]
 
 
-def _jit(function):  # noqa: ANN001, ANN202
-    """``numba.njit(nogil=True)`` with numba's on-disk cache, or without it where numba finds no
-    writable place for one (no writable HOME or package folder): compiled once per process then."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
+@cache
+def _layout(bits: int, order: BitOrder) -> tuple[int, int, tuple[tuple[int, int, int], ...]]:
+    """``(values per group, bytes per group, overlaps)``; an overlap ``(i, j, shift)`` says that
+    value ``i`` of a group shifted left by ``shift`` (right by ``-shift``) gives its bits in
+    byte ``j`` of the group (before masking to 8 bits)."""
+    group = 8 // gcd(bits, 8)
+    overlaps = []
+    for i in range(group):
+        first, end = i * bits, (i + 1) * bits
+        for j in range(first // 8, (end - 1) // 8 + 1):
+            shift = 8 * (j + 1) - end if order == "big" else first - 8 * j
+            overlaps.append((i, j, shift))
+    return group, group * bits // 8, tuple(overlaps)
 
 
-@_jit
-def _pack_big(values: np.ndarray, bits: int, out: np.ndarray) -> None:
-    acc = 0
-    nacc = 0
-    j = 0
-    for i in range(values.size):
-        acc = (acc << bits) | values[i]
-        nacc += bits
-        while nacc >= 8:
-            nacc -= 8
-            out[j] = (acc >> nacc) & 0xFF
-            j += 1
-        acc &= (1 << nacc) - 1
-    if nacc > 0:
-        out[j] = (acc << (8 - nacc)) & 0xFF
-
-
-@_jit
-def _pack_little(values: np.ndarray, bits: int, out: np.ndarray) -> None:
-    acc = 0
-    nacc = 0
-    j = 0
-    for i in range(values.size):
-        acc |= values[i] << nacc
-        nacc += bits
-        while nacc >= 8:
-            out[j] = acc & 0xFF
-            acc >>= 8
-            nacc -= 8
-            j += 1
-    if nacc > 0:
-        out[j] = acc & 0xFF
-
-
-@_jit
-def _unpack_big(data: np.ndarray, bits: int, out: np.ndarray) -> None:
-    mask = (1 << bits) - 1
-    acc = 0
-    nacc = 0
-    j = 0
-    for i in range(out.size):
-        while nacc < bits:
-            acc = (acc << 8) | np.int64(data[j])
-            j += 1
-            nacc += 8
-        nacc -= bits
-        out[i] = (acc >> nacc) & mask
-        acc &= (1 << nacc) - 1
-
-
-@_jit
-def _unpack_little(data: np.ndarray, bits: int, out: np.ndarray) -> None:
-    mask = (1 << bits) - 1
-    acc = 0
-    nacc = 0
-    j = 0
-    for i in range(out.size):
-        while nacc < bits:
-            acc |= np.int64(data[j]) << nacc
-            j += 1
-            nacc += 8
-        out[i] = acc & mask
-        acc >>= bits
-        nacc -= bits
+def _shift(column: np.ndarray, shift: int) -> np.ndarray:
+    return column << shift if shift >= 0 else column >> -shift
 
 
 def packed_size(count: int, bits: int) -> int:
@@ -126,10 +75,15 @@ def pack_bits(values: ArrayLike, bits: int, order: BitOrder = "big") -> bytes:
         raise ValueError(f"values must be integers, got dtype {array.dtype}")
     if array.size and (array.min() < 0 or array.max() >= 1 << bits):
         raise ValueError(f"values must lie in [0, {1 << bits}) for {bits}-bit packing")
-    out = np.zeros(packed_size(array.size, bits), dtype=np.uint8)
-    kernel = _pack_big if order == "big" else _pack_little
-    kernel(np.ascontiguousarray(array, dtype=np.int64), bits, out)
-    return out.tobytes()
+    group, width, overlaps = _layout(bits, order)
+    rows = -(-array.size // group)
+    values = np.zeros((rows, group), dtype=np.uint32)
+    values.reshape(-1)[: array.size] = array
+    columns = values.T.copy()  # columns[i]: value i of every group, contiguous
+    out = np.zeros((width, rows), dtype=np.uint32)
+    for i, j, shift in overlaps:
+        out[j] |= _shift(columns[i], shift)
+    return out.T.astype(np.uint8).reshape(-1)[: packed_size(array.size, bits)].tobytes()
 
 
 def unpack_bits(data: bytes | bytearray | memoryview, bits: int, count: int, order: BitOrder = "big") -> np.ndarray:
@@ -144,8 +98,13 @@ def unpack_bits(data: bytes | bytearray | memoryview, bits: int, count: int, ord
     needed = packed_size(count, bits)
     if len(data) < needed:
         raise ValueError(f"{count} values of {bits} bits need {needed} bytes, got {len(data)}")
-    raw = np.frombuffer(data, dtype=np.uint8, count=needed)
-    out = np.empty(count, dtype=np.int64)
-    kernel = _unpack_big if order == "big" else _unpack_little
-    kernel(raw, bits, out)
-    return out
+    group, width, overlaps = _layout(bits, order)
+    rows = -(-count // group)
+    raw = np.zeros((rows, width), dtype=np.uint8)
+    raw.reshape(-1)[:needed] = np.frombuffer(data, dtype=np.uint8, count=needed)
+    columns = raw.T.astype(np.uint32)  # columns[j]: byte j of every group, contiguous
+    values = np.zeros((group, rows), dtype=np.uint32)
+    for i, j, shift in overlaps:
+        values[i] |= _shift(columns[j], -shift)
+    values &= (1 << bits) - 1
+    return values.T.reshape(-1)[:count].astype(np.int64)

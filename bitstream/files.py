@@ -10,9 +10,9 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bitstream.errors import BitstreamError
-from bitstream.header import Header
-from bitstream.stream import Damage, Layers, StreamReader, StreamWriter
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.header import Header
+from semanticodec.bitstream.stream import Damage, Layers, StreamReader, StreamWriter
 
 
 def encode(tokens: ArrayLike, header: Header) -> bytes:

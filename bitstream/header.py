@@ -26,22 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bitstream.errors import BitstreamError
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.constants import COLUMN_SECONDS, MAX_SAMPLE_RATE, PAIRS_PER_COLUMN, TOKEN_RATES
 
 MAGIC = b"SCDC"
 VERSION = 1
-TOKEN_RATES = (25, 50, 100)
-PAIRS_PER_COLUMN = {100: 8, 50: 4, 25: 4}
-"""Token pairs in one token column: 8 frequency patches (100 tok/s) or 4 (50 and 25 tok/s)."""
-COLUMN_SECONDS = {100: 0.16, 50: 0.16, 25: 0.32}
-"""Audio duration of one token column in seconds."""
 DEFAULT_PACKET_COLUMNS = {100: 32, 50: 64, 25: 64}
 """Default packet length: 256 token pairs, i.e. 5.12 s / 10.24 s / 20.48 s at 100 / 50 / 25 tok/s."""
 MAX_PACKET_COLUMNS = 255
 MIN_VOCAB = 2
 MAX_VOCAB = 1 << 20
 MIN_SAMPLE_RATE = 1000
-MAX_SAMPLE_RATE = 768_000
 MAX_SAMPLE_COUNT = (1 << 53) - 1
 MAX_METADATA_BYTES = 0xFFFF
 MAX_KEY_LENGTH = 64

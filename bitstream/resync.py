@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import binascii
 import math
+
 import numpy as np
 
-from bitstream.header import Header
-
-SYNC_BYTES = (0xD3, 0xC3)
-_FINAL = 0x8000
-_SEQ_MODULUS = 0x8000
+from semanticodec.bitstream.header import Header
+from semanticodec.bitstream.stream import FINAL_FLAG, SEQ_MODULUS, SYNC, packet_size
 
 
 def _byte_table() -> np.ndarray:
@@ -112,11 +110,6 @@ def _zero_shift(registers: np.ndarray, lengths: np.ndarray, common: int) -> np.n
     return out
 
 
-def packet_size_of(header: Header, pairs, final):  # noqa: ANN001, ANN201  (ints or int arrays)
-    """Bytes of a packet of ``pairs`` pairs: sync, flags, count if final, both layers, CRC."""
-    return 6 + 2 * final + (pairs * header.semantic_bits + 7) // 8 + (pairs * header.acoustic_bits + 7) // 8
-
-
 def next_candidate(data: bytes | bytearray | memoryview, header: Header, expected: int, max_gap: int) -> int:
     """Offset of the first sync marker in ``data`` whose packet is not ruled out by ``data``, or -1.
 
@@ -130,7 +123,7 @@ def next_candidate(data: bytes | bytearray | memoryview, header: Header, expecte
     n = len(buf)
     if n < 2:
         return -1
-    pos = np.flatnonzero((buf[:-1] == SYNC_BYTES[0]) & (buf[1:] == SYNC_BYTES[1]))
+    pos = np.flatnonzero((buf[:-1] == SYNC[0]) & (buf[1:] == SYNC[1]))
     if not pos.size:
         return -1
 
@@ -139,19 +132,19 @@ def next_candidate(data: bytes | bytearray | memoryview, header: Header, expecte
 
     flags = byte(2) << 8 | byte(3)
     have4, have6 = pos + 4 <= n, pos + 6 <= n
-    final = flags & _FINAL != 0
-    seq_bad = have4 & ((flags % _SEQ_MODULUS - expected) % _SEQ_MODULUS >= max_gap)
+    final = flags & FINAL_FLAG != 0
+    seq_bad = have4 & ((flags % SEQ_MODULUS - expected) % SEQ_MODULUS >= max_gap)
     pairs = np.where(final, byte(4) << 8 | byte(5), header.packet_pairs)
     count_bad = final & have6 & (pairs >= header.packet_pairs)
     known = have4 & (~final | have6) & ~seq_bad & ~count_bad
-    size = packet_size_of(header, pairs, final)
+    size = packet_size(header, pairs, final)
     complete = known & (pos + size <= n)
     bad = seq_bad | count_bad
     if complete.any():
         where = np.flatnonzero(complete)
         start, end = pos[where] + 2, pos[where] + size[where] - 2
         even = even_registers(buf[: int(end.max()) + 1])
-        full = packet_size_of(header, header.packet_pairs, False) - 4
+        full = packet_size(header, header.packet_pairs, False) - 4
         crc = _registers_at(buf, even, end) ^ _zero_shift(_registers_at(buf, even, start) ^ 0xFFFF, end - start, full)
         stored = buf[end].astype(np.uint32) << 8 | buf[end + 1]
         bad[where] |= crc != stored

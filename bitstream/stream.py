@@ -23,10 +23,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bitstream.bitpack import pack_bits, packed_size, unpack_bits
-from bitstream.errors import BitstreamError
-from bitstream.header import CRC_SIZE, Header, crc16, read_header
-from bitstream.resync import next_candidate
+from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream.errors import BitstreamError
+from semanticodec.bitstream.header import CRC_SIZE, Header, crc16, read_header
 
 SYNC = b"\xd3\xc3"
 FINAL_FLAG = 0x8000
@@ -38,9 +37,10 @@ DEFAULT_CHUNK = 1 << 16
 Layers = Literal["both", "semantic"]
 
 
-def packet_size(header: Header, pairs: int, final: bool) -> int:
-    """Bytes of a packet holding ``pairs`` token pairs, framing included."""
-    framing = len(SYNC) + 2 + (2 if final else 0) + CRC_SIZE
+def packet_size(header: Header, pairs: int | np.ndarray, final: bool | np.ndarray) -> int | np.ndarray:
+    """Bytes of a packet holding ``pairs`` token pairs, framing included (element-wise for
+    integer and boolean arrays of candidate packets, as resynchronisation checks them)."""
+    framing = len(SYNC) + 2 + 2 * final + CRC_SIZE
     return framing + packed_size(pairs, header.semantic_bits) + packed_size(pairs, header.acoustic_bits)
 
 
@@ -409,8 +409,9 @@ class StreamReader:
     def _seek_sync(self) -> bool:
         """Skip to the next sync marker that may start an intact packet (all buffered candidates
         checked at once, see ``resync``); False at end of stream."""
+        from semanticodec.bitstream import resync  # it reads the packet layout of this module
         while True:
-            index = next_candidate(self._in.peek(self._in.available), self.header, self._next, MAX_SEQ_GAP)
+            index = resync.next_candidate(self._in.peek(self._in.available), self.header, self._next, MAX_SEQ_GAP)
             if index >= 0:
                 self._in.consume(index)
                 return True

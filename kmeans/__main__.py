@@ -1,5 +1,5 @@
-"""``python -m kmeans train|features ...`` (see :mod:`kmeans.cli`)."""
+"""``python -m semanticodec.kmeans train|features ...`` (see :mod:`semanticodec.kmeans.cli`)."""
 
-from kmeans.cli import main
+from semanticodec.kmeans.cli import main
 
 raise SystemExit(main())

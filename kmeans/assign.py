@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import faiss
 import numpy as np
 import torch
 
@@ -43,6 +42,8 @@ def _assign_torch(x: torch.Tensor, c: torch.Tensor, batch_size: int) -> tuple[to
 
 
 def _assign_faiss(x: np.ndarray, c: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # only this engine needs it: the semantic quantizer of the codec does not load FAISS
+
     index = faiss.IndexFlatL2(c.shape[1])
     index.add(np.ascontiguousarray(c, dtype=np.float32))
     ids = np.empty(x.shape[0], dtype=np.int64)

@@ -1,10 +1,11 @@
 """Command line: ``train`` (k-means codebook from feature shards) and ``features`` (audio → shards).
 
-Used as ``python -m kmeans train|features ...`` and, through :func:`add_train_parser` and
-:func:`add_features_parser`, as ``semanticodec kmeans train|features ...``. Each parser sets
-``func`` to its handler, which takes the parsed namespace and returns an exit status.
+Used as ``python -m semanticodec.kmeans train|features ...`` and, through :func:`configure_kmeans`
+and :func:`run_kmeans`, as ``semanticodec kmeans train|features ...``. Each parser sets ``func``
+to its handler, which takes the parsed namespace and returns an exit status; the handlers import
+the trainer and the feature extractor when they run.
 
-Several processes or machines: ``torchrun --nproc_per_node G -m kmeans train ...``.
+Several processes or machines: ``torchrun --nproc_per_node G -m semanticodec.kmeans train ...``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ import importlib
 import sys
 from pathlib import Path
 
-import torch.distributed as dist
-
-from kmeans.codebook import save_codebook
-from kmeans.distributed import init_from_env
-from kmeans.engines import ENGINES
-from kmeans.features import extract_features
-from kmeans.trainer import TrainConfig, train
+from semanticodec.commands import deprecated_alias
 
 DEFAULT_EXTRACTOR = "semanticodec.codec:semantic_feature_extractor"
 """Factory ``(token_rate, checkpoint, device) -> extract`` of the model's AudioMAE features."""
@@ -35,14 +30,17 @@ def _positive(text: str) -> int:
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train`` command to ``subparsers`` and return its parser."""
+    from semanticodec.kmeans.engines import ENGINES
+
     p = subparsers.add_parser(
         "train",
         help="train a k-means codebook on .npy feature shards",
         description="Train a k-means codebook (float32 [k, D]) on .npy shards of vectors.",
     )
     p.add_argument("shards", nargs="+", help=".npy files [N, D] or directories of them")
-    p.add_argument("--k", type=_positive, required=True, help="number of centroids (vocabulary size)")
-    p.add_argument("--out", required=True, help="output .npy file, or a directory that receives codebook_{k/2}_0.npy")
+    vocab = p.add_argument("--semantic-vocab-size", type=_positive, metavar="V", help="number of centroids: the semantic vocabulary size (required)")
+    deprecated_alias(p, "--k", vocab)
+    p.add_argument("-o", "--output", required=True, help="output .npy file, or a directory that receives codebook_{V/2}_0.npy")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--niter", type=_positive, default=20, help="Lloyd iterations (default 20)")
     p.add_argument("--init", choices=("k-means++", "random"), default="k-means++", help="initialisation (default k-means++)")
@@ -52,15 +50,25 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--chunk-size", type=_positive, default=65536, help="vectors per assignment chunk (default 65536)")
     p.add_argument("--tol", type=float, default=0.0, help="stop when the objective improves by at most this fraction")
     p.add_argument("--engine", choices=ENGINES, default="auto", help="assignment engine (default auto)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint .npz (default OUT.ckpt.npz); an existing one is resumed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    state = p.add_argument("--state-file", default=None, help="k-means state .npz (default OUTPUT.ckpt.npz); an existing one is resumed")
+    deprecated_alias(p, "--checkpoint", state)
+    no_progress = p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    deprecated_alias(p, "--quiet", no_progress)
     p.set_defaults(func=run_train)
     return p
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``train``: writes the codebook on rank 0 and prints its path."""
-    config = TrainConfig(
+    import torch.distributed as dist
+
+    from semanticodec.distributed import join_torchrun
+    from semanticodec.kmeans.codebook import save_codebook
+    from semanticodec.kmeans.trainer import KMeansConfig, fit
+
+    if args.semantic_vocab_size is None:
+        raise ValueError("kmeans train needs --semantic-vocab-size")
+    config = KMeansConfig(
         niter=args.niter,
         seed=args.seed,
         init=args.init,
@@ -70,11 +78,11 @@ def run_train(args: argparse.Namespace) -> int:
         tol=args.tol,
         engine=args.engine,
     )
-    out = Path(args.out)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".ckpt.npz")
-    created = init_from_env()
+    out = Path(args.output)
+    state_file = Path(args.state_file) if args.state_file else out.with_name(out.name + ".ckpt.npz")
+    _, created = join_torchrun()
     try:
-        result = train(args.shards, args.k, config, checkpoint=checkpoint, progress=not args.quiet)
+        result = fit(args.shards, args.semantic_vocab_size, config, state_file=state_file, progress=not args.no_progress)
         if not dist.is_initialized() or dist.get_rank() == 0:
             path = save_codebook(result.centroids, out)
             print(
@@ -96,7 +104,7 @@ def add_features_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         ".npy shards with manifest.jsonl (file, shard, offset, count). Re-running resumes.",
     )
     p.add_argument("audio_dir", help="folder searched recursively for audio files")
-    p.add_argument("--out", required=True, help="output folder for the shards and the manifest")
+    p.add_argument("-o", "--output", required=True, help="output folder for the shards and the manifest")
     p.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="token rate (default 100: D=768)")
     p.add_argument("--shard-rows", type=_positive, default=65536, help="rows per shard (default 65536)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint folder (default: found by semanticodec)")
@@ -106,7 +114,8 @@ def add_features_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         default=DEFAULT_EXTRACTOR,
         help=f"MODULE:FACTORY, FACTORY(token_rate, checkpoint, device) -> extract(waveform) (default {DEFAULT_EXTRACTOR})",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    no_progress = p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    deprecated_alias(p, "--quiet", no_progress)
     p.set_defaults(func=run_features)
     return p
 
@@ -129,31 +138,43 @@ def load_extractor(spec: str, token_rate: int, checkpoint: str | None, device: s
 
 def run_features(args: argparse.Namespace) -> int:
     """Handler of ``features``."""
+    from semanticodec.kmeans.features import extract_features
+
     extractor = load_extractor(args.extractor, args.token_rate, args.checkpoint, args.device)
-    summary = extract_features(args.audio_dir, extractor, args.out, shard_rows=args.shard_rows, progress=not args.quiet)
+    summary = extract_features(args.audio_dir, extractor, args.output, shard_rows=args.shard_rows, progress=not args.no_progress)
     print(
-        f"{args.out}: {summary.files} files extracted ({summary.vectors} vectors, {len(summary.shards)} new shards), "
+        f"{args.output}: {summary.files} files extracted ({summary.vectors} vectors, {len(summary.shards)} new shards), "
         f"{summary.skipped} already done, {summary.failed} unreadable"
     )
     return 0
 
 
-def build_parser(prog: str = "python -m kmeans") -> argparse.ArgumentParser:
+def configure_kmeans(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` and ``features`` verbs under ``parser``."""
+    verbs = parser.add_subparsers(dest="kmeans_command", required=True, metavar="VERB")
+    add_train_parser(verbs)
+    add_features_parser(verbs)
+
+
+def run_kmeans(args: argparse.Namespace) -> int:
+    """Run the verb parsed by :func:`configure_kmeans`."""
+    return args.func(args)
+
+
+def build_parser(prog: str = "python -m semanticodec.kmeans") -> argparse.ArgumentParser:
     """The stand-alone parser with both commands."""
     parser = argparse.ArgumentParser(prog=prog, description="Large-scale k-means for SemantiCodec's semantic codebooks.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_train_parser(subparsers)
-    add_features_parser(subparsers)
+    configure_kmeans(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kmeans``; bad input or a failed file operation exits with status 2
+    """Entry point of ``python -m semanticodec.kmeans``; bad input or a failed file operation exits with status 2
     and a one-line message."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return run_kmeans(args)
     except (ValueError, OSError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Collective operations for data-parallel k-means over ``torch.distributed`` (gloo or NCCL).
 
-Launch with ``torchrun --nproc_per_node G [--nnodes M ...] -m kmeans train ...``: the command
+Launch with ``torchrun --nproc_per_node G [--nnodes M ...] -m semanticodec.kmeans train ...``: the command
 initialises the process group (NCCL when CUDA is available, else gloo). In a program that has
-already called ``torch.distributed.init_process_group``, :func:`kmeans.train` joins that group.
+already called ``torch.distributed.init_process_group``, :func:`semanticodec.kmeans.train` joins that group.
 """
 
 from __future__ import annotations
@@ -67,17 +67,3 @@ def get_comm(distributed: bool | None = None) -> Comm:
     if (distributed is None and active) or distributed:
         return TorchComm()
     return Comm()
-
-
-def init_from_env() -> bool:
-    """Initialise the default process group when launched by torchrun (``WORLD_SIZE`` > 1).
-
-    Returns whether a group was created (the caller then destroys it at the end).
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend=backend)
-    return True

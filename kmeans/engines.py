@@ -5,7 +5,7 @@
 ``faiss-gpu``         one ``faiss.GpuIndexFlatL2`` per GPU, queries split over them
                       (``faiss.IndexReplicas``): the default when FAISS has GPU support
                       and GPUs are visible
-``torch-cpu``         :func:`kmeans.assign` (blocked matrix product), the semantic
+``torch-cpu``         :func:`semanticodec.kmeans.assign` (blocked matrix product), the semantic
                       quantizer's exact formula
 ``torch-cuda``        the same on a CUDA device: the default when GPUs are visible but
                       the installed FAISS has no GPU support
@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 import torch
 
-from kmeans.assign import assign
+from semanticodec.kmeans.assign import assign
 
 ENGINES = ("auto", "faiss-cpu", "faiss-gpu", "torch-cpu", "torch-cuda")
 
@@ -106,7 +106,7 @@ class FaissGpuEngine:
 
 
 class TorchEngine:
-    """Blocked-matmul search (:func:`kmeans.assign`) on a torch device."""
+    """Blocked-matmul search (:func:`semanticodec.kmeans.assign`) on a torch device."""
 
     def __init__(self, device: torch.device, reason: str = "requested", batch_size: int = 4096):
         self.torch_device = device

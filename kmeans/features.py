@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from semanticodec.atomic import append_synced, atomic_write
 from semanticodec.audio import AudioError, load_audio
 
 Extractor = Callable[[np.ndarray], np.ndarray]
@@ -85,22 +86,6 @@ def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
         with open(path, "r+b") as f:
             f.truncate(committed_bytes)
     return entries[:committed]
-
-
-def _write_shard(path: Path, rows: list[np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.concatenate(rows), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _append(path: Path, entries: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _check_features(features, name: str, dim: int | None) -> np.ndarray:
@@ -159,13 +144,14 @@ def extract_features(
         name = None
         if buffered:
             name = f"features_{shard_index:06d}.npy"
-            _write_shard(out / name, rows)
+            with atomic_write(out / name, overwrite=True) as file:
+                np.save(file, np.concatenate(rows), allow_pickle=False)
             written.append(out / name)
             shard_index += 1
         for entry in pending:
             if entry.get("count"):
                 entry["shard"] = name
-        _append(manifest, pending + [{"commit": name, "rows": buffered}])
+        append_synced(manifest, "".join(json.dumps(e, sort_keys=True) + "\n" for e in [*pending, {"commit": name, "rows": buffered}]))
         rows, pending, buffered = [], [], 0
 
     for path in tqdm(todo, desc="features", unit="file", disable=not progress):

@@ -12,7 +12,7 @@ Algorithm (:func:`train`):
    ``init_points_per_centroid * k`` training vectors; ``"random"``: ``k`` distinct random
    training vectors (FAISS's initialisation).
 3. **Iterations.** Each rank assigns its chunks (chunks ``rank, rank + W, ...``) with the
-   engine (:mod:`kmeans.engines`), accumulates per-centroid sums and counts, and the sums,
+   engine (:mod:`semanticodec.kmeans.engines`), accumulates per-centroid sums and counts, and the sums,
    counts and per-chunk objectives are all-reduced. Sums are accumulated in 64-bit fixed
    point (``round(x * 2**e)``, with ``e`` chosen from ``max |x|`` and the training size so that
    no sum can overflow), which makes the reduction exact and independent of the order and of
@@ -25,9 +25,9 @@ Determinism: the same data, seed, configuration, engine, library versions and th
 counts give a bit-identical codebook, for any number of ranks (the work is split by chunk,
 and every chunk is computed the same way wherever it runs).
 
-Checkpoints (``checkpoint=PATH``) are ``.npz`` files of plain arrays written atomically by
+State files (``state_file=PATH``) are ``.npz`` files of plain arrays written atomically by
 rank 0 every ``checkpoint_every`` iterations and at the end; a run given an existing
-checkpoint of the same configuration and data resumes from it and ends with the same
+state file of the same configuration and data resumes from it and ends with the same
 codebook as an uninterrupted run.
 """
 
@@ -41,6 +41,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kmeans.data import Dataset, DataSpec, open_dataset, reservoir_sample
-from kmeans.distributed import Comm, get_comm
-from kmeans.engines import ENGINES, Engine, select_engine
-from kmeans.init import kmeans_plusplus
+from semanticodec.atomic import atomic_write
+from semanticodec.kmeans.data import Dataset, DataSpec, open_dataset, reservoir_sample
+from semanticodec.kmeans.distributed import Comm, get_comm
+from semanticodec.kmeans.engines import ENGINES, Engine, select_engine
+from semanticodec.kmeans.init import kmeans_plusplus
 
 logger = logging.getLogger("kmeans")
 
@@ -63,7 +65,7 @@ _UPDATE_ROWS = 8192
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class KMeansConfig:
     """Settings of :func:`train` (defaults suit the official 4096–32768-entry codebooks)."""
 
     niter: int = 20
@@ -83,7 +85,7 @@ class TrainConfig:
     tol: float = 0.0
     """Stop early when the objective improves by at most this fraction (0: run ``niter``)."""
     engine: str = "auto"
-    """Assignment engine, one of :data:`kmeans.engines.ENGINES`."""
+    """Assignment engine, one of :data:`semanticodec.kmeans.engines.ENGINES`."""
     checkpoint_every: int = 1
     """Iterations between checkpoints."""
 
@@ -163,7 +165,7 @@ class _TrainingSet:
         return block
 
 
-def _training_size(config: TrainConfig, k: int) -> int | None:
+def _training_size(config: KMeansConfig, k: int) -> int | None:
     if config.sample_size is not None:
         return int(config.sample_size)
     if config.max_points_per_centroid is not None:
@@ -171,7 +173,7 @@ def _training_size(config: TrainConfig, k: int) -> int | None:
     return None
 
 
-def _training_set(source: Dataset | Iterator, k: int, config: TrainConfig, rng: np.random.Generator, comm: Comm) -> _TrainingSet:
+def _training_set(source: Dataset | Iterator, k: int, config: KMeansConfig, rng: np.random.Generator, comm: Comm) -> _TrainingSet:
     size = _training_size(config, k)
     if size is not None and size < k:
         raise ValueError(f"the training set size {size} is smaller than k={k}")
@@ -238,7 +240,7 @@ class _State:
     rng: np.random.Generator
 
 
-def _fingerprint(k: int, config: TrainConfig, training: _TrainingSet) -> str:
+def _fingerprint(k: int, config: KMeansConfig, training: _TrainingSet) -> str:
     settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     for name in ("niter", "tol", "engine", "checkpoint_every"):
         settings.pop(name)
@@ -247,11 +249,10 @@ def _fingerprint(k: int, config: TrainConfig, training: _TrainingSet) -> str:
 
 
 def _save_checkpoint(path: Path, state: _State, fingerprint: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with atomic_write(path, overwrite=True) as file:
         np.savez(
-            f,
+            file,
             centroids=state.centroids,
             counts=state.counts,
             objective=np.array(state.objective, dtype=np.float64),
@@ -260,9 +261,6 @@ def _save_checkpoint(path: Path, state: _State, fingerprint: str) -> None:
             rng_state=_rng_state(state.rng),
             fingerprint=np.array(fingerprint),
         )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _load_checkpoint(path: Path, fingerprint: str, rng: np.random.Generator, k: int, dim: int) -> _State:
@@ -305,7 +303,7 @@ def _broadcast_state(comm: Comm, state: _State | None, rng: np.random.Generator,
     return _State(centroids, counts, [float(v) for v in objective], splits, rng)
 
 
-def _initial_centroids(training: _TrainingSet, k: int, config: TrainConfig, rng: np.random.Generator, device: torch.device) -> np.ndarray:
+def _initial_centroids(training: _TrainingSet, k: int, config: KMeansConfig, rng: np.random.Generator, device: torch.device) -> np.ndarray:
     if config.init == "random":
         return np.ascontiguousarray(training.gather(np.sort(rng.choice(training.n, size=k, replace=False))))
     m = min(training.n, max(k, config.init_points_per_centroid * k))
@@ -367,21 +365,21 @@ def _converged(objective: list[float], tol: float) -> bool:
     return tol > 0 and len(objective) >= 2 and objective[-2] - objective[-1] <= tol * objective[-2]
 
 
-def _config(config: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
-    config = config or TrainConfig()
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+def _config(config: KMeansConfig | None, overrides: dict[str, Any]) -> KMeansConfig:
+    config = config or KMeansConfig()
+    names = {f.name for f in dataclasses.fields(KMeansConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(names))}")
     return dataclasses.replace(config, **overrides)
 
 
-def train(
+def fit(
     data: DataSpec,
     k: int,
-    config: TrainConfig | None = None,
+    config: KMeansConfig | None = None,
     *,
-    checkpoint: str | os.PathLike | None = None,
+    state_file: str | os.PathLike | None = None,
     progress: bool = True,
     distributed: bool | None = None,
     **options: Any,
@@ -392,9 +390,9 @@ def train(
         data: ``[N, D]`` vectors: a ``.npy`` path, a directory of ``.npy`` shards, an array,
             a list of paths/arrays, or an iterator of arrays (a one-pass stream).
         k: number of centroids.
-        config: settings; ``options`` (the field names of :class:`TrainConfig`, e.g.
+        config: settings; ``options`` (the field names of :class:`KMeansConfig`, e.g.
             ``niter=10, seed=1``) override single fields.
-        checkpoint: ``.npz`` file to write after iterations and to resume from if present.
+        state_file: ``.npz`` file to write after iterations and to resume from if present.
         progress: show a progress bar with the objective (rank 0 only).
         distributed: run over all ranks of ``torch.distributed`` (None: when initialised).
 
@@ -420,7 +418,7 @@ def train(
     exponent = _fixed_point_exponent(comm.allreduce_max(max_abs), training.n)
 
     fingerprint = _fingerprint(k, config, training)
-    path = Path(checkpoint) if checkpoint is not None else None
+    path = Path(state_file) if state_file is not None else None
     split_rng = np.random.default_rng(split_seed)
     state = None
     if comm.rank == 0:
@@ -459,3 +457,16 @@ def train(
         resumed_from=resumed,
         splits=state.splits,
     )
+
+
+def train(data: DataSpec, k: int, config: KMeansConfig | None = None, *, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> KMeansResult:
+    """Deprecated spelling of :func:`fit` (``checkpoint`` is now ``state_file``); removed in the next release."""
+    warnings.warn("kmeans.train is deprecated, use kmeans.fit (checkpoint= is now state_file=)", DeprecationWarning, stacklevel=2)
+    return fit(data, k, config, state_file=checkpoint, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":
+        warnings.warn("kmeans.TrainConfig is deprecated, use kmeans.KMeansConfig", DeprecationWarning, stacklevel=2)
+        return KMeansConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,11 +12,11 @@ data="${SEMANTICODEC_TRAIN_DATA:-$HOME/.cache/semanticodec-bench/corpus-train}"
 weights=speech=0.5,music=0.3,sound=0.2
 common=(--data "$data" --domain-weights "$weights" ${DEVICE:+--device "$DEVICE"})
 [ -f "$data/manifest.json" ] || python -m benchmarks.data --split train --out "$data"
-semanticodec train mae "${common[@]}" --out "$run/mae"
-semanticodec train codebook "${common[@]}" --out "$run/codebook" --mae "$run/mae/mae.safetensors"
-semanticodec train vae "${common[@]}" --out "$run/vae" --steps 1200 --batch-size 8
-semanticodec train vocoder "${common[@]}" --out "$run/vocoder" --steps 6400
-semanticodec train ldm "${common[@]}" --out "$run/ldm" --steps 4200 --mae "$run/mae/mae.safetensors" \
+semanticodec train mae "${common[@]}" -o "$run/mae"
+semanticodec train codebook "${common[@]}" -o "$run/codebook" --mae "$run/mae/mae.safetensors"
+semanticodec train vae "${common[@]}" -o "$run/vae" --train-steps 1200 --batch-size 8
+semanticodec train vocoder "${common[@]}" -o "$run/vocoder" --train-steps 6400
+semanticodec train ldm "${common[@]}" -o "$run/ldm" --train-steps 4200 --mae "$run/mae/mae.safetensors" \
   --vae "$run/vae/vae.safetensors" --codebook "$run/codebook/codebook_2048_0.npy"
 semanticodec train assemble --codebook "$run/codebook/codebook_2048_0.npy" -o "$run/default_model.safetensors" --force \
   "$run/mae/mae.safetensors" "$run/vae/vae.safetensors" "$run/vocoder/vocoder.safetensors" "$run/ldm/ldm.safetensors"

@@ -10,6 +10,11 @@ tokens/s):
 4. nearest row of the 8192-entry codebook (Euclidean, as vector-quantize-pytorch) gives the
    acoustic ids ``[B, N]`` and their code vectors.
 
+With ``AcousticConfig.code_dim = d`` (not official; for small models) the lookup is factorised
+as in ViT-VQGAN and DAC: ``Linear(D -> d)``, l2-normalised, nearest of the unit-norm codes
+(cosine), and the code's vector is ``Linear(d -> D)`` of the unit code, which keeps codebook
+usage high where a wide Euclidean codebook collapses onto few codes.
+
 The state-dict keys are the official ``encoder.ckpt`` keys of these parts (``encoder.*``,
 ``encoder_output_linear.weight``, ``quantizer._codebook.embed``); the checkpoint's AudioMAE
 weights (``audiomae.model.*``) and the EMA training state of the quantizer
@@ -19,13 +24,17 @@ weights (``audiomae.model.*``) and the EMA training state of the quantizer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semanticodec.conditioning import check_vector_pair, describe, mark_padding, stack_factor
+from semanticodec.conditioning import check_vector_pair, describe, mark_padding
+from semanticodec.constants import stack_factor
+from semanticodec.serialise import added_field
 
 AUDIOMAE_PREFIX = "audiomae.model."
 """Prefix of the AudioMAE weights in the official ``encoder.ckpt`` (not in this module)."""
@@ -46,17 +55,28 @@ class AcousticConfig:
         feature_dim: D, width of a (stacked) AudioMAE feature and of a code vector.
         lstm_layers: L, layers of the bidirectional LSTM (hidden size 2D per direction).
         codebook_size: entries of the acoustic codebook (13 bits).
+        code_dim: None (official): codes of width D, nearest by Euclidean distance; d:
+            factorised codes, looked up as l2-normalised d-dimensional vectors (d < D).
     """
 
     feature_dim: int = 768
     lstm_layers: int = 4
     codebook_size: int = 8192
+    code_dim: int | None = added_field(None)
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "lstm_layers", "codebook_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"AcousticConfig.{name} must be a positive int, got {value!r}")
+        d = self.code_dim
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or not 2 <= d < self.feature_dim):
+            raise ValueError(f"AcousticConfig.code_dim must be None or an int in [2, feature_dim), got {d!r}")
+
+    @property
+    def lookup_dim(self) -> int:
+        """Width of the vectors compared with the codebook: ``code_dim``, or D."""
+        return self.code_dim if self.code_dim is not None else self.feature_dim
 
     @classmethod
     def for_token_rate(cls, token_rate: int) -> AcousticConfig:
@@ -77,7 +97,7 @@ class AcousticTokens(NamedTuple):
 
 
 class _Codebook(nn.Module):
-    """Holds ``embed [1, codebook_size, D]`` under the official key ``_codebook.embed``."""
+    """Holds ``embed [1, codebook_size, lookup_dim]`` under the official key ``_codebook.embed``."""
 
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
@@ -87,11 +107,17 @@ class _Codebook(nn.Module):
 
 
 class _Quantizer(nn.Module):
-    """Namespace module so that the codebook key is ``quantizer._codebook.embed``."""
+    """The codebook under the official key ``quantizer._codebook.embed``; with factorised codes
+    also ``in_proj`` (D -> d) and ``out_proj`` (d -> D)."""
 
-    def __init__(self, codebook_size: int, dim: int) -> None:
+    def __init__(self, config: AcousticConfig) -> None:
         super().__init__()
-        self._codebook = _Codebook(codebook_size, dim)
+        self._codebook = _Codebook(config.codebook_size, config.lookup_dim)
+        if config.code_dim is not None:
+            self.in_proj = nn.Linear(config.feature_dim, config.code_dim)
+            self.out_proj = nn.Linear(config.code_dim, config.feature_dim)
+            with torch.no_grad():
+                self._codebook.embed.copy_(F.normalize(self._codebook.embed, dim=-1))
 
 
 class AcousticEncoder(nn.Module):
@@ -100,7 +126,8 @@ class AcousticEncoder(nn.Module):
     Windows are independent: a batch of B windows gives per item what B runs of one window
     give (up to float32 rounding of the batched matrix products).
 
-    Speed: the recurrence runs inside ``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU). At B = 1 it is
+    Speed: the recurrence runs inside ``torch.lstm`` (oneDNN on CPU, cuDNN on GPU); on CPU the
+    two directions of a layer run on two threads at once (:meth:`_bilstm`). At B = 1 it is
     memory-bound, since every time step reads each layer's hidden-to-hidden matrices
     (2 x 38 MB per layer at 100 tokens/s). Put all windows of an input, or of several inputs,
     in one batch so that those reads are shared.
@@ -122,12 +149,32 @@ class AcousticEncoder(nn.Module):
             bidirectional=True,
         )
         self.encoder_output_linear = nn.Linear(4 * d, d, bias=False)
-        self.quantizer = _Quantizer(self.config.codebook_size, d)
+        self.quantizer = _Quantizer(self.config)
+
+    @property
+    def codes(self) -> Tensor:
+        """``[codebook_size, lookup_dim]`` codes as compared with :meth:`code_space` vectors:
+        ``quantizer._codebook.embed[0]``, l2-normalised when factorised."""
+        embed = self.quantizer._codebook.embed[0]
+        return embed if self.config.code_dim is None else F.normalize(embed, dim=-1)
 
     @property
     def codebook(self) -> Tensor:
-        """``[codebook_size, D]`` acoustic code vectors (``quantizer._codebook.embed[0]``)."""
-        return self.quantizer._codebook.embed[0]
+        """``[codebook_size, D]`` acoustic code vectors (the decoder's conditioning):
+        :meth:`from_code_space` of :attr:`codes`."""
+        return self.from_code_space(self.codes)
+
+    def code_space(self, pre_vq: Tensor) -> Tensor:
+        """Pre-VQ vectors ``[..., D]`` as compared with the codes: themselves, or
+        ``l2norm(in_proj(pre_vq))`` ``[..., d]`` when factorised."""
+        if self.config.code_dim is None:
+            return pre_vq
+        return F.normalize(self.quantizer.in_proj(pre_vq), dim=-1)
+
+    def from_code_space(self, codes: Tensor) -> Tensor:
+        """Code-space vectors ``[..., lookup_dim]`` -> conditioning vectors ``[..., D]``
+        (identity, or ``out_proj`` when factorised)."""
+        return codes if self.config.code_dim is None else self.quantizer.out_proj(codes)
 
     def lstm_input(
         self, features: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None = None
@@ -149,22 +196,63 @@ class AcousticEncoder(nn.Module):
         """BiLSTM then ``Linear(4D -> D)``: ``[B, N, 2D]`` -> pre-VQ vectors ``[B, N, D]``."""
         if not isinstance(lstm_in, Tensor) or lstm_in.ndim != 3 or lstm_in.shape[-1] != 2 * self.config.feature_dim:
             raise ValueError(f"lstm_in must be [B, N, {2 * self.config.feature_dim}], got {describe(lstm_in)}")
-        hidden, _ = self.encoder(lstm_in)
-        return self.encoder_output_linear(hidden)
+        return self.encoder_output_linear(self._bilstm(lstm_in))
+
+    def _bilstm(self, x: Tensor) -> Tensor:
+        """The BiLSTM, ``[B, N, 2D] -> [B, N, 4D]``.
+
+        Without grad on a CPU with two or more threads the two directions of each layer run at
+        once on two threads, one intra-op thread each, instead of sharing every time step's
+        small matrix product between the threads: the 2 x 512 steps of a layer then need no
+        synchronisation of the threads (on a busy 2-core machine such per-step barriers, 4096
+        per window, stall whenever either thread is descheduled). The arithmetic is the same.
+        """
+        threads = torch.get_num_threads()
+        if x.device.type != "cpu" or torch.is_grad_enabled() or threads < 2:
+            return self.encoder(x)[0]
+        lstm = self.encoder
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+        inference = torch.is_inference_mode_enabled()  # grad modes are per thread: the workers take the caller's
+
+        def direction(h: Tensor, layer: int, suffix: str) -> Tensor:
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            reverse = bool(suffix)
+            with torch.inference_mode(inference), torch.no_grad():
+                out = torch.lstm(h.flip(1) if reverse else h, (zeros, zeros), weights, True, 1, 0.0, False, False, True)[0]
+            return out.flip(1) if reverse else out
+
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                h = x
+                for layer in range(lstm.num_layers):
+                    forward, backward = (pool.submit(direction, h, layer, suffix) for suffix in ("", "_reverse"))
+                    h = torch.cat([forward.result(), backward.result()], dim=-1)
+        finally:
+            torch.set_num_threads(threads)
+        return h
 
     def quantize(self, pre_vq: Tensor) -> Tensor:
-        """Nearest code of each vector: ``[B, N, D]`` -> ids ``[B, N]`` int64.
+        """Nearest code of each vector: ``[B, N, D]`` -> ids ``[B, N]`` int64 (:meth:`nearest`
+        of :meth:`code_space`)."""
+        d = self.config.feature_dim
+        if not isinstance(pre_vq, Tensor) or pre_vq.ndim != 3 or pre_vq.shape[-1] != d:
+            raise ValueError(f"pre_vq must be [B, N, {d}], got {describe(pre_vq)}")
+        return self.nearest(self.code_space(pre_vq))
+
+    def nearest(self, vectors: Tensor) -> Tensor:
+        """Nearest of :attr:`codes` for code-space vectors ``[B, N, lookup_dim]`` -> ids ``[B, N]``.
 
         The distance is vector-quantize-pytorch's ``sqrt(clamp(|x|² + |e|² - 2 x·e, 1e-8))``
         in float32 (first index on ties), which reproduces the official ids bit for bit
         wherever the float32 products agree.
         """
-        d = self.config.feature_dim
-        if not isinstance(pre_vq, Tensor) or pre_vq.ndim != 3 or pre_vq.shape[-1] != d:
-            raise ValueError(f"pre_vq must be [B, N, {d}], got {describe(pre_vq)}")
-        codebook = self.codebook.to(pre_vq.dtype)
+        d = self.config.lookup_dim
+        if not isinstance(vectors, Tensor) or vectors.ndim != 3 or vectors.shape[-1] != d:
+            raise ValueError(f"code-space vectors must be [B, N, {d}], got {describe(vectors)}")
+        codebook = self.codes.to(vectors.dtype)
         codebook_sq = codebook.pow(2).sum(dim=-1)
-        flat = pre_vq.reshape(-1, d)
+        flat = vectors.reshape(-1, d)
         ids = [
             ((rows.pow(2).sum(dim=-1, keepdim=True) + codebook_sq) + (rows @ codebook.T) * -2)
             .clamp(min=1e-8)
@@ -172,7 +260,7 @@ class AcousticEncoder(nn.Module):
             .argmin(dim=-1)
             for rows in flat.split(self.quantize_chunk)
         ]
-        return torch.cat(ids).reshape(pre_vq.shape[:2])
+        return torch.cat(ids).reshape(vectors.shape[:2])
 
     def lookup(self, ids: Tensor) -> Tensor:
         """Code vectors of acoustic ids: ``[B, N]`` int -> ``[B, N, D]``."""
@@ -180,7 +268,7 @@ class AcousticEncoder(nn.Module):
             raise ValueError(f"ids must be an integer tensor, got {ids.dtype if isinstance(ids, Tensor) else type(ids).__name__}")
         if ids.numel() and bool(((ids < 0) | (ids >= self.config.codebook_size)).any()):
             raise ValueError(f"acoustic ids must lie in [0, {self.config.codebook_size}), got min {int(ids.min())} max {int(ids.max())}")
-        return self.codebook[ids]
+        return self.from_code_space(self.codes[ids])
 
     def forward(
         self, features: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None = None
@@ -197,7 +285,7 @@ class AcousticEncoder(nn.Module):
         """
         pre_vq = self.project(self.lstm_input(features, semantic_vectors, valid_len))
         ids = self.quantize(pre_vq)
-        return AcousticTokens(ids=ids, vectors=self.codebook[ids], pre_vq=pre_vq)
+        return AcousticTokens(ids=ids, vectors=self.lookup(ids), pre_vq=pre_vq)
 
 
 def acoustic_state_dict(official: Mapping[str, Tensor]) -> dict[str, Tensor]:

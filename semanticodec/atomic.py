@@ -1,7 +1,8 @@
 """Atomic output files: write a temporary file beside the target, then rename it over.
 
 A reader never sees a half-written output, a failed write leaves no trace (and leaves an
-existing target untouched), and an input is never overwritten by its own output.
+existing target untouched), and an input is never overwritten by its own output. Logs that
+grow line by line are extended with :func:`append_synced` (one write, synced).
 """
 
 from __future__ import annotations
@@ -61,27 +62,49 @@ def _create_temp(target: Path) -> tuple[int, Path]:
 
 
 @contextmanager
-def atomic_write(
+def atomic_path(
     path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
-) -> Iterator[BinaryIO]:
-    """Yield a binary file; on normal exit it is synced and renamed to ``path``.
+) -> Iterator[Path]:
+    """Yield the path of a new empty file beside ``path`` for a writer that takes a file name;
+    on normal exit it is synced and renamed to ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was. The
-    checks of ``check_output`` run first. A replaced file keeps its permission bits.
+    On an exception the temporary file is removed and ``path`` is left as it was. The checks
+    of ``check_output`` run first. A replaced file keeps its permission bits.
     """
     target = Path(path)
     check_output(target, inputs, overwrite)
     fd, temp = _create_temp(target)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as file:
-            if target.exists():
-                os.fchmod(file.fileno(), stat.S_IMODE(target.stat().st_mode))
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
+        yield temp
+        if target.exists():
+            os.chmod(temp, stat.S_IMODE(target.stat().st_mode))
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if not overwrite and (target.exists() or target.is_symlink()):
             raise FileExistsError(f"output {target} already exists")
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[BinaryIO]:
+    """Yield a binary file; on normal exit it is synced and renamed to ``path`` (as
+    :func:`atomic_path`: an exception leaves ``path`` as it was)."""
+    with atomic_path(path, overwrite, inputs) as temp, open(temp, "wb") as file:
+        yield file
+
+
+def append_synced(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` to ``path`` (created if absent) in one write and sync it to disk."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())

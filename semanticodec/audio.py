@@ -1,4 +1,5 @@
-"""Audio input and output: read any file soundfile can, resample to 16 kHz, make mono.
+"""Audio input and output: read any file soundfile can, resample to 16 kHz (whole signals or
+chunk by chunk), make mono.
 
 All arrays are float32 with samples in [-1, 1] (values outside are kept, not clipped).
 Mono signals are ``[N]``; multi-channel signals are ``[C, N]`` (channels first).
@@ -15,10 +16,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-SAMPLE_RATE = 16000
-"""The codec's sample rate in Hz."""
-
-MAX_SAMPLE_RATE = 768_000
+from semanticodec.constants import MAX_SAMPLE_RATE, SAMPLE_RATE
 
 Downmix = Literal["mean", "first"]
 
@@ -84,6 +82,52 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
     return out.astype(np.float32)
 
 
+class StreamResampler:
+    """Chunked band-limited resampling whose output equals :func:`resample` of the whole signal
+    (same polyphase filter, no delay); keeps only the filter's history."""
+
+    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE) -> None:
+        check_sample_rate(orig_sr)
+        check_sample_rate(target_sr)
+        self.up, self.down = resample_ratio(orig_sr, target_sr)
+        self.identity = orig_sr == target_sr
+        if not self.identity:
+            taps = _lowpass(self.up, self.down) * self.up
+            half = (len(taps) - 1) // 2
+            pre_pad = self.down - half % self.down
+            self._taps = np.concatenate([np.zeros(pre_pad), taps])
+            self._skip = (half + pre_pad) // self.down
+        self._buffer = np.zeros(0)
+        self._start = 0
+        self._done = 0
+        self._received = 0
+
+    def push(self, x: np.ndarray, final: bool = False) -> np.ndarray:
+        """Resample the next samples ``[n]``; returns the output samples that are now final (float32)."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        self._received += len(x)
+        if self.identity:
+            return x.astype(np.float32)
+        self._buffer = np.concatenate([self._buffer, x])
+        end = self._received
+        total = -(-end * self.up // self.down) if final else None
+        # Full-signal output index J reads inputs i with 0 <= J * down - i * up < len(taps).
+        last_j = (total + self._skip - 1) if final else (end * self.up - 1) // self.down
+        first_j = self._done + self._skip
+        if last_j < first_j:
+            return np.zeros(0, np.float32)
+        y = signal.upfirdn(self._taps, self._buffer, self.up, self.down)
+        offset = self._start * self.up // self.down
+        out = y[first_j - offset : last_j + 1 - offset]
+        self._done += len(out)
+        keep_from = max(0, ((self._done + self._skip) * self.down - len(self._taps)) // self.up)
+        keep_from -= keep_from % self.down
+        if keep_from > self._start:
+            self._buffer = self._buffer[keep_from - self._start :]
+            self._start = keep_from
+        return out.astype(np.float32)
+
+
 def check_sample_rate(sample_rate: int) -> None:
     """Raise :class:`AudioError` unless ``sample_rate`` is a positive integer rate in Hz."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
@@ -103,14 +147,13 @@ def to_mono(audio: np.ndarray, downmix: Downmix = "mean") -> np.ndarray:
     raise ValueError(f"downmix must be 'mean' or 'first', got {downmix!r}")
 
 
-def prepare(audio, sample_rate: int, downmix: Downmix = "mean", name: str = "audio") -> np.ndarray:
-    """Validate audio and return it as 16 kHz mono float32 ``[N]``.
+def check_audio(audio, name: str = "audio", allow_empty: bool = False) -> np.ndarray:
+    """Validated float32 samples of a numpy array or torch tensor ``[N]`` or ``[C, N]`` (channels
+    first, at most 64 channels); integer PCM is scaled to [-1, 1].
 
-    ``audio`` is a numpy array or torch tensor, ``[N]`` or ``[C, N]`` (channels first, at
-    most 64 channels). Raises :class:`AudioError` for empty audio, NaN/Inf samples,
-    a bad shape or an invalid sample rate; ``name`` labels the input in messages.
+    Raises :class:`AudioError` for non-numeric samples, a bad shape, NaN/Inf samples and (unless
+    ``allow_empty``) empty audio; ``name`` labels the input in messages.
     """
-    check_sample_rate(sample_rate)
     if hasattr(audio, "detach"):
         audio = audio.detach().cpu().numpy()
     audio = np.asarray(audio)
@@ -122,11 +165,22 @@ def prepare(audio, sample_rate: int, downmix: Downmix = "mean", name: str = "aud
         raise AudioError(f"{name}: shape {audio.shape} has more than 64 channels; expected [channels, samples]")
     if audio.ndim not in (1, 2):
         raise AudioError(f"{name}: expected [samples] or [channels, samples], got shape {audio.shape}")
-    if audio.shape[-1] == 0 or audio.size == 0:
+    if not allow_empty and (audio.shape[-1] == 0 or audio.size == 0):
         raise AudioError(f"{name}: the audio is empty")
+    audio = audio.astype(np.float32, copy=False)
     if not np.isfinite(audio).all():
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    mono = to_mono(audio.astype(np.float32, copy=False), downmix)
+    return audio
+
+
+def prepare(audio, sample_rate: int, downmix: Downmix = "mean", name: str = "audio") -> np.ndarray:
+    """Validate audio (:func:`check_audio`) and return it as 16 kHz mono float32 ``[N]``.
+
+    Raises :class:`AudioError` for empty audio, NaN/Inf samples, a bad shape or an invalid
+    sample rate; ``name`` labels the input in messages.
+    """
+    check_sample_rate(sample_rate)
+    mono = to_mono(check_audio(audio, name), downmix)
     return resample(mono, int(sample_rate), SAMPLE_RATE)
 
 

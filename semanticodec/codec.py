@@ -3,9 +3,9 @@
 Encoding pads each input to whole 10.24 s windows, computes the AudioMAE fbank over the
 padded signal, runs the windows of all inputs through the encoder in batches and trims each
 token sequence to its duration. Decoding cuts tokens into 10.24 s windows with 0.64 s
-overlap, samples every window with DDIM (windows of all inputs batched together, each with
-its own noise generator, so the result does not depend on the batch), and cross-fades the
-window waveforms.
+overlap, samples every window (official DDIM or a fast solver, :mod:`semanticodec.samplers`;
+windows of all inputs batched together, each with its own noise generator, so the result
+does not depend on the batch), and cross-fades the window waveforms.
 
 ``compat="official"`` reproduces the official implementation's behaviour exactly (parity
 tests use it); the default fixes its quirks:
@@ -24,164 +24,187 @@ DDIM noise                    global RNG (η = 1, no seed)                 per-w
 
 from __future__ import annotations
 
-import hashlib
-import math
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from semanticodec.audio import SAMPLE_RATE, Downmix, prepare, read_audio
-from semanticodec.conditioning import split_windows, target_token_length
+from semanticodec.audio import Downmix, prepare, read_audio
 from semanticodec.config import ModelConfig
-from semanticodec.features import audiomae_fbank
+from semanticodec.constants import SAMPLE_RATE
+from semanticodec.encoded import EncodedAudio
 from semanticodec.model import SemantiCodecModel
+from semanticodec.samplers import check_sampler
+from semanticodec.windows import Compat, encoder_windows, join_windows, split_windows, target_token_length, window_generator
 
-Compat = Literal["default", "official"]
-
-WINDOW_SAMPLES = 163840
-"""Samples in one 10.24 s window at 16 kHz."""
-
-FRAMES_PER_WINDOW = 1024
-"""Fbank frames per window."""
-
-OVERLAP_SAMPLES = 10240
-"""Cross-fade length between decode windows (0.64 s)."""
-
-HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
-"""Start-to-start distance of decode windows (9.6 s)."""
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Decoder precisions: None runs float32, else autocast to the type."""
 
 AudioInput = str | os.PathLike | np.ndarray | Tensor
 
 
-@dataclass(frozen=True)
-class EncodedAudio:
-    """Tokens of one input and what a bitstream needs to decode them.
-
-    ``tokens`` is int64 ``[T, 2]``: column 0 semantic ids in [0, V), column 1 acoustic ids
-    in [0, 8192). At 100 tok/s 8 consecutive rows are the 8 frequency bands of one 0.16 s
-    column (4 at 50 tok/s; at 25 tok/s 4 rows span 0.32 s). ``num_samples`` and
-    ``sample_rate`` describe the original input (before resampling to 16 kHz).
-    """
-
-    tokens: np.ndarray
-    token_rate: int
-    semantic_vocab_size: int
-    acoustic_vocab_size: int
-    model_id: bytes
-    num_samples: int
-    sample_rate: int
-
-    def header(self, packet_columns: int | None = None):
-        """The ``bitstream.Header`` of these tokens (``packet_columns``: None = the format's default)."""
-        from bitstream import Header
-
-        return Header(
-            token_rate=self.token_rate,
-            semantic_vocab=self.semantic_vocab_size,
-            acoustic_vocab=self.acoustic_vocab_size,
-            model_id=self.model_id,
-            sample_count=self.num_samples,
-            sample_rate=self.sample_rate,
-            packet_columns=packet_columns,
-        )
-
-    @property
-    def num_samples_16k(self) -> int:
-        """Length of the input at 16 kHz."""
-        return math.ceil(self.num_samples * SAMPLE_RATE / self.sample_rate)
-
-    @property
-    def duration(self) -> float:
-        """Duration of the original audio in seconds."""
-        return self.num_samples / self.sample_rate
+_LOADING = ("token_rate", "semantic_vocab_size", "checkpoint")
+"""The constructor's former first arguments, now those of :meth:`SemantiCodec.from_pretrained`."""
 
 
 class SemantiCodec:
-    """The codec, with the weights of (``token_rate``, ``semantic_vocab_size``).
+    """The codec around a :class:`~semanticodec.model.SemantiCodecModel`.
+
+    :meth:`from_pretrained` loads the weights (an official checkpoint, a converted
+    ``.safetensors`` file, or the small model bundled with the package) and builds the codec.
 
     Args:
-        token_rate: 100, 50 or 25 tokens per second (semantic and acoustic together).
-        semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768); None:
-            16384 with official checkpoints, else the bundled default model's (4096).
-        checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` or an official
-            checkpoint folder; None: ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache,
-            then the default model bundled with the package (100 tok/s, 4096 + 4096 ids).
+        model: the network with its weights.
         device: where to run (default: CUDA when available, else CPU).
-        ddim_steps: DDIM sampling steps (official default 50).
-        cfg_scale: classifier-free guidance scale (official 2.0).
-        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise).
+        sampler: ``"ddim"`` (the official sampler), ``"dpmpp-2m"`` or ``"unipc"`` (fast
+            deterministic ODE solvers); None: the model's default (:func:`default_sampling`:
+            DDIM for official checkpoints and in official mode).
+        steps: model evaluations per window (official DDIM default 50); None: the model's default.
+        guidance_scale: classifier-free guidance scale (official 2.0).
+        eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise); DDIM only.
+        precision: ``"float32"`` (exact), or ``"bfloat16"`` / ``"float16"``: the decoder runs under
+            autocast to that type (about twice as fast on CPUs with AVX-512 BF16 and on GPUs;
+            the audio differs slightly, see ``benchmarks/RESULTS.md``); encoding is float32.
         seed: seed of the decoder noise; None draws fresh noise at every call.
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
         progress: show a progress bar for inputs longer than one window.
 
-    :meth:`from_model` wraps a model that is already built (for tests and training).
+    Until the next release the former constructor, ``SemantiCodec(token_rate,
+    semantic_vocab_size, checkpoint, ..., ddim_steps=, cfg_scale=)``, still loads weights (with
+    a DeprecationWarning), as does ``SemantiCodec.from_model(model, ...)``.
     """
 
     def __init__(
         self,
-        token_rate: int = 100,
-        semantic_vocab_size: int | None = None,
-        checkpoint: str | os.PathLike | None = None,
+        model: SemantiCodecModel | None = None,
+        *args: Any,
         device: str | torch.device | None = None,
-        ddim_steps: int = 50,
-        cfg_scale: float = 2.0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance_scale: float = 2.0,
         eta: float = 1.0,
+        precision: str = "float32",
         seed: int | None = None,
         compat: Compat = "default",
         batch_size: int = 4,
         progress: bool = False,
+        **deprecated: Any,
     ) -> None:
-        from semanticodec.weights import load_model
+        if "ddim_steps" in deprecated:
+            _warn("SemantiCodec(ddim_steps=...) is deprecated, use steps=...")
+            steps = deprecated.pop("ddim_steps")
+        if "cfg_scale" in deprecated:
+            _warn("SemantiCodec(cfg_scale=...) is deprecated, use guidance_scale=...")
+            guidance_scale = deprecated.pop("cfg_scale")
+        loading = {name: deprecated.pop(name) for name in _LOADING if name in deprecated}
+        if deprecated:
+            raise TypeError(f"SemantiCodec() got unexpected keyword arguments {sorted(deprecated)}")
+        if not isinstance(model, SemantiCodecModel):
+            positional = args if model is None else (model, *args)
+            if len(positional) > len(_LOADING) or set(_LOADING[: len(positional)]) & set(loading):
+                raise TypeError("SemantiCodec(token_rate, semantic_vocab_size, checkpoint) got too many or repeated arguments")
+            loading.update(zip(_LOADING, positional))
+            _warn(
+                "SemantiCodec(token_rate, semantic_vocab_size, checkpoint, ...) is deprecated, use "
+                "SemantiCodec.from_pretrained(checkpoint, token_rate=..., semantic_vocab_size=..., ...)"
+            )
+            from semanticodec.weights import load_model
 
-        self._setup(
-            load_model(token_rate, semantic_vocab_size, checkpoint),
-            device=device, ddim_steps=ddim_steps, cfg_scale=cfg_scale, eta=eta, seed=seed,
-            compat=compat, batch_size=batch_size, progress=progress,
-        )
+            model = load_model(**loading)
+        elif args or loading:
+            raise TypeError("SemantiCodec(model) takes no token_rate, semantic_vocab_size or checkpoint")
+        from semanticodec.weights import default_sampling
 
-    @classmethod
-    def from_model(cls, model: SemantiCodecModel, **options) -> SemantiCodec:
-        """The codec around an already built ``model``; ``options`` are the constructor's
-        keyword arguments after ``checkpoint`` (device, ddim_steps, ...)."""
-        codec = cls.__new__(cls)
-        codec._setup(model, **options)
-        return codec
-
-    def _setup(
-        self,
-        model: SemantiCodecModel,
-        device: str | torch.device | None = None,
-        ddim_steps: int = 50,
-        cfg_scale: float = 2.0,
-        eta: float = 1.0,
-        seed: int | None = None,
-        compat: Compat = "default",
-        batch_size: int = 4,
-        progress: bool = False,
-    ) -> None:
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")
-        if ddim_steps < 1:
-            raise ValueError(f"ddim_steps must be >= 1, got {ddim_steps}")
+        default_sampler, default_steps = default_sampling(model.config, compat)
+        sampler = default_sampler if sampler is None else sampler
+        steps = default_steps if steps is None else steps
+        check_sampler(sampler)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
-        self.ddim_steps = int(ddim_steps)
-        self.cfg_scale = float(cfg_scale)
+        self.sampler = sampler
+        self.steps = steps
+        self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
+        self.precision = precision
         self.seed = seed
         self.compat = compat
         self.batch_size = int(batch_size)
         self.progress = progress
+
+    def decoder_precision(self) -> contextlib.AbstractContextManager:
+        """The context the decoder runs in: autocast to :attr:`precision` (nothing for float32)."""
+        dtype = PRECISIONS[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        token_rate: int = 100,
+        semantic_vocab_size: int | None = None,
+        with_decoder: bool = True,
+        **options: Any,
+    ) -> SemantiCodec:
+        """The codec with pretrained weights.
+
+        Args:
+            checkpoint: a ``.safetensors`` file made by ``semanticodec convert`` (or
+                ``semanticodec train assemble``) or an official checkpoint folder; None:
+                ``$SEMANTICODEC_CHECKPOINT``, then the Hugging Face cache, then the default
+                model bundled with the package (100 tok/s, 4096 + 4096 ids).
+            token_rate: 100, 50 or 25 tokens per second (semantic and acoustic together).
+            semantic_vocab_size: semantic codebook size (official: 4096, 8192, 16384, 32768);
+                None: 16384 with official checkpoints, else the bundled default model's.
+            with_decoder: False loads the encoding parts only (a third of the memory;
+                :meth:`decode` then raises ValueError).
+            options: the constructor's keyword arguments (device, sampler, steps, ...).
+        """
+        from semanticodec.weights import load_model
+
+        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, with_decoder), **options)
+
+    @classmethod
+    def from_model(cls, model: SemantiCodecModel, **options: Any) -> SemantiCodec:
+        """Deprecated spelling of ``SemantiCodec(model, **options)`` (removed in the next release)."""
+        _warn("SemantiCodec.from_model(model, ...) is deprecated, use SemantiCodec(model, ...)")
+        return cls(model, **options)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the decoded audio in Hz (inputs of any rate are resampled to it)."""
+        return SAMPLE_RATE
+
+    @property
+    def token_rate(self) -> int:
+        """Tokens per second, semantic and acoustic ids counted (100, 50 or 25)."""
+        return self.config.token_rate
+
+    @property
+    def frame_rate(self) -> float:
+        """Token pairs (rows of ``EncodedAudio.tokens``) per second: ``token_rate / 2``."""
+        return self.config.token_rate / 2
+
+    @property
+    def bitrate(self) -> float:
+        """Nominal bitrate in bit/s (the ``.scdc`` container adds 1-3 %)."""
+        return self.config.bitrate
 
     @property
     def model_id(self) -> bytes:
@@ -218,7 +241,7 @@ class SemantiCodec:
         n_tok = self.config.tokens_per_window
         windows, spans, targets = [], [], []
         for wav, _, _ in loaded:
-            fbank = self.fbank_windows(wav)
+            fbank = encoder_windows(wav, self.compat)
             spans.append((len(windows), len(windows) + fbank.shape[0]))
             windows.extend(fbank)
             targets.append(target_token_length(len(wav), self.config.token_rate, compat=official))
@@ -236,27 +259,18 @@ class SemantiCodec:
                     semantic_vocab_size=self.config.semantic_vocab_size,
                     acoustic_vocab_size=self.config.acoustic_vocab_size,
                     model_id=self.model_id,
-                    num_samples=num_samples,
+                    sample_count=num_samples,
                     sample_rate=sr,
                 )
             )
         return results[0] if single else results
-
-    def fbank_windows(self, wav: np.ndarray) -> Tensor:
-        """Normalised fbank windows ``[W, 1024, 128]`` of 16 kHz mono audio ``[N]``, zero-padded
-        to whole 10.24 s windows (official mode: one more window at exact multiples)."""
-        n = len(wav)
-        count = n // WINDOW_SAMPLES + 1 if self.compat == "official" else -(-n // WINDOW_SAMPLES)
-        padded = torch.zeros(1, count * WINDOW_SAMPLES)
-        padded[0, :n] = torch.from_numpy(wav)
-        return audiomae_fbank(padded, count * FRAMES_PER_WINDOW)[0].view(count, FRAMES_PER_WINDOW, -1)
 
     @torch.inference_mode()
     def semantic_features(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """Stacked AudioMAE features ``[T, D]`` float32 of one input, padded rows dropped: the
         vectors a semantic k-means codebook is trained on (T as for :meth:`encode`)."""
         wav, _, _ = self._load(audio, sample_rate, 0)
-        fbank = self.fbank_windows(wav)
+        fbank = encoder_windows(wav, self.compat)
         target = target_token_length(len(wav), self.config.token_rate, compat=self.compat == "official")
         feats = self._map_batches(
             lambda batch: self.model.semantic_features(torch.stack(batch).to(self.device)).cpu(), list(fbank), "features"
@@ -277,19 +291,33 @@ class SemantiCodec:
 
     @torch.inference_mode()
     def decode(
-        self, tokens: EncodedAudio | np.ndarray | Tensor | Sequence[EncodedAudio | np.ndarray | Tensor]
+        self,
+        tokens: EncodedAudio | np.ndarray | Tensor | Sequence[EncodedAudio | np.ndarray | Tensor],
+        semantic_only: bool = False,
     ) -> np.ndarray | list[np.ndarray]:
         """Float32 16 kHz audio ``[N]`` of token pairs ``[T, 2]`` (or a list / ``[B, T, 2]`` batch).
 
         With :class:`EncodedAudio` input the output has the input's length at 16 kHz
         (default mode); with raw tokens, the duration the tokens cover.
+
+        ``semantic_only=True`` decodes the semantic ids alone (half the bitrate: the
+        ``.scdc`` semantic layer), for models trained for it (``config.semantic_only_decoding``;
+        official models are refused with ValueError). Tokens may then also be ``[T]`` semantic
+        ids; the acoustic column of ``[T, 2]`` pairs is ignored.
         """
+        if semantic_only:
+            self.model.check_semantic_only()
         single, items = _token_items(tokens)
         per_item = []
         for i, item in enumerate(items):
             tok = torch.as_tensor(item.tokens if isinstance(item, EncodedAudio) else item)
+            if semantic_only and tok.ndim == 1:
+                tok = torch.stack([tok, torch.zeros_like(tok)], dim=-1)
+            elif semantic_only and tok.ndim == 2 and tok.shape[-1] == 2:
+                tok = torch.stack([tok[:, 0], torch.zeros_like(tok[:, 0])], dim=-1)
             if tok.ndim != 2 or tok.shape[-1] != 2 or tok.shape[0] == 0:
-                raise ValueError(f"tokens[{i}] must have shape [T, 2] with T >= 1, got {tuple(tok.shape)}")
+                shapes = "[T, 2] or [T]" if semantic_only else "[T, 2]"
+                raise ValueError(f"tokens[{i}] must have shape {shapes} with T >= 1, got {tuple(tok.shape)}")
             if tok.is_floating_point():
                 raise ValueError(f"tokens[{i}] must be integers, got {tok.dtype}")
             if isinstance(item, EncodedAudio) and item.model_id not in (self.model_id, bytes(16)):
@@ -306,7 +334,12 @@ class SemantiCodec:
             tok = torch.stack([per_item[i][1][w] for i, w in batch]).to(self.device)
             valid = torch.stack([per_item[i][2][w] for i, w in batch]).to(self.device)
             generators = None if self.seed is None else [gens[i][w] for i, w in batch]
-            out = self.model.decode_windows(tok, valid, self.ddim_steps, self.cfg_scale, self.eta, generators=generators)
+            with self.decoder_precision():
+                out = self.model.decode_windows(
+                    tok, valid, self.steps, self.guidance_scale, self.eta, generators=generators, sampler=self.sampler,
+                    semantic_only=semantic_only,
+                    valid_only=True,
+                )
             return out.float().cpu()
 
         waves = self._map_batches(decode_batch, jobs, "decode")
@@ -315,70 +348,9 @@ class SemantiCodec:
         for length, windows, _, item in per_item:
             w = waves[offset : offset + windows.shape[0]]
             offset += windows.shape[0]
-            num_samples = item.num_samples_16k if isinstance(item, EncodedAudio) else None
+            num_samples = item.sample_count_16k if isinstance(item, EncodedAudio) else None
             results.append(join_windows(w, length, self.config.token_rate, self.compat, num_samples))
         return results[0] if single else results
-
-
-def window_generator(seed: int, window: int, item: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
-    """The noise generator of decode window ``window`` of input ``item`` for ``seed``: it draws
-    the window's start noise and DDIM noise, so a window's audio does not depend on its batch."""
-    digest = hashlib.sha256(f"{seed}/{item}/{window}".encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def join_windows(
-    waves: Sequence[Tensor], num_tokens: int, token_rate: int, compat: Compat = "default", num_samples: int | None = None
-) -> np.ndarray:
-    """Cross-fade decode-window waveforms and trim to the output length (float32 ``[N]``).
-
-    Official: the output covers ``num_tokens`` tokens as computed by the official code.
-    Default: the tokens' duration, or ``num_samples`` (the input length at 16 kHz) if shorter.
-    """
-    if compat == "official":
-        audio = overlap_add_official(waves)
-        end = int(num_tokens / 8 * 16 * 0.01 * (100 / token_rate) * SAMPLE_RATE)
-    else:
-        audio = overlap_add(waves)
-        end = num_tokens * 2 * SAMPLE_RATE // token_rate
-        if num_samples is not None:
-            end = min(end, num_samples)
-    return audio[:end].numpy()
-
-
-def overlap_add(waves: Iterable[Tensor], hop: int = HOP_SAMPLES, overlap: int = OVERLAP_SAMPLES) -> Tensor:
-    """Linear cross-fade of window waveforms placed every ``hop`` samples (no drift).
-
-    Each window keeps its first ``hop + overlap`` samples; ``overlap`` samples are faded.
-    """
-    waves = [w.reshape(-1) for w in waves]
-    length = hop * (len(waves) - 1) + waves[-1].shape[0]
-    out = torch.zeros(length, dtype=waves[0].dtype)
-    ramp = torch.linspace(0, 1, overlap, dtype=torch.float64).to(waves[0].dtype)
-    for i, w in enumerate(waves):
-        w = w[: hop + overlap].clone() if i + 1 < len(waves) else w.clone()
-        if i > 0:
-            w[:overlap] *= ramp
-        if i + 1 < len(waves):
-            w[hop:] *= ramp.flip(0)
-        out[i * hop : i * hop + w.shape[0]] += w
-    return out
-
-
-def overlap_add_official(waves: Iterable[Tensor], overlap: int = OVERLAP_SAMPLES) -> Tensor:
-    """The official ``overlap_add_waveform``: append each window after a linear cross-fade
-    of its first ``overlap`` samples with the tail of the output (the 32 extra vocoder samples
-    per window therefore shift later windows)."""
-    waves = [w.reshape(-1).clone() for w in waves]
-    out = waves[0]
-    fade_in = torch.linspace(0, 1, overlap, dtype=torch.float64)
-    fade_out = torch.linspace(1, 0, overlap, dtype=torch.float64)
-    for w in waves[1:]:
-        w[:overlap] = (w[:overlap].double() * fade_in).float()
-        out[-overlap:] = (out[-overlap:].double() * fade_out).float()
-        out[-overlap:] += w[:overlap]
-        out = torch.cat([out, w[overlap:]])
-    return out
 
 
 def _token_items(tokens) -> tuple[bool, list]:
@@ -401,11 +373,14 @@ def semantic_feature_extractor(
     model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``)."""
     from semanticodec.weights import load_model
 
-    model = load_model(token_rate, None, checkpoint)
-    codec = SemantiCodec.from_model(model, device=device)
+    codec = SemantiCodec(load_model(token_rate, None, checkpoint, with_decoder=False), device=device)
     return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"{message} (the old spelling is removed in the next release)", DeprecationWarning, stacklevel=3)

@@ -18,45 +18,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-SAMPLE_RATE = 16000
-"""Sample rate of the codec in Hz."""
-
-TOKEN_RATES = (100, 50, 25)
-"""Supported token rates in tokens per second."""
-
-COLUMN_SECONDS = 0.16
-"""Duration of one AudioMAE patch column in seconds."""
-
-COLUMN_SAMPLES = 2560
-"""Samples in one patch column (0.16 s at 16 kHz)."""
-
-WINDOW_TOKENS_TR100 = 512
-"""Tokens per 10.24 s window at 100 tokens/s; ``512 // K`` at other rates."""
-
-OVERLAP_RATIO = 0.0625
-"""Decode-window overlap as a fraction of the window (0.64 s of 10.24 s)."""
-
 PE_DIM = 192
 """Width of the sinusoidal positional encoding appended to the decoder context."""
 
 PADDING_STD = 1e-7
 """An fbank frame whose unbiased std over its mel bins is at most this is padding."""
-
-
-def stack_factor(token_rate: int) -> int:
-    """K = 100 / token_rate: AudioMAE patches stacked per token (1, 2 or 4)."""
-    if token_rate not in TOKEN_RATES:
-        raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {token_rate!r}")
-    return 100 // token_rate
-
-
-def token_step(token_rate: int) -> tuple[int, int]:
-    """``(tokens, samples)`` of one time step of the token grid: (8, 2560) at 100 tok/s,
-    (4, 2560) at 50 and (4, 5120) at 25 (two stacked columns). Tokens are time-major: pair
-    ``n`` of a window lies in step ``n // tokens``."""
-    k = stack_factor(token_rate)
-    columns = 2 if k == 4 else 1
-    return 8 * columns // k, COLUMN_SAMPLES * columns
 
 
 def padding_cutoff(fbank_window: Tensor) -> Tensor:
@@ -159,9 +125,9 @@ def positional_encoding(seq_len: int = 512, dim: int = PE_DIM) -> Tensor:
 
 
 def decoder_context(
-    acoustic_vectors: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None
+    acoustic_vectors: Tensor, semantic_vectors: Tensor, valid_len: Tensor | Sequence[int] | None, pe_dim: int = PE_DIM
 ) -> Tensor:
-    """Cross-attention context of the diffusion decoder, ``[B, N, 2D + 192]``.
+    """Cross-attention context of the diffusion decoder, ``[B, N, 2D + pe_dim]``.
 
     ``[acoustic ‖ semantic]`` (acoustic first, as official) with rows ``>= valid_len`` set to
     -1, followed by the positional encoding of positions 0..N-1 (never marked).
@@ -170,93 +136,31 @@ def decoder_context(
         acoustic_vectors: ``[B, N, D]`` acoustic codebook rows of the tokens.
         semantic_vectors: ``[B, N, D]`` semantic k-means centroids of the tokens.
         valid_len: ``[B]`` int tokens holding audio per window (None: all N).
+        pe_dim: width of the positional encoding (``ModelConfig.pe_dim``, official 192).
     """
     check_vector_pair(acoustic_vectors, semantic_vectors, "acoustic_vectors", "semantic_vectors")
     features = mark_padding(torch.cat([acoustic_vectors, semantic_vectors], dim=-1), valid_len)
     batch, n_tokens, _ = features.shape
-    pe = positional_encoding(n_tokens).to(device=features.device, dtype=features.dtype)
-    return torch.cat([features, pe.expand(batch, n_tokens, PE_DIM)], dim=-1)
+    pe = positional_encoding(n_tokens, pe_dim).to(device=features.device, dtype=features.dtype)
+    return torch.cat([features, pe.expand(batch, n_tokens, pe_dim)], dim=-1)
 
 
 def unconditional_context(
-    batch: int, n_tokens: int, feature_dim: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    batch: int,
+    n_tokens: int,
+    feature_dim: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    pe_dim: int = PE_DIM,
 ) -> Tensor:
-    """The classifier-free-guidance context ``[B, N, 2D + 192]``: zeros(2D) ‖ positional encoding."""
+    """The classifier-free-guidance context ``[B, N, 2D + pe_dim]``: zeros(2D) ‖ positional encoding."""
     for name, value in (("batch", batch), ("n_tokens", n_tokens), ("feature_dim", feature_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    pe = positional_encoding(n_tokens).to(device=device, dtype=dtype)
+    pe = positional_encoding(n_tokens, pe_dim).to(device=device, dtype=dtype)
     zeros = torch.zeros(batch, n_tokens, 2 * feature_dim, device=device, dtype=dtype)
-    return torch.cat([zeros, pe.expand(batch, n_tokens, PE_DIM)], dim=-1)
-
-
-def split_windows(tokens: Tensor, window: int = WINDOW_TOKENS_TR100, overlap_ratio: float = OVERLAP_RATIO) -> tuple[Tensor, Tensor]:
-    """Cut a token sequence into the official overlapping decode windows.
-
-    As ``long_token_split_window``: overlap ``int(window * overlap_ratio)``, hop
-    ``window - overlap``; full windows are taken ``while start + window < T`` and the rest
-    ``tokens[:, start:]`` (1..window tokens) is the last, partial window. With the defaults a
-    window is 512 / K tokens = 10.24 s of audio and window w starts at w * 9.6 s (hop 480 / K
-    tokens, overlap 32 / K tokens = 0.64 s), which is where its 10.24 s of decoded audio is
-    cross-faded in. For T = 656 at 100 tokens/s: tokens [0:512] and [480:656].
-
-    Args:
-        tokens: ``[B, T, 2]`` int64 (semantic, acoustic), T >= 1.
-        window: tokens per window (512 / K).
-        overlap_ratio: overlap as a fraction of the window.
-
-    Returns:
-        ``(windows, valid_len)``: ``windows [B, W, window, 2]`` int64 with the partial last
-        window zero-filled after its valid tokens, and ``valid_len [W]`` int64 (the same
-        for every batch item). The decoder context of window w must mark rows
-        ``>= valid_len[w]`` as padding (as the official -1 rows).
-    """
-    if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != 2:
-        raise ValueError(f"tokens must be a [B, T, 2] tensor, got {describe(tokens)}")
-    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-        raise ValueError(f"tokens must be integers, got {tokens.dtype}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int, got {window!r}")
-    overlap = int(window * overlap_ratio)
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap_ratio must give 0 <= overlap < window, got {overlap_ratio!r} ({overlap} tokens)")
-    batch, length, _ = tokens.shape
-    if length < 1:
-        raise ValueError("tokens is empty (T = 0)")
-    hop = window - overlap
-    starts = [0]
-    while starts[-1] + window < length:
-        starts.append(starts[-1] + hop)
-    padded = torch.zeros(batch, starts[-1] + window, 2, dtype=torch.int64, device=tokens.device)
-    padded[:, :length] = tokens
-    windows = padded.unfold(1, window, hop).permute(0, 1, 3, 2)
-    valid_len = torch.tensor([min(window, length - s) for s in starts], dtype=torch.int64, device=tokens.device)
-    return windows.contiguous(), valid_len
-
-
-def target_token_length(num_samples: int, token_rate: int, compat: bool = False) -> int:
-    """Tokens kept for ``num_samples`` of 16 kHz audio (the encoder output is trimmed to this).
-
-    - ``compat=True``, the official rounding: ``dur = n / 16000``; ``dur += 0.16 - dur % 0.16``
-      in float64; ``ceil(8 * dur / 0.16 / K)``. It adds a whole extra 0.16 s column when the
-      duration is already a multiple of 0.16 s (up to float rounding: 20.0 s gives 1000
-      tokens at 100 tokens/s, 10.24 s gives 520), and at 25 tokens/s an odd number of 0.16 s
-      columns keeps only the 2 lower-frequency tokens of the last 0.32 s step.
-    - ``compat=False`` (default), fixed: the duration is rounded up to whole token columns,
-      exactly in integers, with no extra column: ``ceil(n / 2560) * 8 / K`` at 100 and 50
-      tokens/s and ``ceil(n / 5120) * 4`` at 25 tokens/s (a column there is 0.32 s).
-
-    Both give 656 tokens for 13 s (208000 samples) at 100 tokens/s.
-    """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    if compat:
-        stack_factor(token_rate)
-        duration = num_samples / SAMPLE_RATE
-        duration = duration + (COLUMN_SECONDS - duration % COLUMN_SECONDS)
-        return math.ceil(8 * duration / COLUMN_SECONDS / (100 / token_rate))
-    tokens_per_step, step_samples = token_step(token_rate)
-    return -(-num_samples // step_samples) * tokens_per_step
+    return torch.cat([zeros, pe.expand(batch, n_tokens, pe_dim)], dim=-1)
 
 
 def check_vector_pair(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:

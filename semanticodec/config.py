@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from semanticodec.acoustic import AcousticConfig
-from semanticodec.conditioning import TOKEN_RATES, stack_factor
+from semanticodec.bitstream.header import bits_for
+from semanticodec.conditioning import PE_DIM
+from semanticodec.constants import TOKEN_RATES, stack_factor
 from semanticodec.diffusion import ScheduleConfig
 from semanticodec.nn.hifigan import HiFiGANConfig
 from semanticodec.nn.unet import UNetConfig
 from semanticodec.nn.vae import VAEConfig
 from semanticodec.nn.vit import AudioMAEConfig
 from semanticodec.nn.vocoder import VocoderConfig, vocoder_config_from_dict
+from semanticodec.nn.vocos import VocosConfig
+from semanticodec.serialise import added_field, config_dict
 
 _LSTM_LAYERS = {100: 4, 50: 3, 25: 2}
 
@@ -28,6 +32,9 @@ class ModelConfig:
     ``token_rate`` counts both streams (100 tok/s = 50 semantic + 50 acoustic ids per
     second); ``name`` identifies the weights (it enters the model fingerprint written into
     ``.scdc`` headers, so tokens of one model are refused by another).
+    ``semantic_only_decoding``: the decoder was trained with the acoustic stream dropped alone
+    (``acoustic_drop_prob`` of the LDM stage), so it can decode the semantic ids by themselves
+    (the half-bitrate layer of a ``.scdc`` stream); official models were not.
     """
 
     token_rate: int
@@ -39,9 +46,12 @@ class ModelConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     vocoder: VocoderConfig = field(default_factory=HiFiGANConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    pe_dim: int = 192
+    pe_dim: int = PE_DIM
+    semantic_only_decoding: bool = added_field(False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.semantic_only_decoding, bool):
+            raise ValueError(f"semantic_only_decoding must be a bool, got {self.semantic_only_decoding!r}")
         if self.token_rate not in TOKEN_RATES:
             raise ValueError(f"token_rate must be one of {TOKEN_RATES}, got {self.token_rate}")
         if self.semantic_vocab_size < 2:
@@ -74,8 +84,7 @@ class ModelConfig:
     @property
     def bitrate(self) -> float:
         """Nominal bitrate in bit/s: token_rate / 2 x (bits per semantic + acoustic id)."""
-        bits = (self.semantic_vocab_size - 1).bit_length() + (self.acoustic_vocab_size - 1).bit_length()
-        return self.token_rate / 2 * bits
+        return self.token_rate / 2 * (bits_for(self.semantic_vocab_size) + bits_for(self.acoustic_vocab_size))
 
     @property
     def model_id(self) -> bytes:
@@ -83,8 +92,9 @@ class ModelConfig:
         return hashlib.sha256(self.to_json().encode()).digest()[:16]
 
     def to_json(self) -> str:
-        """The configuration as canonical JSON (for safetensors metadata)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON (for safetensors metadata); fields added after
+        the first release are left out while they hold their default (see :mod:`semanticodec.serialise`)."""
+        return json.dumps(config_dict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
@@ -116,7 +126,7 @@ class ModelConfig:
             semantic_vocab_size=semantic_vocab_size,
             name=f"official-semanticodec-tr{token_rate}-v{semantic_vocab_size}",
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=_LSTM_LAYERS[token_rate]),
-            unet=UNetConfig(context_dim=2 * dim + 192),
+            unet=UNetConfig(context_dim=2 * dim + PE_DIM),
         )
 
     @classmethod
@@ -126,7 +136,9 @@ class ModelConfig:
         Same architecture and 10.24 s windows as the official model; narrower parts:
         AudioMAE 128 wide x 6 blocks, a 1-layer LSTM, a UNet of 3 levels (32-64-128 channels)
         with attention at the coarsest level and the time-aligned context path (8 tokens per
-        0.16 s column), a 32-channel VAE and a 128-channel HiFi-GAN.
+        0.16 s column), a 32-channel VAE and a Vocos vocoder (8 ConvNeXt blocks 384 wide at 100
+        frames/s, inverse-STFT head), which beats a HiFi-GAN of the same CPU budget by far
+        (``benchmarks/RESULTS.md``, "Stage report").
         """
         dim = 128
         return cls(
@@ -137,13 +149,11 @@ class ModelConfig:
             acoustic=AcousticConfig(feature_dim=dim, lstm_layers=1, codebook_size=4096),
             unet=UNetConfig(
                 model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, attention_resolutions=(4,),
-                num_head_channels=32, context_dim=2 * dim + 192, norm_groups=16,
+                num_head_channels=32, context_dim=2 * dim + PE_DIM, norm_groups=16,
                 aligned_context_groups=8,
             ),
             vae=VAEConfig(channels=32, channel_mult=(1, 2, 4), num_res_blocks=1, num_groups=16),
-            vocoder=HiFiGANConfig(
-                upsample_initial_channel=128, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5))
-            ),
+            vocoder=VocosConfig(dim=384, intermediate_dim=1152, num_layers=8),
         )
 
 

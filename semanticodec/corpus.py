@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from semanticodec.audio import SAMPLE_RATE, prepare, read_audio
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.atomic import append_synced, atomic_write
+from semanticodec.audio import prepare, read_audio
+from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta
 from semanticodec.safety import printable
 
@@ -140,26 +141,6 @@ def shard_dtype(semantic_vocab: int, acoustic_vocab: int) -> np.dtype:
     return np.dtype(np.uint16 if max(semantic_vocab, acoustic_vocab) <= 1 << 16 else np.int64)
 
 
-def _atomic_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-
-
 def _meta(codec: SemantiCodec) -> dict[str, Any]:
     config = codec.config
     return {
@@ -212,7 +193,8 @@ def _prepare_folder(root: Path, meta: dict[str, Any], rank: int | None) -> None:
             if old.get(key) != meta[key]:
                 raise ValueError(f"{root} was tokenized with {key}={old.get(key)!r}, not {meta[key]!r}; use another --out folder")
     else:
-        _atomic_bytes(root / "meta.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+        with atomic_write(root / "meta.json", overwrite=True) as file:
+            file.write((json.dumps(meta, indent=2) + "\n").encode())
     for path in root.glob("index_*.jsonl"):
         if (m := _INDEX_PART.match(path.name)) and rank in (None, int(m.group(1))):
             _read_index_part(path, repair=True)
@@ -264,9 +246,10 @@ class _ShardWriter:
             return
         name = f"shard_{self.rank:03d}_{self.number:05d}.npy"
         data = np.concatenate(self.blocks) if self.blocks else np.zeros((0, 2), self.dtype)
-        _atomic_bytes(self.root / name, lambda f: np.save(f, data))
+        with atomic_write(self.root / name, overwrite=True) as file:
+            np.save(file, data)
         lines = "".join(json.dumps({**e, "shard": name}) + "\n" for e in self.pending)
-        _append(self.root / f"index_{self.rank:03d}.jsonl", lines)
+        append_synced(self.root / f"index_{self.rank:03d}.jsonl", lines)
         self.number += 1
         self.blocks, self.pending, self.rows = [], [], 0
 
@@ -408,7 +391,8 @@ def finalize(root: str | os.PathLike) -> tuple[int, int]:
     for a, b in zip(names, names[1:]):
         if a == b:
             raise ValueError(f"{root}: {a} is indexed twice")
-    _atomic_bytes(root / "index.jsonl", lambda f: f.write("".join(json.dumps(e) + "\n" for e in entries).encode()))
+    with atomic_write(root / "index.jsonl", overwrite=True) as file:
+        file.write("".join(json.dumps(e) + "\n" for e in entries).encode())
     failed = sorted((name, reason) for name, reason in read_failures(root, parts=True) if name not in set(names))
     (root / "failures.tsv").unlink(missing_ok=True)
     if failed:
@@ -417,14 +401,12 @@ def finalize(root: str | os.PathLike) -> tuple[int, int]:
 
 
 def _write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
-    def write(file: Any) -> None:
-        text = io.StringIO()
-        table = csv.writer(text, delimiter="\t", lineterminator="\n")
-        table.writerow(("file", "error"))
-        table.writerows((name, " ".join(reason.split())) for name, reason in failures)
+    text = io.StringIO()
+    table = csv.writer(text, delimiter="\t", lineterminator="\n")
+    table.writerow(("file", "error"))
+    table.writerows((name, " ".join(reason.split())) for name, reason in failures)
+    with atomic_write(path, overwrite=True) as file:
         file.write(text.getvalue().encode())
-
-    _atomic_bytes(path, write)
 
 
 def read_failures(root: str | os.PathLike, parts: bool = False) -> list[tuple[str, str]]:

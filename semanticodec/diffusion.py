@@ -109,6 +109,15 @@ def ddim_timesteps(steps: int, num_timesteps: int = 1000) -> torch.Tensor:
     return timesteps
 
 
+def ddim_steps_at_least(steps: int, num_timesteps: int = 1000) -> int:
+    """The smallest step count ``>= steps`` that :func:`ddim_timesteps` accepts."""
+    for count in range(max(steps, 1), num_timesteps + 1):
+        stride = num_timesteps // count
+        if (num_timesteps - 1) // stride * stride + 1 < num_timesteps:
+            return count
+    raise ValueError(f"no DDIM step count >= {steps} fits a {num_timesteps}-step schedule")
+
+
 @dataclass(frozen=True)
 class DDIMParameters:
     """Per-index DDIM quantities (index 0 = smallest timestep), as ``make_ddim_sampling_parameters``.
@@ -310,8 +319,7 @@ class DDIMSampler:
                 raise ValueError(f"known latent {tuple(known_x0.shape)} must have the shape of x_T {tuple(x_T.shape)}")
         num_steps = len(params.timesteps)
         guided = guidance_scale != 1.0
-        _check_sampler_inputs(x_T, cond, uncond, guided, noise, num_steps, generator)
-        batch = x_T.shape[0]
+        check_sampler_inputs(x_T, cond, uncond, guided, noise, num_steps, generator)
         sqrt_ac = self.schedule.sqrt_alphas_cumprod
         sqrt_1m_ac = self.schedule.sqrt_one_minus_alphas_cumprod
         with torch.inference_mode():
@@ -319,14 +327,7 @@ class DDIMSampler:
             context = torch.cat([uncond, cond]) if guided else cond
             for step, index in enumerate(range(num_steps - 1, -1, -1)):
                 timestep = int(params.timesteps[index])
-                t = torch.full((2 * batch if guided else batch,), timestep, dtype=torch.int64, device=x.device)
-                model_out = model_fn(torch.cat([x, x]) if guided else x, t, context).to(x.dtype)
-                if guided:
-                    v_uncond, v_cond = model_out.chunk(2)
-                    v = v_uncond + guidance_scale * (v_cond - v_uncond)
-                else:
-                    v_uncond, v_cond = None, model_out
-                    v = model_out
+                v, v_uncond, v_cond = guided_v(model_fn, x, timestep, context, guidance_scale)
                 a = sqrt_ac[timestep].to(x.device, x.dtype)
                 b = sqrt_1m_ac[timestep].to(x.device, x.dtype)
                 eps = a * v + b * x
@@ -337,7 +338,7 @@ class DDIMSampler:
                 sqrt_a_prev = a_prev.sqrt().to(x.device, x.dtype)
                 x_prev = sqrt_a_prev * pred_x0 + dir_coef * eps
                 if eta > 0.0:
-                    z = _step_noise(noise, step, generator, x)
+                    z = step_noise(noise, step, generator, x)
                     x_prev = x_prev + sigma.to(x.device, x.dtype) * z
                 if record is not None:
                     if v_uncond is not None:
@@ -346,14 +347,33 @@ class DDIMSampler:
                     record["x_prev"].append(x_prev)
                     record["pred_x0"].append(pred_x0)
                 if known is not None:
-                    z_known = _step_noise(None, step, generator, x)
+                    z_known = step_noise(None, step, generator, x)
                     noised = sqrt_a_prev * known_x0 + (1.0 - a_prev).sqrt().to(x.device, x.dtype) * z_known
                     x_prev = torch.where(known_mask, noised, x_prev)
                 x = x_prev
         return x if known is None else torch.where(known_mask, known_x0, x)
 
 
-def _step_noise(
+def guided_v(
+    model_fn: ModelFn, x: torch.Tensor, timestep: int, context: torch.Tensor, guidance_scale: float
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The guided v prediction at integer ``timestep`` for the latent ``x`` ``[B, C, H, W]``.
+
+    ``context`` is ``[2B, N, D]`` (unconditional rows first, then conditional) when
+    ``guidance_scale != 1``: both passes run as one model call on ``[x; x]`` and
+    ``v = v_uncond + s (v_cond - v_uncond)``. Otherwise ``context`` is the ``[B, N, D]``
+    condition and one pass is made. Returns ``(v, v_uncond or None, v_cond)``.
+    """
+    guided = guidance_scale != 1.0
+    t = torch.full((x.shape[0] * (2 if guided else 1),), timestep, dtype=torch.int64, device=x.device)
+    model_out = model_fn(torch.cat([x, x]) if guided else x, t, context).to(x.dtype)
+    if not guided:
+        return model_out, None, model_out
+    v_uncond, v_cond = model_out.chunk(2)
+    return v_uncond + guidance_scale * (v_cond - v_uncond), v_uncond, v_cond
+
+
+def step_noise(
     noise: Sequence[torch.Tensor] | torch.Tensor | None,
     step: int,
     generator: torch.Generator | Sequence[torch.Generator] | None,
@@ -370,7 +390,7 @@ def _step_noise(
     return torch.stack(items)
 
 
-def _check_sampler_inputs(
+def check_sampler_inputs(
     x_T: torch.Tensor,
     cond: torch.Tensor,
     uncond: torch.Tensor | None,

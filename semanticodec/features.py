@@ -19,8 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
-"""Sample rate of every feature in Hz."""
+from semanticodec.constants import SAMPLE_RATE
 
 FBANK_FRAME_LENGTH = 400
 """Kaldi frame length in samples (25 ms)."""
@@ -155,6 +154,12 @@ def audiomae_fbank(waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
     fbank = kaldi_fbank(waveform - waveform.mean(dim=-1, keepdim=True))
     missing = num_frames - fbank.shape[1]
     fbank = F.pad(fbank, (0, 0, 0, missing)) if missing > 0 else fbank[:, :num_frames]
+    return audioset_normalise(fbank)
+
+
+def audioset_normalise(fbank: torch.Tensor) -> torch.Tensor:
+    """AST / AudioMAE normalisation of a Kaldi log fbank: ``(x - mean) / (2 std)`` with the
+    AudioSet statistics (:data:`AUDIOSET_MEAN`, :data:`AUDIOSET_STD`)."""
     return (fbank - AUDIOSET_MEAN) / (AUDIOSET_STD * 2)
 
 

@@ -16,14 +16,17 @@ import torch
 from torch import Tensor, nn
 
 from semanticodec.acoustic import UNUSED_OFFICIAL_KEYS, AcousticEncoder
-from semanticodec.checkpoint import CheckpointError, check_keys, official_schema
 from semanticodec.conditioning import decoder_context, padding_cutoff, unconditional_context, valid_tokens
 from semanticodec.config import ModelConfig
-from semanticodec.diffusion import DDIMSampler, NoiseSchedule
-from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.constants import token_samples
+from semanticodec.diffusion import NoiseSchedule
+from semanticodec.nn.attention import cached_context
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
 from semanticodec.nn.vit import AudioMAEEncoder, mae_decoder_keys
+from semanticodec.nn.vocoder import build_vocoder
+from semanticodec.official import CheckpointError, check_keys, official_schema
+from semanticodec.samplers import sample_latent
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 _AUDIOMAE = "audiomae.model."
@@ -43,11 +46,20 @@ class SemantiCodecModel(nn.Module):
     ``scale_factor``), ``vae`` (``first_stage_model.{decoder,post_quant_conv}`` and, when
     built ``with_vae_encoder``, ``{encoder,quant_conv}``), ``vocoder``
     (``first_stage_model.vocoder.*``). The codebook ``semantic.codebook`` ``[V, D]`` is a buffer.
+    Built ``with_decoder=False`` it holds the encoding parts only (``audiomae``, ``semantic``,
+    ``acoustic``): a third of the official model's memory.
     """
 
-    def __init__(self, config: ModelConfig, codebook: np.ndarray | Tensor | None = None, with_vae_encoder: bool = False) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        codebook: np.ndarray | Tensor | None = None,
+        with_vae_encoder: bool = False,
+        with_decoder: bool = True,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.with_decoder = with_decoder
         if codebook is None:
             codebook = torch.zeros(config.semantic_vocab_size, config.feature_dim)
         codebook = torch.as_tensor(codebook, dtype=torch.float32)
@@ -59,11 +71,11 @@ class SemantiCodecModel(nn.Module):
         self.audiomae = AudioMAEEncoder(config.audiomae)
         self.semantic = SemanticQuantizer(codebook)
         self.acoustic = AcousticEncoder(config.acoustic)
-        self.unet = UNetModel(config.unet)
-        self.schedule = NoiseSchedule(config.schedule)
-        self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
-        self.vocoder = build_vocoder(config.vocoder)
-        self.sampler = DDIMSampler(self.schedule)
+        if with_decoder:
+            self.unet = UNetModel(config.unet)
+            self.schedule = NoiseSchedule(config.schedule)
+            self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
+            self.vocoder = build_vocoder(config.vocoder)
 
     @property
     def tokens_per_window(self) -> int:
@@ -97,14 +109,34 @@ class SemantiCodecModel(nn.Module):
         patches = self.audiomae(fbank)[:, 1:]
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
-    def context(self, tokens: Tensor, valid_len: Tensor) -> tuple[Tensor, Tensor]:
-        """Conditional and unconditional decoder contexts ``[W, N, 2D + 192]`` of token windows ``[W, N, 2]``."""
+    def context(self, tokens: Tensor, valid_len: Tensor, semantic_only: bool = False) -> tuple[Tensor, Tensor]:
+        """Conditional and unconditional decoder contexts ``[W, N, 2D + pe_dim]`` of token windows ``[W, N, 2]``.
+
+        ``semantic_only``: the acoustic ids are ignored and the acoustic part of the context is
+        zero, as the decoder saw it when the acoustic stream was dropped in training (models
+        with ``config.semantic_only_decoding`` only, see :meth:`check_semantic_only`).
+        """
         self.check_tokens(tokens)
-        cond = decoder_context(self.acoustic.lookup(tokens[..., 1]), self.semantic.lookup(tokens[..., 0]), valid_len)
+        pe_dim = self.config.pe_dim
+        semantic = self.semantic.lookup(tokens[..., 0])
+        if semantic_only:
+            self.check_semantic_only()
+            acoustic = torch.zeros_like(semantic)
+        else:
+            acoustic = self.acoustic.lookup(tokens[..., 1])
+        cond = decoder_context(acoustic, semantic, valid_len, pe_dim)
         uncond = unconditional_context(
-            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype
+            tokens.shape[0], tokens.shape[1], self.config.feature_dim, device=cond.device, dtype=cond.dtype, pe_dim=pe_dim
         )
         return cond, uncond
+
+    def check_semantic_only(self) -> None:
+        """Raise ValueError unless this model decodes semantic ids alone (``config.semantic_only_decoding``)."""
+        if not self.config.semantic_only_decoding:
+            raise ValueError(
+                f"model {self.config.name} cannot decode semantic tokens alone: its decoder was not trained "
+                "with the acoustic stream dropped (official models never are)"
+            )
 
     def check_tokens(self, tokens: Tensor) -> None:
         """Raise ValueError unless ``tokens [..., 2]`` lie in their vocabularies."""
@@ -128,20 +160,30 @@ class SemantiCodecModel(nn.Module):
         eta: float,
         x_T: Tensor | None = None,
         generators: Sequence[torch.Generator] | None = None,
+        sampler: str = "ddim",
+        valid_only: bool = False,
+        semantic_only: bool = False,
     ) -> Tensor:
         """Waveforms of token windows.
 
         Args:
             tokens: ``[W, N, 2]`` int64 ids per window (rows ``>= valid_len`` are ignored).
             valid_len: ``[W]`` valid token count per window.
-            steps, guidance_scale, eta: DDIM steps, classifier-free guidance scale, DDIM η.
+            steps, guidance_scale, eta: sampling steps, classifier-free guidance scale, DDIM η.
             x_T: ``[W, 8, 256, 16]`` starting noise; None: drawn from ``generators`` (one per
                 window, so a window's result does not depend on its batch) or the global RNG.
+            sampler: one of :data:`~semanticodec.samplers.SAMPLERS` (``eta`` and the per-step
+                noise apply to ``ddim`` only).
+            valid_only: compute only the samples of each window's valid tokens (the vocoder skips
+                the mel frames it does not need for them); the rest of the waveform is zero.
+            semantic_only: decode the semantic ids alone (see :meth:`context`).
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
         """
-        cond, uncond = self.context(tokens, valid_len)
+        if not self.with_decoder:
+            raise ValueError("this model was built without its decoder (with_decoder=False) and cannot decode")
+        cond, uncond = self.context(tokens, valid_len, semantic_only)
         shape = self.latent_shape(tokens.shape[0])
         if x_T is None:
             if generators is None:
@@ -149,18 +191,33 @@ class SemantiCodecModel(nn.Module):
             else:
                 x_T = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=g.device) for g in generators])
                 x_T = x_T.to(cond.device)
-        latent = self.sampler.sample(
-            self.unet, x_T, cond, uncond, steps, eta=eta, guidance_scale=guidance_scale, generator=generators
-        )
-        return self.latent_to_waveform(latent)
+        with cached_context(self.unet):
+            latent = sample_latent(
+                sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
+            )
+        return self.latent_to_waveform(latent, valid_len if valid_only else None)
 
-    def latent_to_waveform(self, latent: Tensor) -> Tensor:
-        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``."""
+    def latent_to_waveform(self, latent: Tensor, valid_len: Tensor | None = None) -> Tensor:
+        """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``.
+
+        ``valid_len``: ``[W]`` valid tokens per window; only their samples are computed (the
+        vocoder leaves out the mel frames it does not need for them) and the rest is zero.
+        None: all samples.
+        """
         mel = self.vae.decode(latent / self.schedule.scale_factor)
-        return self.vocoder.mel_to_waveform(mel)[:, 0]
+        if valid_len is None:
+            return self.vocoder.mel_to_waveform(mel)[:, 0]
+        samples = [token_samples(int(n), self.config.token_rate) for n in valid_len]
+        if all(self.vocoder.config.frames_for(n) >= mel.shape[2] for n in samples):
+            return self.vocoder.mel_to_waveform(mel)[:, 0]
+        return torch.cat([self.vocoder.mel_to_waveform(mel[i : i + 1], n)[:, 0] for i, n in enumerate(samples)])
 
-    def load_official(self, encoder: Mapping[str, Tensor] | None, decoder: Mapping[str, Tensor] | None) -> None:
-        """Load official ``encoder.ckpt`` / ``decoder.ckpt`` state dicts (strict schema check first)."""
+    def load_official(
+        self, encoder: Mapping[str, Tensor] | None, decoder: Mapping[str, Tensor] | None, take: bool = False
+    ) -> None:
+        """Load official ``encoder.ckpt`` / ``decoder.ckpt`` state dicts (strict schema check
+        first; the decoder's is ignored by a model built without decoder; ``take``: as
+        :meth:`load_weights`)."""
         schema = official_schema(self.config.token_rate)
         if encoder is not None:
             check_keys(encoder, schema["encoder"], "encoder checkpoint")
@@ -170,8 +227,8 @@ class SemantiCodecModel(nn.Module):
                 if key in dropped:
                     continue
                 ours["audiomae." + key[len(_AUDIOMAE):] if key.startswith(_AUDIOMAE) else "acoustic." + key] = value
-            self.load_weights(ours, ("audiomae.", "acoustic."))
-        if decoder is not None:
+            self.load_weights(ours, ("audiomae.", "acoustic."), take=take)
+        if decoder is not None and self.with_decoder:
             check_keys(decoder, schema["decoder"], "decoder checkpoint")
             ours = {}
             for key, value in decoder.items():
@@ -187,21 +244,30 @@ class SemantiCodecModel(nn.Module):
                     ours["vae." + key[len(_FIRST_STAGE):]] = value
                 else:
                     ours["schedule." + key] = value
-            self.load_weights(ours, ("unet.", "vocoder.", "vae.", "schedule."))
+            self.load_weights(ours, ("unet.", "vocoder.", "vae.", "schedule."), take=take)
 
-    def load_weights(self, state: Mapping[str, Tensor], prefixes: tuple[str, ...] = ("",)) -> None:
+    def load_weights(self, state: Mapping[str, Tensor], prefixes: tuple[str, ...] = ("",), take: bool = False) -> None:
         """Copy ``state`` (keys of this model) into the entries whose keys start with ``prefixes``;
-        every such entry must be given, with its shape (scalars may come as ``[1]``)."""
-        own = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+        every such entry must be given, with its shape (scalars may come as ``[1]``).
+
+        Entries are fetched one at a time, so a lazy mapping (``open_state_dict``) loads with
+        one tensor in memory beside the model. ``take=True``: a tensor of the model's dtype
+        and device becomes the entry itself instead of being copied (for tensors the caller
+        gives up, such as a memory-mapped checkpoint's, which then stays file-backed).
+        """
+        own = {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefixes)}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
             raise CheckpointError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
         with torch.no_grad():
-            for key, value in state.items():
-                target = own[key]
+            for key in own:
+                target, value = own[key], state[key]
                 if target.shape != value.shape and target.numel() == value.numel() == 1:
                     value = value.reshape(target.shape)
                 if target.shape != value.shape:
                     raise CheckpointError(f"{key}: checkpoint shape {tuple(value.shape)} != model {tuple(target.shape)}")
-                target.copy_(value.to(target.dtype))
+                if take and value.dtype == target.dtype and value.device == target.device:
+                    target.data = value
+                else:
+                    target.data.copy_(value)

@@ -4,14 +4,12 @@
   under an output folder the user named; never outside it, whatever the name says.
 - :func:`printable`: text from a file made safe for a terminal (control characters escaped).
 - :func:`check_replaceable`: ``--force`` replaces regular files only (not devices, FIFOs, sockets).
-- :func:`load_npy`: a .npy file whose header is checked against its size before loading.
 - :func:`signals_raise`: SIGTERM (and SIGHUP) raise :class:`Terminated` in the main thread, so
   that cleanup (temporary files) runs as for any exception.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import stat
@@ -19,11 +17,6 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-
 
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 """Unicode categories escaped on output: controls, format (bidi overrides), surrogates,
@@ -108,25 +101,3 @@ def signals_raise() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
-    """The array of a .npy file, its header checked against the file size before anything is
-    allocated (a header may claim terabytes); no pickles. ValueError names the problem."""
-    import numpy as np
-
-    with open(path, "rb") as file:
-        try:
-            major, _ = np.lib.format.read_magic(file)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(file)
-        except (ValueError, EOFError) as error:
-            raise ValueError(f"{path} is not a readable .npy file ({error})") from None
-        if dtype.hasobject:
-            raise ValueError(f"{path} holds Python objects (dtype {dtype}), which are not loaded")
-        needed = math.prod(shape) * dtype.itemsize
-        available = os.fstat(file.fileno()).st_size - file.tell()
-        if available < needed:
-            raise ValueError(f"{path} is truncated: {needed} bytes of data expected, {available} present")
-        file.seek(0)
-        return np.load(file, allow_pickle=False)

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from kmeans import assign
-from semanticodec.checkpoint import load_codebook
-from semanticodec.conditioning import stack_factor
+from semanticodec.constants import stack_factor
+from semanticodec.kmeans.assign import assign
+from semanticodec.kmeans.codebook import load_codebook
 
 
 def stack_patches(features: torch.Tensor, token_rate: int, freq_patches: int = 8) -> torch.Tensor:

@@ -18,18 +18,9 @@ Encoder modes (:class:`StreamingEncoder`):
 :class:`StreamingDecoder` takes the bytes of a stream as they arrive and returns audio as soon
 as it is final: decode window w (512 / K tokens, starting every 480 / K tokens) is sampled
 when its tokens are in, with the same per-window seeded noise as :meth:`SemantiCodec.decode`,
-and cross-faded as :func:`semanticodec.codec.overlap_add`; the result equals offline decoding
+and cross-faded by :class:`semanticodec.windows.OverlapAdd`; the result equals offline decoding
 of the same stream. Lost or corrupt packets (found by the resilient bitstream reader) are
-concealed (``concealment``):
-
-- ``"padding"``: their token rows are marked as padding (-1) in the decoder context, the
-  marker the model was trained with for rows without audio (the gap decodes as near silence);
-- ``"inpaint"`` (default): the window is first sampled as with ``"padding"``; then the latent
-  frames of the gap are sampled again by diffusion inpainting — the frames around the gap
-  are held at the first pass's latent (noised to each step's level), the gap's context rows
-  are left unknown (the classifier-free-guidance null rows) and the model fills the gap to fit
-  the audio around it. Outside the gap the output equals ``"padding"``; a damaged window
-  costs two samplings.
+concealed (:mod:`semanticodec.concealment`).
 """
 
 from __future__ import annotations
@@ -41,89 +32,24 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy import signal
 from torch import Tensor
 
-from bitstream import Damage, Header, StreamReader, StreamWriter
-from semanticodec.audio import SAMPLE_RATE, _lowpass, check_sample_rate, resample_ratio
-from semanticodec.codec import HOP_SAMPLES, OVERLAP_SAMPLES, WINDOW_SAMPLES, SemantiCodec, window_generator
-from semanticodec.conditioning import COLUMN_SAMPLES, target_token_length, token_step
-from semanticodec.features import AUDIOSET_MEAN, AUDIOSET_STD, FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, kaldi_fbank
+from semanticodec.audio import StreamResampler, check_audio, check_sample_rate, to_mono
+from semanticodec.bitstream import Damage, Header, StreamReader, StreamWriter
+from semanticodec.codec import SemantiCodec
+from semanticodec.concealment import CONCEALED_TAIL_PACKETS, Concealment, check_concealment_budget, decode_window
+from semanticodec.constants import (
+    COLUMN_SAMPLES,
+    CONCEALMENTS,
+    PAIRS_PER_COLUMN,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    token_samples,
+)
+from semanticodec.features import FBANK_FRAME_SHIFT
+from semanticodec.windows import LOOKAHEAD_SAMPLES, OverlapAdd, target_token_length, window_fbank, window_generator, window_hop
 
 EncoderMode = Literal["exact", "low_latency"]
-Concealment = Literal["inpaint", "padding"]
-
-LOOKAHEAD_SAMPLES = FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT
-"""Samples after a window that its last fbank frame reads (240 = 15 ms)."""
-
-FRAMES_PER_WINDOW = WINDOW_SAMPLES // FBANK_FRAME_SHIFT
-
-MAX_CONCEALED_SECONDS = 60.0
-"""Concealment budget of :class:`StreamingDecoder`: a stream may lack at most this many seconds
-of tokens more than it holds (missing packets cost diffusion; a header alone cannot buy hours)."""
-
-
-class StreamResampler:
-    """Chunked band-limited resampling to 16 kHz whose output equals :func:`semanticodec.audio.resample`
-    of the whole signal (same polyphase filter, no delay); keeps only the filter's history."""
-
-    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE) -> None:
-        check_sample_rate(orig_sr)
-        check_sample_rate(target_sr)
-        self.up, self.down = resample_ratio(orig_sr, target_sr)
-        self.identity = orig_sr == target_sr
-        if not self.identity:
-            taps = _lowpass(self.up, self.down) * self.up
-            half = (len(taps) - 1) // 2
-            pre_pad = self.down - half % self.down
-            self._taps = np.concatenate([np.zeros(pre_pad), taps])
-            self._skip = (half + pre_pad) // self.down
-        self._buffer = np.zeros(0)
-        self._start = 0
-        self._done = 0
-        self._received = 0
-
-    def push(self, x: np.ndarray, final: bool = False) -> np.ndarray:
-        """Resample the next samples ``[n]``; returns the output samples that are now final (float32)."""
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        self._received += len(x)
-        if self.identity:
-            return x.astype(np.float32)
-        self._buffer = np.concatenate([self._buffer, x])
-        end = self._received
-        total = -(-end * self.up // self.down) if final else None
-        # Full-signal output index J reads inputs i with 0 <= J * down - i * up < len(taps).
-        last_j = (total + self._skip - 1) if final else (end * self.up - 1) // self.down
-        first_j = self._done + self._skip
-        if last_j < first_j:
-            return np.zeros(0, np.float32)
-        y = signal.upfirdn(self._taps, self._buffer, self.up, self.down)
-        offset = self._start * self.up // self.down
-        out = y[first_j - offset : last_j + 1 - offset]
-        self._done += len(out)
-        keep_from = max(0, ((self._done + self._skip) * self.down - len(self._taps)) // self.up)
-        keep_from -= keep_from % self.down
-        if keep_from > self._start:
-            self._buffer = self._buffer[keep_from - self._start :]
-            self._start = keep_from
-        return out.astype(np.float32)
-
-
-def window_fbank(samples: np.ndarray | Tensor, last: bool) -> Tensor:
-    """Normalised AudioMAE fbank ``[1024, 128]`` of one encoder window.
-
-    ``samples``: the window's 163 840 samples followed by the 240 samples after it (16 kHz;
-    ``last``: the final window, zero-padded, without the 240 samples, whose two last frames are
-    the zero frames the offline fbank appends).
-    """
-    x = torch.as_tensor(np.asarray(samples, dtype=np.float32))
-    expected = WINDOW_SAMPLES if last else WINDOW_SAMPLES + LOOKAHEAD_SAMPLES
-    if x.shape != (expected,):
-        raise ValueError(f"window needs {expected} samples, got shape {tuple(x.shape)}")
-    fbank = kaldi_fbank(x[None])[0]
-    if last:
-        fbank = torch.cat([fbank, torch.zeros(FRAMES_PER_WINDOW - fbank.shape[0], fbank.shape[1])])
-    return (fbank - AUDIOSET_MEAN) / (AUDIOSET_STD * 2)
 
 
 class _ByteSink:
@@ -195,9 +121,8 @@ class StreamingEncoder:
         self.mode = mode
         self.sample_rate = int(sample_rate)
         config = codec.config
-        k = config.stack_factor
-        self._step_samples = COLUMN_SAMPLES * (2 if k == 4 else 1)
-        self._tokens_per_step = config.tokens_per_window * self._step_samples // WINDOW_SAMPLES
+        self._step_samples = COLUMN_SAMPLES[config.token_rate]
+        self._tokens_per_step = PAIRS_PER_COLUMN[config.token_rate]
         if mode == "low_latency":
             ll = low_latency or LowLatencyConfig()
             self._block = round(ll.latency * SAMPLE_RATE)
@@ -259,7 +184,7 @@ class StreamingEncoder:
         returns the stream bytes now final (the header with the first call)."""
         if self.finished:
             raise ValueError("push after finish")
-        mono = _mono(chunk)
+        mono = to_mono(check_audio(chunk, "audio chunk", allow_empty=True))
         self._received += len(mono)
         self._append(self._resampler.push(mono))
         self._encode_ready(final=False)
@@ -352,25 +277,6 @@ class StreamingEncoder:
             self._drop_before(max(0, self._next - self._context))
 
 
-def _mono(chunk: np.ndarray | Tensor) -> np.ndarray:
-    """A pushed chunk as float32 mono ``[n]`` (channels averaged; integer PCM scaled to [-1, 1])."""
-    if hasattr(chunk, "detach"):
-        chunk = chunk.detach().cpu().numpy()
-    x = np.asarray(chunk)
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"audio chunk must hold numbers, got dtype {x.dtype}")
-    if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[0] > 64):
-        raise ValueError(f"audio chunk must be [samples] or [channels, samples] (<= 64 channels), got shape {x.shape}")
-    if x.dtype.kind in "iu":
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise ValueError("audio chunk contains NaN or infinite samples")
-    if x.ndim == 2:
-        x = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    return x
-
-
 class _NeedMore(Exception):
     """The pushed bytes end inside a header or packet."""
 
@@ -403,8 +309,10 @@ class StreamingDecoder:
 
     Args:
         codec: the codec (model, device, DDIM steps, guidance, η, seed).
-        on_damage: called with each :class:`bitstream.Damage` as it is found.
+        on_damage: called with each :class:`semanticodec.bitstream.Damage` as it is found.
         concealment: ``"inpaint"`` (diffusion inpainting of the gap) or ``"padding"``.
+        semantic_only: read and decode the semantic layer alone (as
+            ``SemantiCodec.decode(..., semantic_only=True)``; models trained for it only).
     """
 
     def __init__(
@@ -412,9 +320,13 @@ class StreamingDecoder:
         codec: SemantiCodec,
         on_damage: Callable[[Damage], None] | None = None,
         concealment: Concealment = "inpaint",
+        semantic_only: bool = False,
     ) -> None:
-        if concealment not in ("inpaint", "padding"):
-            raise ValueError(f"concealment must be 'inpaint' or 'padding', got {concealment!r}")
+        if concealment not in CONCEALMENTS:
+            raise ValueError(f"concealment must be one of {CONCEALMENTS}, got {concealment!r}")
+        if semantic_only:
+            codec.model.check_semantic_only()
+        self.semantic_only = semantic_only
         if codec.seed is None:
             raise ValueError("StreamingDecoder needs a codec with a seed (deterministic per-window noise)")
         if codec.compat != "default":
@@ -430,13 +342,13 @@ class StreamingDecoder:
         self._reader: StreamReader | None = None
         n = codec.config.tokens_per_window
         self._window_tokens = n
-        self._hop_tokens = n - int(n * 0.0625)
+        self._hop_tokens = window_hop(n)
         self._tokens = np.zeros((0, 2), np.int64)
         self._missing = np.zeros(0, bool)
         self._tokens_start = 0
         self._received_end = 0
         self._window = 0
-        self._pending: Tensor | None = None
+        self._joiner = OverlapAdd()
         self._emitted = 0
         self._limit: int | None = None
 
@@ -466,16 +378,16 @@ class StreamingDecoder:
         self._input.ended = True
         out = [self._run()]
         total = self._reader.total_pairs
-        if total is None:  # final packet missing: conceal at most the last two packets' worth
+        if total is None:  # final packet missing: conceal at most CONCEALED_TAIL_PACKETS packets' worth
             total = self._received_end
             if self.header.sample_count and total > self.lost_pairs:
                 claimed = target_token_length(self._limit, self.header.token_rate)
-                total = max(total, min(claimed, total + 2 * self.header.packet_pairs))
+                total = max(total, min(claimed, total + CONCEALED_TAIL_PACKETS * self.header.packet_pairs))
             self.lost_pairs += total - self._received_end
-            self._check_budget(total)
+            check_concealment_budget(self.lost_pairs, total, self.header.pairs_per_second)
         if total == 0:
             raise ValueError("the stream holds no tokens")
-        token_end = total * 2 * SAMPLE_RATE // self.header.token_rate
+        token_end = token_samples(total, self.header.token_rate)
         self._limit = token_end if self._limit is None else min(self._limit, token_end)
         self._grow(total)
         out.append(self._decode_ready(total))
@@ -486,10 +398,14 @@ class StreamingDecoder:
         saved = bytes(self._input.data) if self._reader is None else b""
         try:
             if self._reader is None:
-                self._reader = StreamReader(self._input, resilient=True, on_damage=self._damaged)
+                layers = "semantic" if self.semantic_only else "both"
+                self._reader = StreamReader(self._input, layers=layers, resilient=True, on_damage=self._damaged)
                 self._start(self._reader.header)
             for packet in self._reader:
-                self._add(packet.start, packet.tokens)
+                if self.semantic_only:
+                    self._add(packet.start, np.stack([packet.semantic, np.zeros_like(packet.semantic)], axis=-1))
+                else:
+                    self._add(packet.start, packet.tokens)
         except _NeedMore:
             if self._reader is None:
                 self._input.data[:0] = saved
@@ -515,15 +431,6 @@ class StreamingDecoder:
         if self._on_damage is not None:
             self._on_damage(damage)
 
-    def _check_budget(self, end: int) -> None:
-        """ValueError when more of pairs ``[0, end)`` are missing than MAX_CONCEALED_SECONDS beyond those received."""
-        rate = self.header.pairs_per_second
-        if self.lost_pairs > end - self.lost_pairs + MAX_CONCEALED_SECONDS * rate:
-            raise ValueError(
-                f"{self.lost_pairs / rate:.1f} s of tokens are missing but only {(end - self.lost_pairs) / rate:.1f} s "
-                f"received: more than {MAX_CONCEALED_SECONDS:g} s beyond that is not concealed"
-            )
-
     def _grow(self, end: int) -> None:
         """Extend the token buffer to pair ``end``; new rows are missing until a packet fills them."""
         have = self._tokens_start + len(self._tokens)
@@ -534,7 +441,7 @@ class StreamingDecoder:
     def _add(self, start: int, tokens: np.ndarray) -> None:
         if start > self._received_end:
             self.lost_pairs += start - self._received_end
-            self._check_budget(start)
+            check_concealment_budget(self.lost_pairs, start, self.header.pairs_per_second)
         self._grow(start + len(tokens))
         lo = start - self._tokens_start
         self._tokens[lo : lo + len(tokens)] = tokens
@@ -561,14 +468,13 @@ class StreamingDecoder:
             out.append(self._decode_window(start, end))
             self._window += 1
             self._drop_tokens(self._window * hop)
-        if total is not None and self._pending is not None:
-            out.append(self._emit(self._pending))
-            self._pending = None
+        if total is not None:
+            out.append(self._emit(self._joiner.finish()))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _decode_window(self, start: int, end: int) -> np.ndarray:
-        """Sample one window, cross-fade its start with the previous window's tail and return the
-        samples now final (up to the next window's start); the rest waits in ``_pending``."""
+        """Sample one window, cross-fade it into the output and return the samples now final (up
+        to the next window's start)."""
         n = self._window_tokens
         lo = start - self._tokens_start
         tok = np.zeros((n, 2), np.int64)
@@ -576,45 +482,12 @@ class StreamingDecoder:
         missing = np.zeros(n, bool)
         missing[: end - start] = self._missing[lo : lo + end - start]
         wave = self._sample(torch.from_numpy(tok), end - start, torch.from_numpy(missing)).float().cpu()
-        head = wave[:HOP_SAMPLES].clone()
-        if self._window > 0:
-            ramp = _ramp(wave.dtype)
-            head[:OVERLAP_SAMPLES] = self._pending[:OVERLAP_SAMPLES] * ramp.flip(0) + wave[:OVERLAP_SAMPLES] * ramp
-        self._pending = wave[HOP_SAMPLES:]
-        return self._emit(head)
+        return self._emit(self._joiner.push(wave))
 
     def _sample(self, tokens: Tensor, valid: int, missing: Tensor) -> Tensor:
         """Waveform ``[163872]`` of one window; missing rows are concealed as ``self.concealment`` says."""
-        codec, model = self.codec, self.codec.model
-        device = codec.device
-        gen = [window_generator(codec.seed, self._window, device=device)]
-        tok = tokens[None].to(device)
-        valid_len = torch.tensor([valid], device=device)
-        if not bool(missing.any()):
-            return model.decode_windows(tok, valid_len, codec.ddim_steps, codec.cfg_scale, codec.eta, generators=gen)[0]
-        cond, uncond = model.context(tok, valid_len)
-        width = 2 * codec.config.feature_dim
-        rows = missing.to(device)[None, :, None]
-        padded = cond.clone()
-        padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
-        shape = model.latent_shape(1)
-        x_T = torch.randn((1, *shape[1:]), generator=gen[0], device=gen[0].device).to(device)
-        options = {"eta": codec.eta, "guidance_scale": codec.cfg_scale}
-        latent = model.sampler.sample(model.unet, x_T, padded, uncond, codec.ddim_steps, generator=gen, **options)
-        if self.concealment == "inpaint":
-            unknown = cond.clone()
-            unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
-            known = ~self._latent_gap(missing, latent.shape[2]).to(device)[None, None, :, None]
-            latent = model.sampler.sample(
-                model.unet, x_T, unknown, uncond, codec.ddim_steps, generator=gen, known=(latent, known), **options
-            )
-        return model.latent_to_waveform(latent)[0]
-
-    def _latent_gap(self, missing: Tensor, frames: int) -> Tensor:
-        """``[frames]`` bool: latent frames whose token step holds a missing pair."""
-        per_step = token_step(self.codec.config.token_rate)[0]
-        steps = missing.reshape(-1, per_step).any(dim=1)
-        return steps.repeat_interleave(frames // len(steps))
+        generator = window_generator(self.codec.seed, self._window, device=self.codec.device)
+        return decode_window(self.codec, tokens, valid, missing, generator, self.concealment, self.semantic_only)
 
     def _emit(self, audio: Tensor) -> np.ndarray:
         out = audio.numpy()
@@ -629,7 +502,3 @@ class StreamingDecoder:
             self._tokens = self._tokens[cut:]
             self._missing = self._missing[cut:]
             self._tokens_start += cut
-
-
-def _ramp(dtype: torch.dtype) -> Tensor:
-    return torch.linspace(0, 1, OVERLAP_SAMPLES, dtype=torch.float64).to(dtype)

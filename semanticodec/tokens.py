@@ -14,28 +14,31 @@ usually want one stream of ids, so three formats are defined:
               needs acoustic ids too: :func:`merge` pairs semantic ids with acoustic ones).
 
 Every function accepts numpy arrays or torch tensors and returns the same kind (int64),
-with an optional leading batch dimension.
+with an optional leading batch dimension. torch is not imported here (a tensor argument means
+it already is), so that reading token files (:func:`load_token_file`) stays light.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-from torch import Tensor
+
+from semanticodec.constants import ACOUSTIC_VOCAB_SIZE, PAIRS_PER_COLUMN, stack_factor
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    Array = np.ndarray | Tensor
 
 Format = Literal["pairs", "flat", "semantic"]
 FORMATS: tuple[str, ...] = ("pairs", "flat", "semantic")
 
-ACOUSTIC_VOCAB = 8192
-"""Acoustic vocabulary size A of the released models."""
-
-ROWS_PER_COLUMN = {100: 8, 50: 4, 25: 4}
-"""Token rows per AudioMAE patch column (0.16 s at 100 and 50 tok/s, 0.32 s at 25)."""
-
-Array = np.ndarray | Tensor
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class TokenFormat:
 
     kind: Format = "flat"
     semantic_vocab: int = 16384
-    acoustic_vocab: int = ACOUSTIC_VOCAB
+    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE
 
     def __post_init__(self) -> None:
         if self.kind not in FORMATS:
@@ -111,15 +114,24 @@ class TokenFormat:
         return _wrap(check_pairs(sequence, self.semantic_vocab, self.acoustic_vocab).copy(), sequence)
 
 
+def _is_tensor(x: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _numpy(x: Array, name: str) -> np.ndarray:
-    array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    array = x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)
     if array.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integers, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
 
 
 def _wrap(result: np.ndarray, like: Array) -> Array:
-    return torch.from_numpy(np.ascontiguousarray(result)) if isinstance(like, Tensor) else result
+    if not _is_tensor(like):
+        return result
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(result))
 
 
 def _check_range(ids: np.ndarray, low: int, high: int, what: str) -> None:
@@ -127,7 +139,7 @@ def _check_range(ids: np.ndarray, low: int, high: int, what: str) -> None:
         raise ValueError(f"{what} ids must lie in [{low}, {high}), got min {ids.min()} max {ids.max()}")
 
 
-def check_pairs(pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB) -> np.ndarray:
+def check_pairs(pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> np.ndarray:
     """Validate pairs ``[T, 2]`` or ``[B, T, 2]`` and return them as int64 numpy."""
     array = _numpy(pairs, "pairs")
     if array.ndim not in (2, 3) or array.shape[-1] != 2:
@@ -149,7 +161,7 @@ def _add_specials(seq: np.ndarray, bos_id: int, bos: bool, eos: bool) -> np.ndar
 
 
 def flatten(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → flat stream ``[2T]`` / ``[B, 2T]`` (+1 with BOS, +1 with EOS).
 
@@ -183,7 +195,7 @@ def _strip(seq: np.ndarray, base: int, what: str) -> np.ndarray:
     return body
 
 
-def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB) -> Array:
+def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> Array:
     """Flat stream ``[L]`` (optionally with BOS, EOS, trailing PAD) → pairs ``[T, 2]``.
 
     Raises ValueError when the ids do not alternate semantic [0, V) / acoustic [V, V + A).
@@ -204,7 +216,7 @@ def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUST
 
 
 def semantic_only(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → semantic ids ``[T]`` / ``[B, T]`` (BOS = V, EOS = V + 1)."""
     array = check_pairs(pairs, semantic_vocab, acoustic_vocab)
@@ -229,7 +241,7 @@ def convert(
     source: Format,
     target: Format,
     semantic_vocab: int,
-    acoustic_vocab: int = ACOUSTIC_VOCAB,
+    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE,
     bos: bool = False,
     eos: bool = False,
 ) -> Array:
@@ -246,10 +258,9 @@ def convert(
 
 
 def rows_per_column(token_rate: int) -> int:
-    """Token rows per AudioMAE patch column at ``token_rate`` tok/s (8, 4, 4)."""
-    if token_rate not in ROWS_PER_COLUMN:
-        raise ValueError(f"token_rate must be one of {tuple(ROWS_PER_COLUMN)}, got {token_rate!r}")
-    return ROWS_PER_COLUMN[token_rate]
+    """Token rows (pairs) per token column at ``token_rate`` tok/s (8, 4, 4)."""
+    stack_factor(token_rate)  # checks the rate
+    return PAIRS_PER_COLUMN[token_rate]
 
 
 def pad_batch(sequences: list[Array], pad_id: int, length: int | None = None) -> tuple[Tensor, Tensor]:
@@ -257,6 +268,8 @@ def pad_batch(sequences: list[Array], pad_id: int, length: int | None = None) ->
 
     ``length`` defaults to the longest sequence; longer sequences raise ValueError.
     """
+    import torch
+
     if not sequences:
         raise ValueError("no sequences to pad")
     arrays = [_numpy(s, f"sequence {i}") for i, s in enumerate(sequences)]
@@ -271,3 +284,48 @@ def pad_batch(sequences: list[Array], pad_id: int, length: int | None = None) ->
     for row, a in zip(out, arrays):
         row[: a.size] = a
     return torch.from_numpy(out), torch.tensor([a.size for a in arrays], dtype=torch.int64)
+
+
+def load_token_file(
+    path: str | os.PathLike,
+    fmt: Literal["auto", "pairs", "flat"] = "pairs",
+    semantic_vocab_size: int | None = None,
+    acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE,
+) -> np.ndarray:
+    """Token pairs int64 ``[T, 2]`` of a ``.npy`` file.
+
+    ``fmt``: ``pairs`` (an integer array ``[T, 2]`` or ``[1, T, 2]``), ``flat`` (``[L]``, the
+    :func:`flatten` stream, special ids allowed; needs ``semantic_vocab_size``) or ``auto``
+    (by the array's rank). With ``semantic_vocab_size`` the ids are checked against the
+    vocabularies. The .npy header is checked against the file size before anything is
+    allocated, and no pickles are loaded; every problem is a ValueError naming the file.
+    """
+    with open(path, "rb") as file:
+        try:
+            major, _ = np.lib.format.read_magic(file)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(file)
+        except (ValueError, EOFError) as error:
+            raise ValueError(f"{path} is not a readable .npy file ({error})") from None
+        if dtype.kind not in "iu":
+            raise ValueError(f"{path}: tokens must be integers, got dtype {dtype}")
+        if fmt == "auto":
+            fmt = "flat" if len(shape) == 1 else "pairs"
+        if fmt == "pairs" and not ((len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)) and shape[-1] == 2):
+            raise ValueError(f"{path}: tokens must have shape [T, 2] or [1, T, 2], got {list(shape)}")
+        if fmt == "flat" and len(shape) != 1:
+            raise ValueError(f"{path}: a flat token stream must have shape [L], got {list(shape)}")
+        needed = math.prod(shape) * dtype.itemsize  # Python ints: a claimed size cannot wrap around
+        available = Path(path).stat().st_size - file.tell()
+        if available < needed:
+            raise ValueError(f"{path} is truncated: {needed} bytes of data expected, {available} present")
+        file.seek(0)
+        array = np.load(file, allow_pickle=False)
+    if semantic_vocab_size is None:
+        if fmt == "flat":
+            raise ValueError(f"{path}: reading a flat token stream needs the semantic vocabulary size")
+        return array.reshape(-1, 2).astype(np.int64)
+    try:
+        return np.asarray(TokenFormat(fmt, semantic_vocab_size, acoustic_vocab_size).decode(array.reshape(-1, 2) if fmt == "pairs" else array))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None

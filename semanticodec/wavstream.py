@@ -1,4 +1,5 @@
-"""Read a WAV stream block by block from a pipe (no seeking, length possibly unknown).
+"""PCM audio streams over pipes (no seeking, length possibly unknown): reading a WAV stream or
+raw interleaved PCM block by block, and the header of a 16-bit WAV stream being written.
 
 Pipe writers (sox, ffmpeg, arecord) cannot go back to fill in the RIFF sizes, so they leave
 the data size at 0, ``0xFFFFFFFF`` or a large placeholder; such a ``data`` chunk is read up
@@ -17,6 +18,9 @@ import numpy as np
 
 MAGICS = (b"RIFF", b"RF64")
 """First four bytes of a WAV stream."""
+
+RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}
+"""Raw PCM sample formats (little-endian, interleaved channels) and their numpy dtypes."""
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 _UNKNOWN_SIZE = 0x7FFFF000
@@ -84,6 +88,41 @@ def open_wav_stream(
     data_bytes = size - size % fmt.frame_bytes if known else None
     info = replace(fmt, frames=data_bytes // fmt.frame_bytes if known else 0)
     return info, _blocks(source, info, data_bytes, max(1, int(info.sample_rate * block_seconds)))
+
+
+def raw_pcm_blocks(
+    read: Callable[[int], bytes], sample_format: str, channels: int, sample_rate: int, prefix: bytes = b"", block_seconds: float = 1.0
+) -> Iterator[np.ndarray]:
+    """Blocks ``[channels, n]`` of raw interleaved PCM (``sample_format`` one of :data:`RAW_FORMATS`)
+    read with ``read(n)`` after the bytes of ``prefix``; integer samples are returned as read
+    (the caller scales them). A stream that ends inside a sample frame raises WavStreamError."""
+    if sample_format not in RAW_FORMATS:
+        raise WavStreamError(f"raw sample format must be one of {', '.join(RAW_FORMATS)}, got {sample_format!r}")
+    if not 1 <= channels <= 64:
+        raise WavStreamError(f"raw audio must have 1..64 channels, got {channels}")
+    dtype = np.dtype(RAW_FORMATS[sample_format])
+    frame = dtype.itemsize * channels
+    block = max(1, int(sample_rate * block_seconds)) * frame
+    pending = prefix
+    while data := read(block):
+        data = pending + data
+        usable = len(data) - len(data) % frame
+        pending = data[usable:]
+        yield np.frombuffer(data[:usable], dtype).reshape(-1, channels).T
+    if pending:
+        raise WavStreamError(f"standard input ends inside a sample frame ({len(pending)} stray bytes)")
+
+
+def wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
+    """Header of a mono 16-bit PCM WAV stream of ``frames`` samples; the sizes are 0xFFFFFFFF
+    (read to the end, as pipe readers do) when the length is unknown or does not fit the 32-bit
+    size fields (2^31 samples or more)."""
+    if frames is not None and 36 + 2 * frames > 0xFFFFFFFF:
+        frames = None
+    data = 0xFFFFFFFF if frames is None else 2 * frames
+    riff = 0xFFFFFFFF if frames is None else 36 + data
+    fmt = struct.pack("<HHIIHH", _PCM, 1, sample_rate, 2 * sample_rate, 2, 16)
+    return b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data)
 
 
 def _parse_fmt(body: bytes) -> WavFormat:

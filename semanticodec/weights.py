@@ -1,4 +1,10 @@
-"""Loading and saving model weights: official checkpoints and this package's safetensors files.
+"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, and
+this package's own safetensors format.
+
+Weights come from a ``.safetensors`` file of this package, from the official release (found and
+checked by :mod:`semanticodec.official`), or from the small model bundled with the package.
+Every file is read without executing pickled code: ``torch.load(weights_only=True)``,
+``numpy.load(allow_pickle=False)`` or safetensors.
 
 A safetensors file written by :func:`save_safetensors` holds the model's own state dict
 (``audiomae.*``, ``acoustic.*``, ``unet.*``, ``schedule.*``, ``vae.*``, ``vocoder.*``) plus
@@ -9,38 +15,158 @@ only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EM
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from semanticodec.checkpoint import (
-    OFFICIAL_VOCAB_SIZES,
-    CheckpointError,
-    find_official_root,
-    load_codebook,
-    load_state_dict,
-    official_files,
-)
 from semanticodec.config import ModelConfig
+from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
+from semanticodec.official import OFFICIAL_VOCAB_SIZES, CheckpointError, find_official_root, official_files
+from semanticodec.samplers import OFFICIAL_SAMPLING
 
 FORMAT_NAME = "semanticodec"
 DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
 """The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
 used when no official checkpoint is configured."""
+BUNDLED_SAMPLING = ("dpmpp-2m", 3)
+"""(sampler, steps) the bundled default model decodes with unless told otherwise: the cheapest
+setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
+of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
+is retrained)."""
 CODEBOOK_KEY = "semantic.codebook"
+ENCODER_PARTS = ("audiomae.", "acoustic.")
+"""State-dict prefixes of the parts that encoding needs."""
+DECODER_PARTS = ("unet.", "schedule.", "vae.", "vocoder.")
+"""State-dict prefixes of the parts that only decoding needs."""
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_official(root: str | os.PathLike, token_rate: int, semantic_vocab_size: int) -> SemantiCodecModel:
-    """Build the official model of (token rate, vocabulary) from an official checkpoint folder."""
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class SafetensorsReader(Mapping[str, torch.Tensor]):
+    """The tensors of a ``.safetensors`` file, each read from disk when it is looked up.
+
+    Plain file reads, no memory map: a caller that takes the tensors one at a time holds one
+    in memory at a time (loading a model then needs little more than the model). Malformed
+    files raise :class:`CheckpointError`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as file:
+                size = int.from_bytes(file.read(8), "little")
+                if not 2 <= size <= self.path.stat().st_size - 8:
+                    raise ValueError(f"header size {size} does not fit the file")
+                header = json.loads(file.read(size))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.path}: not a readable safetensors file ({err})") from None
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._start = 8 + size
+        data_size = self.path.stat().st_size - self._start
+        self._entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            try:
+                dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+                shape = tuple(int(n) for n in entry["shape"])
+                begin, end = (int(n) for n in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{self.path}: bad or unsupported header entry for {key!r}") from None
+            if not 0 <= begin <= end <= data_size or end - begin != math.prod(shape) * dtype.itemsize:
+                raise CheckpointError(f"{self.path}: the data of {key!r} does not fit its shape or the file")
+            self._entries[key] = (dtype, shape, begin, end)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of the tensor ``key`` as the file's header gives it (nothing is read)."""
+        return self._entries[key][1]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        dtype, shape, begin, end = self._entries[key]
+        buffer = bytearray(end - begin)
+        with open(self.path, "rb") as file:
+            file.seek(self._start + begin)
+            if file.readinto(buffer) != len(buffer):
+                raise CheckpointError(f"{self.path}: truncated data for {key!r}")
+        if not buffer:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def open_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The tensors of a checkpoint file without reading them all: a :class:`SafetensorsReader`
+    for ``.safetensors``, else the memory-mapped weights of a ``.ckpt``/``.pt``/``.pth``
+    (weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        return SafetensorsReader(path)
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for corrupt or non-weight files
+        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
+    return data
+
+
+class _Selection(Mapping[str, torch.Tensor]):
+    def __init__(self, state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> None:
+        self._state = state
+        self._keys = [key for key in state if key.startswith(prefixes)]
+        self._key_set = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
+        return self._state[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def select(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> Mapping[str, torch.Tensor]:
+    """The entries of ``state`` whose keys start with ``prefixes``, as a view (nothing is read)."""
+    return _Selection(state, prefixes)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
+    return dict(open_state_dict(path))
+
+
+def load_official(
+    root: str | os.PathLike, token_rate: int, semantic_vocab_size: int, with_decoder: bool = True
+) -> SemantiCodecModel:
+    """Build the official model of (token rate, vocabulary) from an official checkpoint folder
+    (``with_decoder=False``: the encoding parts only; ``decoder.ckpt`` is not read). The
+    memory-mapped checkpoint tensors become the model's weights (no copies)."""
     files = official_files(root, token_rate, semantic_vocab_size)
     config = ModelConfig.official(token_rate, semantic_vocab_size)
     codebook = load_codebook(files.codebook)
-    model = SemantiCodecModel(config, codebook)
-    model.load_official(load_state_dict(files.encoder), load_state_dict(files.decoder))
+    model = SemantiCodecModel(config, codebook, with_decoder=with_decoder)
+    decoder = open_state_dict(files.decoder) if with_decoder else None
+    model.load_official(open_state_dict(files.encoder), decoder, take=True)
     return model
 
 
@@ -51,38 +177,36 @@ def save_safetensors(
     (atomically: a temporary file beside ``path`` is renamed when complete)."""
     from safetensors.torch import save_file
 
-    from semanticodec.atomic import check_output
+    from semanticodec.atomic import atomic_path
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not model.with_decoder:
+        raise ValueError("a model built without its decoder cannot be saved as a weights file")
     state = {
         key: value.detach().to(DTYPES[dtype] if value.is_floating_point() else value.dtype).contiguous()
         for key, value in model.state_dict().items()
         if not key.startswith(("vae.encoder.", "vae.quant_conv."))
     }
     state[CODEBOOK_KEY] = model.semantic.codebook.detach().to(DTYPES[dtype]).contiguous()
-    check_output(path, overwrite=overwrite)
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=overwrite) as temp:
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
-def load_safetensors(path: str | os.PathLike) -> SemantiCodecModel:
-    """A model from a file written by :func:`save_safetensors` (computed in float32)."""
+def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> SemantiCodecModel:
+    """A model from a file written by :func:`save_safetensors` (computed in float32), read one
+    tensor at a time (``with_decoder=False``: the encoding parts only)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     config = _file_config(Path(path))
-    _check_shapes(Path(path), config)
-    state = load_state_dict(path)
+    state = open_state_dict(path)
+    _check_shapes(Path(path), config, state, with_decoder)
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
-    model = SemantiCodecModel(config, state.pop(CODEBOOK_KEY).float())
+    model = SemantiCodecModel(config, state[CODEBOOK_KEY].float(), with_decoder=with_decoder)
+    parts = ENCODER_PARTS + (DECODER_PARTS if with_decoder else ())
     try:
-        model.load_weights(state)
+        model.load_weights(select(state, parts), parts)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     return model
@@ -93,6 +217,16 @@ def default_model_config() -> ModelConfig | None:
     if not DEFAULT_MODEL.is_file():
         return None
     return _file_config(DEFAULT_MODEL)
+
+
+def default_sampling(config: ModelConfig, compat: str = "default") -> tuple[str, int]:
+    """``(sampler, steps)`` of a model unless the user chooses: :data:`BUNDLED_SAMPLING` for
+    the bundled default model, else (official checkpoints, ``compat="official"``) the
+    official DDIM with 50 steps."""
+    bundled = default_model_config()
+    if compat == "default" and bundled is not None and config.model_id == bundled.model_id:
+        return BUNDLED_SAMPLING
+    return OFFICIAL_SAMPLING
 
 
 def checkpoint_for(model_id: bytes) -> Path | None:
@@ -151,22 +285,18 @@ def _check_value(value: object, name: str, bound: int) -> None:
         raise ValueError(f"{name} must be a number or text, got {type(value).__name__}")
 
 
-def _check_shapes(path: Path, config: ModelConfig) -> None:
+def _check_shapes(path: Path, config: ModelConfig, state: SafetensorsReader, with_decoder: bool) -> None:
     """CheckpointError unless the file's tensors have the shapes ``config`` gives them; the model
     is built on the meta device for this (nothing is allocated), the tensors are not read."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     try:
         with torch.device("meta"):
-            model = SemantiCodecModel(config, torch.empty(config.semantic_vocab_size, config.feature_dim))
+            model = SemantiCodecModel(config, torch.empty(config.semantic_vocab_size, config.feature_dim), with_decoder=with_decoder)
     except Exception as err:  # any failure of the constructors on untrusted sizes
         raise CheckpointError(f"{path}: its configuration builds no model ({type(err).__name__}: {err})"[:300]) from None
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     expected[CODEBOOK_KEY] = (config.semantic_vocab_size, config.feature_dim)
-    for key, shape in shapes.items():
-        want = expected.get(key)
+    for key in state:
+        shape, want = state.shape(key), expected.get(key)
         if want is not None and shape != want and not (math.prod(shape) == math.prod(want) == 1):
             raise CheckpointError(f"{path}: {key} has shape {shape}, its configuration says {want}")
 
@@ -184,16 +314,20 @@ def load_model(
     token_rate: int = 100,
     semantic_vocab_size: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    with_decoder: bool = True,
 ) -> SemantiCodecModel:
     """The model to use.
 
     1. ``checkpoint``: a safetensors file or an official checkpoint folder;
-    2. the official checkpoints found by :func:`~semanticodec.checkpoint.find_official_root`
+    2. the official checkpoints found by :func:`~semanticodec.official.find_official_root`
        (``semantic_vocab_size=None``: 16384 if present, else any vocabulary present);
     3. the bundled default model (``semantic_vocab_size`` None or its vocabulary).
+
+    ``with_decoder=False`` builds and reads the encoding parts only (for compress, tokenize
+    and k-means features).
     """
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
-        model = load_safetensors(checkpoint)
+        model = load_safetensors(checkpoint, with_decoder)
         _check_rate_vocab(model, token_rate, semantic_vocab_size, str(checkpoint))
         return model
     default = default_model_config()
@@ -201,7 +335,7 @@ def load_model(
     if root is None:
         if checkpoint is None and default is not None:
             if (token_rate, semantic_vocab_size) in ((default.token_rate, None), (default.token_rate, default.semantic_vocab_size)):
-                return load_safetensors(DEFAULT_MODEL)
+                return load_safetensors(DEFAULT_MODEL, with_decoder)
             raise CheckpointError(
                 f"no official SemantiCodec checkpoint found for {token_rate} tok/s, vocabulary {semantic_vocab_size}; "
                 f"the bundled default model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size} "
@@ -222,4 +356,4 @@ def load_model(
             break
         else:
             raise CheckpointError(f"{root}: no complete official model for {token_rate} tok/s")
-    return load_official(root, token_rate, semantic_vocab_size)
+    return load_official(root, token_rate, semantic_vocab_size, with_decoder)

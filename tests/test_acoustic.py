@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill, fill_module
 from parity import assert_parity, reference, rel_l2, shared_path
 from semanticodec.acoustic import (
     AUDIOMAE_PREFIX,
@@ -18,7 +19,6 @@ from semanticodec.acoustic import (
     acoustic_state_dict,
 )
 from semanticodec.conditioning import valid_tokens
-from semanticodec.fill import fill, fill_module
 
 ACOUSTIC_TIE = 1e-5
 """Positions whose float64 acoustic margin is below this are exempt from id equality (README §7)."""
@@ -183,6 +183,25 @@ def test_forward_composes_the_stages(small: AcousticEncoder) -> None:
     assert torch.equal(out.vectors, small.lookup(out.ids))
 
 
+def test_direction_parallel_bilstm_equals_nn_lstm(small: AcousticEncoder) -> None:
+    """On CPU without grad the two directions of each layer run on two threads (torch.lstm per
+    direction); the result is nn.LSTM's, and the thread setting is restored."""
+    x = torch.randn(3, 20, 32, generator=torch.Generator().manual_seed(4))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            parallel = small._bilstm(x)
+            assert torch.get_num_threads() == 2
+            reference = small.encoder(x)[0]
+        with_grad = small._bilstm(x)  # with grad: nn.LSTM itself
+    finally:
+        torch.set_num_threads(threads)
+    assert parallel.shape == (3, 20, 64)
+    torch.testing.assert_close(parallel, reference, rtol=0, atol=1e-6)
+    assert with_grad.requires_grad and torch.allclose(with_grad, reference, atol=1e-6)
+
+
 def test_batch_items_are_independent(small: AcousticEncoder) -> None:
     feats, sem = _inputs(3, 20, 16, 2)
     valid_len = [20, 11, 3]
@@ -266,3 +285,31 @@ def test_bad_inputs_raise(small: AcousticEncoder) -> None:
         small.lookup(torch.tensor([[1.0]]))
     with pytest.raises(ValueError, match="quantize_chunk"):
         AcousticEncoder(small.config, quantize_chunk=0)
+
+
+def test_factorised_codes_are_looked_up_by_cosine_in_the_low_dimensional_space() -> None:
+    torch.manual_seed(5)
+    config = AcousticConfig(feature_dim=12, lstm_layers=1, codebook_size=40, code_dim=4)
+    enc = AcousticEncoder(config)
+    keys = set(enc.state_dict())
+    assert {"quantizer.in_proj.weight", "quantizer.out_proj.weight"} <= keys
+    assert enc.quantizer._codebook.embed.shape == (1, 40, 4)
+    enc.quantizer._codebook.embed.mul_(torch.rand(1, 40, 1) * 3)  # stored norms do not matter
+    feats, sem = torch.randn(2, 30, 12), torch.randn(2, 30, 12)
+    out = enc(feats, sem)
+    projected = enc.quantizer.in_proj(out.pre_vq).detach()
+    cosine = torch.nn.functional.normalize(projected, dim=-1) @ torch.nn.functional.normalize(enc.quantizer._codebook.embed[0], dim=-1).T
+    assert torch.equal(out.ids, cosine.argmax(dim=-1))
+    unit = torch.nn.functional.normalize(enc.quantizer._codebook.embed[0], dim=-1)
+    assert torch.allclose(out.vectors, enc.quantizer.out_proj(unit[out.ids]), atol=1e-6)
+    assert torch.allclose(enc.codebook[out.ids], out.vectors, atol=1e-6)
+    assert enc.code_space(out.pre_vq).shape == (2, 30, 4)
+    with pytest.raises(ValueError, match=r"\[B, N, 4\]"):
+        enc.nearest(out.pre_vq)
+
+
+def test_official_config_has_no_factorised_parts() -> None:
+    with torch.device("meta"):
+        enc = AcousticEncoder(AcousticConfig())
+    assert not any(k.startswith(("quantizer.in_proj", "quantizer.out_proj")) for k in enc.state_dict())
+    assert enc.config.lookup_dim == 768 and enc.quantizer._codebook.embed.shape == (1, 8192, 768)

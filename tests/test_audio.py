@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 
 from parity import shared_path
-from semanticodec.audio import SAMPLE_RATE, AudioError, load_audio, prepare, read_audio, resample
+from semanticodec.audio import AudioError, load_audio, prepare, read_audio, resample
+from semanticodec.constants import SAMPLE_RATE
 
 
 def _db(x: float) -> float:

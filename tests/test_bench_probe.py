@@ -14,14 +14,7 @@ from benchmarks import data, probe, report
 from semanticodec.codec import SemantiCodec
 from tiny import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (two contend badly on a busy two-core machine); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clip(file: str, source: str, domain: str = "speech", duration: float = 2.0) -> data.Clip:
@@ -96,7 +89,7 @@ def test_config_rejects_bad_values():
 
 def test_token_embeddings_and_mel_statistics_on_tiny_model():
     model = tiny_model()
-    codec = SemantiCodec.from_model(model, device="cpu")
+    codec = SemantiCodec(model, device="cpu")
     audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     tokens = codec.encode(audio, sample_rate=16000).tokens
     pooled = probe.token_embeddings(model, tokens)

@@ -57,7 +57,7 @@ def test_vae_round_trip_and_recorder_shapes(speech):
 
 def test_stage_outputs_with_the_tiny_model(speech):
     model = tiny_model()
-    codec = SemantiCodec.from_model(model, ddim_steps=2, seed=0)
+    codec = SemantiCodec(model, steps=2, seed=0)
     outputs = stages.stage_outputs(speech, model, None, codec)
     assert list(outputs) == ["Griffin-Lim, true mel", "vocoder, true mel", "decoder", "decoder → Griffin-Lim"]
     assert outputs["decoder"].shape == outputs["decoder → Griffin-Lim"].shape == speech.shape

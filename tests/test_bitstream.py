@@ -13,7 +13,8 @@ import threading
 import numpy as np
 import pytest
 
-from bitstream import (
+from parity import reference
+from semanticodec.bitstream import (
     BitstreamError,
     Damage,
     Header,
@@ -25,9 +26,8 @@ from bitstream import (
     scan,
     write_file,
 )
-from bitstream.header import crc16
-from bitstream.stream import packet_size
-from parity import reference
+from semanticodec.bitstream.header import crc16
+from semanticodec.bitstream.stream import packet_size
 
 OFFICIAL_VOCABS = (4096, 8192, 16384, 32768)
 

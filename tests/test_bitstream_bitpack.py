@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitstream import pack_bits, packed_size, unpack_bits
+from semanticodec.bitstream import pack_bits, packed_size, unpack_bits
 
 
 def reference_pack(values: np.ndarray, bits: int, order: str) -> bytes:

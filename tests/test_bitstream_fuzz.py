@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitstream import BitstreamError, Header, StreamReader, decode, encode, scan
-from bitstream.header import FIXED_SIZE, MAGIC, crc16
-from bitstream.stream import SYNC, packet_size
+from semanticodec.bitstream import BitstreamError, Header, StreamReader, decode, encode, scan
+from semanticodec.bitstream.header import FIXED_SIZE, MAGIC, crc16
+from semanticodec.bitstream.stream import SYNC, packet_size
 
 CORPUS_SPECS = [
     # token_rate, semantic_vocab, acoustic_vocab, packet_columns, pairs, metadata

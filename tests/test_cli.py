@@ -7,14 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bitstream import Header, decode, encode
 from semanticodec import cli
 from semanticodec.atomic import atomic_write, check_output
+from semanticodec.bitstream import Header, decode, encode
 
 EXAMPLE_TOKENS = Path(cli.__file__).parent / "data" / "example_tokens.npy"
 
@@ -52,7 +53,7 @@ def test_bundled_example_tokens() -> None:
 def test_pack_info_unpack(capsys, tmp_path: Path, tokens_file) -> None:
     source, tokens = tokens_file
     packed = tmp_path / "a.scdc"
-    code, out, _ = run(capsys, "pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab", "16384",
+    code, out, _ = run(capsys, "pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab-size", "16384",
                        "--model-id", "00112233445566778899aabbccddeeff", "--sample-count", "160000",
                        "--meta", "title=x")
     assert code == 0 and "504 token pairs" in out
@@ -80,8 +81,8 @@ def test_pack_info_unpack(capsys, tmp_path: Path, tokens_file) -> None:
 def test_pack_accepts_the_official_batch_layout(capsys, tmp_path: Path) -> None:
     tokens = np.array([[[1, 2], [3, 4], [5, 6]]], dtype=np.int32)
     np.save(tmp_path / "t.npy", tokens)
-    args = ("pack", str(tmp_path / "t.npy"), str(tmp_path / "t.scdc"), "--token-rate", "25", "--semantic-vocab", "8")
-    assert run(capsys, *args, "--acoustic-vocab", "7")[0] == 0
+    args = ("pack", str(tmp_path / "t.npy"), str(tmp_path / "t.scdc"), "--token-rate", "25", "--semantic-vocab-size", "8")
+    assert run(capsys, *args, "--acoustic-vocab-size", "7")[0] == 0
     header, got = decode((tmp_path / "t.scdc").read_bytes())
     np.testing.assert_array_equal(got, tokens[0])
     assert header.sample_count == 3 * 16000 * 2 // 25 and header.acoustic_vocab == 7
@@ -107,7 +108,7 @@ def test_existing_output_needs_force(capsys, tmp_path: Path, tokens_file) -> Non
     source, _ = tokens_file
     target = tmp_path / "out.scdc"
     target.write_bytes(b"precious")
-    args = ["pack", str(source), str(target), "--token-rate", "100", "--semantic-vocab", "16384"]
+    args = ["pack", str(source), str(target), "--token-rate", "100", "--semantic-vocab-size", "16384"]
     code, _, err = run(capsys, *args)
     assert_user_error(code, err, "already exists (use --force to replace it)")
     assert target.read_bytes() == b"precious"
@@ -119,11 +120,11 @@ def test_existing_output_needs_force(capsys, tmp_path: Path, tokens_file) -> Non
 
 def test_input_is_never_overwritten(capsys, tmp_path: Path, tokens_file) -> None:
     source, _ = tokens_file
-    code, _, err = run(capsys, "pack", str(source), str(source), "--token-rate", "100", "--semantic-vocab", "16384",
+    code, _, err = run(capsys, "pack", str(source), str(source), "--token-rate", "100", "--semantic-vocab-size", "16384",
                        "--force")
     assert_user_error(code, err, "is the input file")
     packed = tmp_path / "a.scdc"
-    cli.main(["pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab", "16384"])
+    cli.main(["pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab-size", "16384"])
     link = tmp_path / "link.npy"
     link.symlink_to(packed)
     before = packed.read_bytes()
@@ -140,7 +141,7 @@ def write(path: Path, data: bytes) -> str:
 def test_user_errors_are_one_line(capsys, tmp_path: Path, tokens_file) -> None:
     source, _ = tokens_file
     out = str(tmp_path / "o.scdc")
-    pack = ["--token-rate", "100", "--semantic-vocab", "16384"]
+    pack = ["--token-rate", "100", "--semantic-vocab-size", "16384"]
     float_tokens = tmp_path / "f.npy"
     np.save(float_tokens, np.zeros((4, 2)))
     wide = tmp_path / "w.npy"
@@ -157,8 +158,8 @@ def test_user_errors_are_one_line(capsys, tmp_path: Path, tokens_file) -> None:
         (["pack", str(float_tokens), out, *pack], "tokens must be integers"),
         (["pack", str(wide), out, *pack], "shape [T, 2] or [1, T, 2]"),
         (["pack", str(truncated), out, *pack], "is truncated"),
-        (["pack", str(source), out, "--token-rate", "100", "--semantic-vocab", "1000"], "outside [0, 1000)"),
-        (["pack", str(source), out, *pack, "--semantic-vocab", "1"], "semantic_vocab must be in 2"),
+        (["pack", str(source), out, "--token-rate", "100", "--semantic-vocab-size", "1000"], "outside [0, 1000)"),
+        (["pack", str(source), out, *pack, "--semantic-vocab-size", "1"], "semantic_vocab must be in 2"),
         (["pack", str(source), out, *pack, "--sample-rate", "0"], "sample_rate must be in"),
         (["pack", str(source), out, *pack, "--sample-count", "99999999"], "does not match 504 token pairs"),
         (["pack", str(source), out, *pack, "--meta", "bad key=1"], "metadata key"),
@@ -175,7 +176,7 @@ def test_model_id_checks(capsys, tmp_path: Path, tokens_file) -> None:
     source, _ = tokens_file
     packed = tmp_path / "a.scdc"
     model = "ab" * 16
-    cli.main(["pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab", "16384",
+    cli.main(["pack", str(source), str(packed), "--token-rate", "100", "--semantic-vocab-size", "16384",
               "--model-id", model])
     code, _, err = run(capsys, "unpack", str(packed), str(tmp_path / "a.npy"), "--model-id", "cd" * 16)
     assert_user_error(code, err, f"tokens come from model {model}")
@@ -190,35 +191,50 @@ def test_usage_errors_help_and_version(capsys) -> None:
     assert code == 0 and out.startswith("semanticodec ")
     code, _, err = run(capsys)
     assert code == 2 and "required" in err
-    code, _, err = run(capsys, "pack", "a.npy", "b.scdc", "--token-rate", "30", "--semantic-vocab", "4096")
+    code, _, err = run(capsys, "pack", "a.npy", "b.scdc", "--token-rate", "30", "--semantic-vocab-size", "4096")
     assert code == 2 and "invalid choice" in err
 
 
-def test_sub_command_registry(capsys, monkeypatch) -> None:
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+def test_command_table(capsys, monkeypatch, tmp_path: Path) -> None:
+    names = [command.name for command in cli.COMMANDS]
+    assert len(set(names)) == len(names)
+    listed = cli.build_parser().format_help()
+    for command in cli.COMMANDS:
+        assert command.name in listed
+        assert run(capsys, command.name, "--help")[0] == 0  # each module configures its command
     seen = []
+    module = types.ModuleType("echo_command")
+    module.configure_echo = lambda parser: parser.add_argument("value")
 
-    def configure(parser) -> None:
-        parser.add_argument("value")
-
-    def handler(args) -> int:
+    def run_echo(args) -> int:
         seen.append(args.value)
         raise ValueError(f"bad value {args.value}")
 
-    cli.register(cli.Command("echo", "test command", configure, handler))
-    with pytest.raises(ValueError, match="already registered"):
-        cli.register(cli.Command("echo", "again", configure, handler))
+    module.run_echo = run_echo
+    monkeypatch.setitem(sys.modules, "echo_command", module)
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, cli.Command("echo", "test command", "echo_command")))
     code, _, err = run(capsys, "echo", "42")
     assert seen == ["42"]
     assert_user_error(code, err, "bad value 42")
-    assert "echo" in cli.build_parser().format_help()
+
+
+def test_old_option_spellings_still_work_with_a_warning(capsys, tmp_path: Path) -> None:
+    packed, unpacked = tmp_path / "e.scdc", tmp_path / "e.npy"
+    code, _, err = run(capsys, "pack", str(EXAMPLE_TOKENS), str(packed), "--token-rate", "100", "--semantic-vocab", "16384",
+                       "--acoustic-vocab", "8192")
+    assert code == 0
+    assert "--semantic-vocab is deprecated" in err and "use --semantic-vocab-size" in err and "--acoustic-vocab is deprecated" in err
+    assert decode(packed.read_bytes())[0].semantic_vocab == 16384
+    assert run(capsys, "unpack", str(packed), str(unpacked))[0] == 0
+    code, _, err = run(capsys, "pack", str(EXAMPLE_TOKENS), str(packed), "--token-rate", "100", "--force")
+    assert_user_error(code, err, "pack needs --semantic-vocab-size")
 
 
 def test_python_dash_m_and_closed_stdout(tmp_path: Path) -> None:
     packed = tmp_path / "e.scdc"
     command = [sys.executable, "-m", "semanticodec"]
     done = subprocess.run([*command, "pack", str(EXAMPLE_TOKENS), str(packed), "--token-rate", "100",
-                           "--semantic-vocab", "16384"], capture_output=True, text=True, check=False)
+                           "--semantic-vocab-size", "16384"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     process = subprocess.Popen([*command, "info", "--json", str(packed)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

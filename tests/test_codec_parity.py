@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill
 from parity import assert_parity, reference, shared_path
-from semanticodec.checkpoint import CheckpointError, official_schema
-from semanticodec.codec import SemantiCodec, join_windows
-from semanticodec.conditioning import split_windows
+from semanticodec.codec import SemantiCodec
 from semanticodec.config import ModelConfig
-from semanticodec.fill import fill
 from semanticodec.model import SemantiCodecModel
+from semanticodec.official import CheckpointError, official_schema
+from semanticodec.windows import join_windows, split_windows
 
 
 class FilledCheckpoint(Mapping):
@@ -59,7 +59,7 @@ def model() -> SemantiCodecModel:
 
 def test_official_encode_tokens(model: SemantiCodecModel) -> None:
     enc = reference("tr100_encode")
-    codec = SemantiCodec.from_model(model, device="cpu", compat="official")
+    codec = SemantiCodec(model, device="cpu", compat="official")
     out = codec.encode(enc["waveform"], sample_rate=16000)
     ref = enc["tokens"][0]
     assert out.tokens.shape == ref.shape == (656, 2)
@@ -72,7 +72,7 @@ def test_official_encode_tokens(model: SemantiCodecModel) -> None:
         differ_ac = out.tokens[:, 1] != ref[:, 1]
         print(f"acoustic: {differ_ac.sum()} of 656 differ, {acoustic_ties.sum()} near-ties")
         assert not (differ_ac & ~acoustic_ties).any()
-    default = SemantiCodec.from_model(model, device="cpu").encode(enc["waveform"], sample_rate=16000)
+    default = SemantiCodec(model, device="cpu").encode(enc["waveform"], sample_rate=16000)
     np.testing.assert_array_equal(default.tokens, out.tokens)
 
 
@@ -127,13 +127,13 @@ def test_convert_official_checkpoint(tmp_path) -> None:
     codebooks.mkdir(parents=True)
     np.save(codebooks / "codebook_2048_0.npy", fill("semantic_codebook", (4096, 768)))
     out = tmp_path / "tr100_v4096.safetensors"
-    assert main(["convert", str(tmp_path), str(out), "--token-rate", "100", "--vocab", "4096", "--dtype", "float16"]) == 0
+    assert main(["convert", str(tmp_path), str(out), "--token-rate", "100", "--semantic-vocab-size", "4096", "--dtype", "float16"]) == 0
     official_bytes = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.suffix in (".ckpt", ".npy"))
     print(f"convert: {out.stat().st_size / 1e6:.0f} MB from {official_bytes / 1e6:.0f} MB")
     assert out.stat().st_size < 0.4 * official_bytes
     converted = load_safetensors(out)
     enc = reference("tr100_encode")
-    tokens = SemantiCodec.from_model(converted, device="cpu", compat="official").encode(enc["waveform"], 16000).tokens
+    tokens = SemantiCodec(converted, device="cpu", compat="official").encode(enc["waveform"], 16000).tokens
     agree = (tokens == enc["tokens"][0]).mean()
     print(f"float16 weights: {agree:.1%} of the official tokens")
     assert agree > 0.9

@@ -6,19 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill
 from parity import assert_parity, reference
 from semanticodec.conditioning import (
     decoder_context,
     mark_padding,
     padding_cutoff,
     positional_encoding,
-    split_windows,
-    stack_factor,
-    target_token_length,
     unconditional_context,
     valid_tokens,
 )
-from semanticodec.fill import fill
+from semanticodec.constants import stack_factor
+from semanticodec.windows import split_windows, target_token_length
 
 
 def _codebooks(dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from semanticodec.token_commands import load_token_file  # also registers tokenize, detokenize
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
 from semanticodec.corpus import CorpusFile, finalize, list_corpus, read_failures, tokenize_corpus
 from semanticodec.dataset import TokenDataset, read_index
-from semanticodec.tokens import flatten
+from semanticodec.tokens import flatten, load_token_file
 from semanticodec.weights import save_safetensors
 from tiny import tiny_model
 
@@ -50,7 +49,7 @@ def setup(tmp_path_factory) -> dict:
     weights = root / "tiny.safetensors"
     model = tiny_model()
     save_safetensors(model, weights)
-    codec = SemantiCodec.from_model(model, device="cpu", ddim_steps=1, seed=0, batch_size=2)
+    codec = SemantiCodec(model, device="cpu", steps=1, seed=0, batch_size=2)
     direct = {name: codec.encode(str(corpus / name)).tokens for name, *_ in CLIPS}
     reference = root / "reference"
     report = tokenize_corpus(codec, corpus, reference, shard_rows=400, batch_windows=3, progress=False)
@@ -121,11 +120,11 @@ def test_manifests(setup, tmp_path) -> None:
 
 
 def _runner(folder: Path) -> Path:
-    """A script running the command line with tokenize/detokenize registered, one torch thread."""
+    """A script running the command line with one torch thread."""
     script = folder / "run.py"
     script.write_text(
         "import sys, torch\ntorch.set_num_threads(1)\n"
-        "import semanticodec.token_commands\nfrom semanticodec.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        "from semanticodec.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     return script
 
@@ -183,7 +182,7 @@ def test_resume_after_sigkill(setup, tmp_path) -> None:
         _write_clip(corpus / f"f{i:02d}.wav", 1.0, 16000, 1, 100 + i)
     out = tmp_path / "ds"
     script = _runner(tmp_path)
-    args = ["tokenize", str(corpus), "--out", str(out), "--vocab", "100", "--checkpoint", setup["weights"], "--quiet",
+    args = ["tokenize", str(corpus), "--output", str(out), "--semantic-vocab-size", "100", "--checkpoint", setup["weights"], "--no-progress",
             "--device", "cpu", "--shard-rows", "1", "--batch-windows", "1"]
     process = subprocess.Popen([sys.executable, str(script), *args], stderr=subprocess.DEVNULL)
     part = out / "index_000.jsonl"
@@ -215,7 +214,7 @@ def test_corrupt_files_are_reported_and_skipped(setup, tmp_path, capsys) -> None
     (corpus / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     sf.write(corpus / "empty.flac", np.zeros((0, 1), np.float32), 16000)
     out = tmp_path / "ds"
-    args = ["tokenize", str(corpus), "--out", str(out), "--vocab", "100", "--checkpoint", setup["weights"], "--quiet", "--device", "cpu"]
+    args = ["tokenize", str(corpus), "--output", str(out), "--semantic-vocab-size", "100", "--checkpoint", setup["weights"], "--no-progress", "--device", "cpu"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "2 files encoded" in err and "2 failed" in err and "failed: broken.wav" in err and "empty" in err
@@ -234,33 +233,33 @@ def test_corrupt_files_are_reported_and_skipped(setup, tmp_path, capsys) -> None
 
 def test_tokenize_command_matches_api_and_bad_options(setup, tmp_path) -> None:
     out = tmp_path / "ds"
-    common = ["--checkpoint", setup["weights"], "--quiet", "--device", "cpu"]
-    assert main(["tokenize", str(setup["corpus"]), "--out", str(out), "--vocab", "100", "--batch-size", "3", *common]) == 0
+    common = ["--checkpoint", setup["weights"], "--no-progress", "--device", "cpu"]
+    assert main(["tokenize", str(setup["corpus"]), "--output", str(out), "--semantic-vocab-size", "100", "--batch-size", "3", *common]) == 0
     _assert_same(out, setup["direct"])
-    assert main(["tokenize", str(setup["corpus"]), "--out", str(out), "--vocab", "100", "--token-rate", "50", *common]) == 2
-    assert main(["tokenize", str(setup["corpus"]), "--out", str(out), "--vocab", "100", "--shard-rows", "0", *common]) == 2
-    assert main(["tokenize", str(tmp_path / "none"), "--out", str(out), *common]) == 2
+    assert main(["tokenize", str(setup["corpus"]), "--output", str(out), "--semantic-vocab-size", "100", "--token-rate", "50", *common]) == 2
+    assert main(["tokenize", str(setup["corpus"]), "--output", str(out), "--semantic-vocab-size", "100", "--shard-rows", "0", *common]) == 2
+    assert main(["tokenize", str(tmp_path / "none"), "--output", str(out), *common]) == 2
     (tmp_path / "file").write_text("x")
-    assert main(["tokenize", str(setup["corpus"]), "--out", str(tmp_path / "file"), "--vocab", "100", *common]) == 2
+    assert main(["tokenize", str(setup["corpus"]), "--output", str(tmp_path / "file"), "--semantic-vocab-size", "100", *common]) == 2
 
 
 def test_detokenize_dataset_and_token_files(setup, tmp_path) -> None:
     codec, ref = setup["codec"], setup["reference"]
     out = tmp_path / "wav"
-    common = ["--checkpoint", setup["weights"], "--quiet", "--device", "cpu", "--steps", "1"]
-    assert main(["detokenize", str(ref), "--out", str(out), "--files", "c.wav", "sub/d.flac", *common]) == 0
+    common = ["--checkpoint", setup["weights"], "--no-progress", "--device", "cpu", "--steps", "1"]
+    assert main(["detokenize", str(ref), "--output", str(out), "--files", "c.wav", "sub/d.flac", *common]) == 0
     c, rate = sf.read(out / "c.wav")
     assert rate == 16000 and c.shape == (8000,)  # the original 0.5 s
     assert sf.read(out / "sub" / "d.wav")[0].shape == (52800,)
-    assert main(["detokenize", str(ref), "--out", str(out), "--files", "c.wav", *common]) == 2  # exists
-    assert main(["detokenize", str(ref), "--out", str(out), "--files", "zzz.wav", *common]) == 2
+    assert main(["detokenize", str(ref), "--output", str(out), "--files", "c.wav", *common]) == 2  # exists
+    assert main(["detokenize", str(ref), "--output", str(out), "--files", "zzz.wav", *common]) == 2
     pairs = setup["direct"]["a.wav"]
     np.save(tmp_path / "flat.npy", flatten(pairs, 100, 64, bos=True, eos=True))
-    assert main(["detokenize", str(tmp_path / "flat.npy"), "--out", str(out), "--vocab", "100", *common]) == 0
+    assert main(["detokenize", str(tmp_path / "flat.npy"), "--output", str(out), "--semantic-vocab-size", "100", *common]) == 0
     expected = np.clip(codec.decode(pairs), -1, 1)
     np.testing.assert_allclose(sf.read(out / "flat.wav", dtype="float32")[0], expected, atol=1 / 32768)
     np.save(tmp_path / "bad.npy", np.array([1, 2, 3]))
-    assert main(["detokenize", str(tmp_path / "bad.npy"), "--out", str(out), "--vocab", "100", *common]) == 2
+    assert main(["detokenize", str(tmp_path / "bad.npy"), "--output", str(out), "--semantic-vocab-size", "100", *common]) == 2
 
 
 def test_load_token_file(tmp_path) -> None:
@@ -301,8 +300,8 @@ def test_two_process_torchrun_equals_one_process(setup, tmp_path) -> None:
     out = tmp_path / "ds"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-        "tokenize", str(setup["corpus"]), "--out", str(out), "--vocab", "100", "--checkpoint", setup["weights"],
-        "--quiet", "--device", "cpu", "--shard-rows", "300",
+        "tokenize", str(setup["corpus"]), "--output", str(out), "--semantic-vocab-size", "100", "--checkpoint", setup["weights"],
+        "--no-progress", "--device", "cpu", "--shard-rows", "300",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
 from semanticodec.diffusion import (
     SCHEDULE_BUFFERS,
     DDIMSampler,
     NoiseSchedule,
     ScheduleConfig,
+    ddim_steps_at_least,
     ddim_timesteps,
 )
-from semanticodec.fill import fill_module
 from semanticodec.nn.unet import UNetConfig, UNetModel
 
 
@@ -95,6 +96,11 @@ def test_ddim_timesteps_uniform_with_official_quirks() -> None:
     for steps in (0, 1001):
         with pytest.raises(ValueError, match="steps"):
             ddim_timesteps(steps)
+    assert [ddim_steps_at_least(s) for s in (1, 3, 8, 9, 27, 37, 500)] == [1, 4, 8, 10, 28, 38, 500]
+    for steps in range(1, 501):
+        assert len(ddim_timesteps(ddim_steps_at_least(steps))) >= steps
+    with pytest.raises(ValueError, match="no DDIM step count >= 501"):
+        ddim_steps_at_least(501)
 
 
 def test_ddim_parameters_equal_official(schedule: NoiseSchedule) -> None:

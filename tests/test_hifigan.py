@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
-from semanticodec.fill import fill_module
 from semanticodec.nn.hifigan import HiFiGAN, HiFiGANConfig
 
 PREFIX = "first_stage_model.vocoder."

@@ -19,11 +19,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import semanticodec.commands as commands
-import semanticodec.token_commands  # noqa: F401  (registers tokenize, detokenize)
-from bitstream import Header, encode
-from bitstream.stream import packet_size
+from semanticodec.bitstream import Header, encode
+from semanticodec.bitstream.stream import packet_size
 from semanticodec.cli import main
+from semanticodec.wavstream import wav_stream_header
 from semanticodec.weights import save_safetensors
 from tiny import tiny_config, tiny_model
 
@@ -39,7 +38,7 @@ def weights(tmp_path_factory) -> str:
 
 
 def _model(weights: str) -> list[str]:
-    return ["--checkpoint", weights, "--quiet", "--device", "cpu"]
+    return ["--checkpoint", weights, "--no-progress", "--device", "cpu"]
 
 
 def _one_line_error(err: str, message: str) -> None:
@@ -58,7 +57,7 @@ def dataset(weights: str, tmp_path_factory) -> Path:
     corpus = folder / "audio"
     corpus.mkdir()
     sf.write(corpus / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(4800), 16000)
-    assert main(["tokenize", str(corpus), "--out", str(folder / "ds"), "--vocab", "100", *_model(weights)]) == 0
+    assert main(["tokenize", str(corpus), "--output", str(folder / "ds"), "--semantic-vocab-size", "100", *_model(weights)]) == 0
     return folder / "ds"
 
 
@@ -71,7 +70,7 @@ def _copy_dataset(source: Path, target: Path, rewrite) -> Path:
     return target
 
 
-# 1. paths from a dataset index stay inside --out
+# 1. paths from a dataset index stay inside --output
 
 
 def test_dataset_names_cannot_escape_out(weights: str, dataset: Path, tmp_path: Path, capsys) -> None:
@@ -81,7 +80,7 @@ def test_dataset_names_cannot_escape_out(weights: str, dataset: Path, tmp_path: 
     hostile = [str(victim), "../../escape.wav", "./sub/../x.wav"]
     data = _copy_dataset(dataset, tmp_path / "ds", lambda lines: [{**lines[0], "file": n} for n in hostile])
     out = tmp_path / "out"
-    assert main(["detokenize", str(data), "--out", str(out), "--steps", "1", "--force", *_model(weights)]) == 0
+    assert main(["detokenize", str(data), "--output", str(out), "--steps", "1", "--force", *_model(weights)]) == 0
     assert victim.read_bytes() == b"original audio"
     assert not (tmp_path.parent / "escape.wav").exists() and not (tmp_path / "escape.wav").exists()
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
@@ -89,7 +88,7 @@ def test_dataset_names_cannot_escape_out(weights: str, dataset: Path, tmp_path: 
     assert "\x1b" not in capsys.readouterr().err
 
 
-# 2. tokenize --out refuses a folder that is not a dataset
+# 2. tokenize --output refuses a folder that is not a dataset
 
 
 def test_tokenize_refuses_a_folder_that_is_not_a_dataset(weights: str, dataset: Path, tmp_path: Path, capsys) -> None:
@@ -99,12 +98,12 @@ def test_tokenize_refuses_a_folder_that_is_not_a_dataset(weights: str, dataset: 
     for name in ("notes.txt", "index.jsonl", "shard_000_00000.npy", ".draft.tmp"):
         (out / name).write_bytes(b"precious " + name.encode())
     before = _tree(out)
-    assert main(["tokenize", str(corpus), "--out", str(out), "--vocab", "100", *_model(weights)]) == 2
+    assert main(["tokenize", str(corpus), "--output", str(out), "--semantic-vocab-size", "100", *_model(weights)]) == 2
     _one_line_error(capsys.readouterr().err, "not a token dataset")
     assert _tree(out) == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["tokenize", str(corpus), "--out", str(empty), "--vocab", "100", *_model(weights)]) == 0
+    assert main(["tokenize", str(corpus), "--output", str(empty), "--semantic-vocab-size", "100", *_model(weights)]) == 0
 
 
 # 3. a header's claims do not drive unbounded work
@@ -161,9 +160,9 @@ def test_truncated_stream_conceals_at_most_two_packets(weights: str, tmp_path: P
 
 
 def test_wav_stream_header_for_huge_lengths() -> None:
-    assert struct.unpack("<4sI", commands._wav_stream_header(16000, 2**31)[:8]) == (b"RIFF", 0xFFFFFFFF)
-    assert commands._wav_stream_header(16000, 2**31)[-4:] == b"\xff\xff\xff\xff"
-    assert commands._wav_stream_header(16000, 100)[-4:] == struct.pack("<I", 200)
+    assert struct.unpack("<4sI", wav_stream_header(16000, 2**31)[:8]) == (b"RIFF", 0xFFFFFFFF)
+    assert wav_stream_header(16000, 2**31)[-4:] == b"\xff\xff\xff\xff"
+    assert wav_stream_header(16000, 100)[-4:] == struct.pack("<I", 200)
 
 
 def test_decompress_to_stdout_with_a_huge_sample_count(weights: str, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -185,7 +184,7 @@ def test_decompress_to_stdout_with_a_huge_sample_count(weights: str, tmp_path: P
 def test_signal_removes_temporary_files(weights: str, tmp_path: Path, signum: int, status: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "semanticodec", "compress", "-", "out.scdc", "--input-rate", "16000",
-               "--vocab", "100", *_model(weights)]
+               "--semantic-vocab-size", "100", *_model(weights)]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdin.write(bytes(3200))
     process.stdin.flush()
@@ -209,7 +208,7 @@ def test_force_refuses_fifos(tmp_path: Path, capsys) -> None:
     np.save(tokens, np.zeros((8, 2), np.int64))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    pack = ["--token-rate", "100", "--semantic-vocab", "100", "--force"]
+    pack = ["--token-rate", "100", "--semantic-vocab-size", "100", "--force"]
     assert main(["pack", str(tokens), str(fifo), *pack]) == 2
     _one_line_error(capsys.readouterr().err, "is a FIFO")
     assert fifo.is_fifo() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -237,7 +236,7 @@ def test_detokenize_token_file_claiming_terabytes(weights: str, tmp_path: Path, 
         np.lib.format.write_array_header_1_0(file, header)
         file.write(bytes(64))
     out = tmp_path / "out"
-    assert main(["detokenize", str(path), "--out", str(out), "--vocab", "100", "--steps", "1", *_model(weights)]) == 2
+    assert main(["detokenize", str(path), "--output", str(out), "--semantic-vocab-size", "100", "--steps", "1", *_model(weights)]) == 2
     _one_line_error(capsys.readouterr().err, "is truncated")
     assert not out.exists() or not any(out.iterdir())
 
@@ -262,7 +261,7 @@ def test_detokenize_dataset_with_broken_meta_or_index(weights, dataset, tmp_path
     meta, lines = change(meta, lines)
     (data / "meta.json").write_text(json.dumps(meta))
     (data / "index.jsonl").write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    assert main(["detokenize", str(data), "--out", str(tmp_path / "out"), "--steps", "1", *_model(weights)]) == 2
+    assert main(["detokenize", str(data), "--output", str(tmp_path / "out"), "--steps", "1", *_model(weights)]) == 2
     _one_line_error(capsys.readouterr().err, message)
 
 
@@ -285,7 +284,7 @@ def test_pack_meta_rejects_control_characters(tmp_path: Path, capsys) -> None:
     tokens = tmp_path / "t.npy"
     np.save(tokens, np.zeros((8, 2), np.int64))
     out = tmp_path / "x.scdc"
-    code = main(["pack", str(tokens), str(out), "--token-rate", "100", "--semantic-vocab", "100", "--meta", "t=a\x1bb"])
+    code = main(["pack", str(tokens), str(out), "--token-rate", "100", "--semantic-vocab-size", "100", "--meta", "t=a\x1bb"])
     assert code == 2 and "control character" in capsys.readouterr().err and not out.exists()
 
 
@@ -316,12 +315,12 @@ def _tiny_config_dict() -> dict:
         (_tiny_config_dict() | {"token_rate": "100"}, "invalid model configuration"),
         (_tiny_config_dict() | {"audiomae": _tiny_config_dict()["audiomae"] | {"embed_dim": 1 << 40}}, "invalid model"),
         (_tiny_config_dict() | {"audiomae": _tiny_config_dict()["audiomae"] | {"depth": 100_000}}, "out of range"),
-        (_tiny_config_dict() | {"vae": _tiny_config_dict()["vae"] | {"channels": 1 << 20}}, "has shape"),
+        (_tiny_config_dict() | {"acoustic": _tiny_config_dict()["acoustic"] | {"codebook_size": 4096}}, "has shape"),
         (_tiny_config_dict() | {"unet": _tiny_config_dict()["unet"] | {"num_head_channels": None}}, "invalid model"),
     ],
 )
 def test_weights_config_is_checked_before_building(weights: str, tmp_path: Path, capsys, config, message) -> None:
-    from semanticodec.checkpoint import CheckpointError
+    from semanticodec.official import CheckpointError
     from semanticodec.weights import load_safetensors
 
     path = _weights_with_config(weights, tmp_path / "evil.safetensors", config)
@@ -329,8 +328,19 @@ def test_weights_config_is_checked_before_building(weights: str, tmp_path: Path,
         load_safetensors(path)
     wav = tmp_path / "in.wav"
     sf.write(wav, np.zeros(1600), 16000)
-    assert main(["compress", str(wav), str(tmp_path / "x.scdc"), "--checkpoint", path, "--quiet"]) == 2
+    assert main(["compress", str(wav), str(tmp_path / "x.scdc"), "--checkpoint", path, "--no-progress"]) == 2
     _one_line_error(capsys.readouterr().err, message)
+
+
+def test_decoder_shapes_are_checked_when_the_decoder_is_built(weights: str, tmp_path: Path) -> None:
+    from semanticodec.official import CheckpointError
+    from semanticodec.weights import load_safetensors
+
+    config = _tiny_config_dict() | {"vae": _tiny_config_dict()["vae"] | {"channels": 1 << 20}}
+    path = _weights_with_config(weights, tmp_path / "evil.safetensors", config)
+    with pytest.raises(CheckpointError, match="vae.* has shape"):
+        load_safetensors(path)
+    assert not load_safetensors(path, with_decoder=False).with_decoder  # encoding reads no decoder tensor
 
 
 def test_tokenize_report_escapes_file_names() -> None:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from kmeans.cli import main
+from semanticodec.kmeans.cli import main
 
 
 def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    """``torchrun --standalone`` (free localhost port) of ``python -m kmeans train ARGS``, one thread each."""
+    """``torchrun --standalone`` (free localhost port) of ``python -m semanticodec.kmeans train ARGS``, one thread each."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    command += ["-m", "kmeans", "train", *args, "--engine", "faiss-cpu", "--quiet"]
+    command += ["-m", "semanticodec.kmeans", "train", *args, "--engine", "faiss-cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -30,7 +30,7 @@ def single_process(args: list[str]) -> None:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     try:
-        assert main(["train", *args, "--engine", "faiss-cpu", "--quiet"]) == 0
+        assert main(["train", *args, "--engine", "faiss-cpu", "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(omp)
@@ -60,11 +60,11 @@ def shard_dir(tmp_path_factory):
     ids=["sampled", "all-points"],
 )
 def test_two_processes_equal_one(shard_dir, tmp_path, sampling):
-    common = [str(shard_dir), "--k", "48", "--seed", "3", "--init", "random", "--chunk-size", "128", *sampling]
+    common = [str(shard_dir), "--semantic-vocab-size", "48", "--seed", "3", "--init", "random", "--chunk-size", "128", *sampling]
     one, two = tmp_path / "one.npy", tmp_path / "two.npy"
-    done = torchrun([*common, "--niter", "3", "--out", str(two)])
+    done = torchrun([*common, "--niter", "3", "--output", str(two)])
     assert done.stdout.count("float32") == 1, "only rank 0 reports and writes"
-    single_process([*common, "--niter", "3", "--out", str(one)])
+    single_process([*common, "--niter", "3", "--output", str(one)])
     np.testing.assert_array_equal(np.load(two), np.load(one))
     with np.load(tmp_path / "two.npy.ckpt.npz") as a, np.load(tmp_path / "one.npy.ckpt.npz") as b:
         assert int(a["iteration"]) == 3 and int(a["splits"]) > 0
@@ -72,8 +72,8 @@ def test_two_processes_equal_one(shard_dir, tmp_path, sampling):
         np.testing.assert_array_equal(a["counts"], b["counts"])
     if "--all-points" in sampling:
         return
-    torchrun([*common, "--niter", "6", "--out", str(two)])
-    single_process([*common, "--niter", "6", "--out", str(one)])
+    torchrun([*common, "--niter", "6", "--output", str(two)])
+    single_process([*common, "--niter", "6", "--output", str(one)])
     np.testing.assert_array_equal(np.load(two), np.load(one))
     with np.load(tmp_path / "two.npy.ckpt.npz") as a:
         assert int(a["iteration"]) == 6

@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from kmeans.cli import main
-from kmeans.features import MANIFEST, extract_features, list_audio, read_manifest
 from semanticodec.audio import load_audio
+from semanticodec.kmeans.cli import main
+from semanticodec.kmeans.features import MANIFEST, extract_features, list_audio, read_manifest
 
 FILES = [
     "speech/sense_and_sensibility_01_austen_64kb-0880.wav",
@@ -129,12 +129,12 @@ def test_cli_features_then_train(audio_dir, expected, tmp_path, capsys):
     """``features`` with a pluggable extractor, then ``train`` on its shards → official codebook file."""
     shards = tmp_path / "shards"
     status = main(
-        ["features", str(audio_dir), "--out", str(shards), "--token-rate", "50", "--shard-rows", "500"]
-        + ["--extractor", "test_kmeans_features:log_spectrum_factory", "--quiet"]
+        ["features", str(audio_dir), "--output", str(shards), "--token-rate", "50", "--shard-rows", "500"]
+        + ["--extractor", "test_kmeans_features:log_spectrum_factory", "--no-progress"]
     )
     assert status == 0 and "5 files extracted" in capsys.readouterr().out
     check_output(shards, expected)
-    assert main(["train", str(shards), "--k", "16", "--out", str(tmp_path / "codebook"), "--niter", "5", "--quiet"]) == 0
+    assert main(["train", str(shards), "--semantic-vocab-size", "16", "--output", str(tmp_path / "codebook"), "--niter", "5", "--no-progress"]) == 0
     codebook = np.load(tmp_path / "codebook" / "codebook_8_0.npy")
     assert codebook.shape == (16, 32) and codebook.dtype == np.float32
     assert "codebook_8_0.npy: 16 x 32 float32" in capsys.readouterr().out
@@ -142,14 +142,14 @@ def test_cli_features_then_train(audio_dir, expected, tmp_path, capsys):
 
 
 def test_cli_errors(audio_dir, tmp_path, capsys):
-    assert main(["features", str(audio_dir), "--out", str(tmp_path), "--extractor", "semanticodec.no_such_module:f"]) == 2
+    assert main(["features", str(audio_dir), "--output", str(tmp_path), "--extractor", "semanticodec.no_such_module:f"]) == 2
     assert "feature extractor 'semanticodec.no_such_module:f' is not available" in capsys.readouterr().err
-    assert main(["features", str(audio_dir), "--out", str(tmp_path), "--extractor", "semanticodec.audio:no_such_factory"]) == 2
+    assert main(["features", str(audio_dir), "--output", str(tmp_path), "--extractor", "semanticodec.audio:no_such_factory"]) == 2
     assert "has no 'no_such_factory'" in capsys.readouterr().err
-    assert main(["features", str(audio_dir), "--out", str(tmp_path), "--extractor", "nocolon"]) == 2
+    assert main(["features", str(audio_dir), "--output", str(tmp_path), "--extractor", "nocolon"]) == 2
     assert "MODULE:FACTORY" in capsys.readouterr().err
     np.save(tmp_path / "few.npy", np.zeros((5, 4), dtype=np.float32))
-    assert main(["train", str(tmp_path / "few.npy"), "--k", "8", "--out", str(tmp_path / "c.npy"), "--quiet"]) == 2
+    assert main(["train", str(tmp_path / "few.npy"), "--semantic-vocab-size", "8", "--output", str(tmp_path / "c.npy"), "--no-progress"]) == 2
     assert "k=8 exceeds the number of vectors N=5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["train", str(tmp_path / "few.npy"), "--k", "0", "--out", str(tmp_path / "c.npy")])
+        main(["train", str(tmp_path / "few.npy"), "--semantic-vocab-size", "0", "--output", str(tmp_path / "c.npy")])

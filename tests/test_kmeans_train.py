@@ -1,4 +1,4 @@
-"""kmeans.train: agreement with scikit-learn, determinism, resume, out-of-core shards, streams,
+"""kmeans.fit: agreement with scikit-learn, determinism, resume, out-of-core shards, streams,
 empty clusters, engines, codebook files and errors for bad input."""
 
 from __future__ import annotations
@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-import kmeans.trainer as train_module
-from kmeans import (
-    TrainConfig,
+import semanticodec.kmeans.trainer as train_module
+from semanticodec.kmeans import (
+    KMeansConfig,
     assign,
     codebook_filename,
+    fit,
     kmeans_plusplus,
     official_codebook_path,
     save_codebook,
     select_engine,
-    train,
 )
-from kmeans.data import reservoir_sample
-from semanticodec.checkpoint import load_codebook
+from semanticodec.kmeans.codebook import load_codebook
+from semanticodec.kmeans.data import reservoir_sample
 
 QUIET = {"progress": False}
 
@@ -65,7 +65,7 @@ def test_objective_matches_scikit_learn():
     """
     for n, k, dim in [(4000, 32, 16), (3000, 64, 12)]:
         data = separated_blobs(n, k, dim, seed=1)
-        ours = [inertia(data, train(data, k, niter=20, seed=s, **QUIET).centroids) for s in range(4)]
+        ours = [inertia(data, fit(data, k, niter=20, seed=s, **QUIET).centroids) for s in range(4)]
         reference = KMeans(k, n_init=4, random_state=0).fit(data.astype(np.float64))
         theirs = inertia(data, reference.cluster_centers_)
         print(f"n={n} k={k} D={dim}: ours/scikit-learn per seed {np.round(np.array(ours) / theirs, 4)}")
@@ -75,8 +75,8 @@ def test_objective_matches_scikit_learn():
 def test_same_iterations_as_scikit_learn_lloyd():
     """From the same start, our iterations are scikit-learn's Lloyd iterations (overlapping blobs)."""
     data = blobs(4000, 32, 16, seed=0, spread=2.5)
-    start = train(data, 32, niter=1, seed=0, **QUIET)
-    ours = train(data, 32, niter=11, seed=0, **QUIET)
+    start = fit(data, 32, niter=1, seed=0, **QUIET)
+    ours = fit(data, 32, niter=11, seed=0, **QUIET)
     theirs = KMeans(32, init=start.centroids.astype(np.float64), n_init=1, max_iter=10, tol=0.0, algorithm="lloyd")
     theirs.fit(data.astype(np.float64))
     error = np.abs(ours.centroids - theirs.cluster_centers_).max()
@@ -86,8 +86,8 @@ def test_same_iterations_as_scikit_learn_lloyd():
 
 def test_lloyd_update_is_the_cluster_mean(x):
     """Iteration t's centroids are the means of the points assigned to iteration t-1's centroids."""
-    before = train(x, 24, niter=3, seed=2, **QUIET)
-    after = train(x, 24, niter=4, seed=2, **QUIET)
+    before = fit(x, 24, niter=3, seed=2, **QUIET)
+    after = fit(x, 24, niter=4, seed=2, **QUIET)
     ids = assign(x, before.centroids, engine="faiss")[0]
     assert after.splits == 0 and np.bincount(ids, minlength=24).min() > 0
     means = np.stack([x[ids == j].astype(np.float64).mean(axis=0) for j in range(24)])
@@ -99,9 +99,9 @@ def test_lloyd_update_is_the_cluster_mean(x):
 
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_same_seed_same_codebook(x, init):
-    a = train(x, 24, niter=5, seed=11, init=init, **QUIET)
-    b = train(x, 24, TrainConfig(niter=5, seed=11, init=init), **QUIET)
-    c = train(x, 24, niter=5, seed=12, init=init, **QUIET)
+    a = fit(x, 24, niter=5, seed=11, init=init, **QUIET)
+    b = fit(x, 24, KMeansConfig(niter=5, seed=11, init=init), **QUIET)
+    c = fit(x, 24, niter=5, seed=12, init=init, **QUIET)
     np.testing.assert_array_equal(a.centroids, b.centroids)
     np.testing.assert_array_equal(a.objective, b.objective)
     assert not np.array_equal(a.centroids, c.centroids)
@@ -112,8 +112,8 @@ def test_same_seed_same_codebook(x, init):
 
 def test_engines_agree(x):
     """With the same ids the update is the same arithmetic, so the codebooks are bit-identical."""
-    a = train(x, 24, niter=6, seed=4, engine="faiss-cpu", **QUIET)
-    b = train(x, 24, niter=6, seed=4, engine="torch-cpu", **QUIET)
+    a = fit(x, 24, niter=6, seed=4, engine="faiss-cpu", **QUIET)
+    b = fit(x, 24, niter=6, seed=4, engine="torch-cpu", **QUIET)
     np.testing.assert_array_equal(a.centroids, b.centroids)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-5)
     assert "torch-cpu" in b.engine
@@ -126,7 +126,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     the checkpointed random state matters.
     """
     data = np.repeat(blobs(10, 10, 6, seed=5), 40, axis=0)
-    full = train(data, 14, niter=7, seed=1, **QUIET)
+    full = fit(data, 14, niter=7, seed=1, **QUIET)
     assert full.splits >= 7
     checkpoint = tmp_path / "run.ckpt.npz"
     real_step, calls = train_module._lloyd_step, []
@@ -139,47 +139,47 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "_lloyd_step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
-        train(data, 14, niter=7, seed=1, checkpoint=checkpoint, **QUIET)
+        fit(data, 14, niter=7, seed=1, state_file=checkpoint, **QUIET)
     monkeypatch.setattr(train_module, "_lloyd_step", real_step)
     with np.load(checkpoint) as saved:
         assert int(saved["iteration"]) == 3 and not saved["rng_state"].dtype.hasobject
-    resumed = train(data, 14, niter=7, seed=1, checkpoint=checkpoint, **QUIET)
+    resumed = fit(data, 14, niter=7, seed=1, state_file=checkpoint, **QUIET)
     assert resumed.resumed_from == 3 and resumed.iterations == 7
     np.testing.assert_array_equal(resumed.centroids, full.centroids)
     np.testing.assert_array_equal(resumed.objective, full.objective)
     assert resumed.splits == full.splits
-    again = train(data, 14, niter=7, seed=1, checkpoint=checkpoint, **QUIET)
+    again = fit(data, 14, niter=7, seed=1, state_file=checkpoint, **QUIET)
     assert again.resumed_from == 7 and not again.iteration_seconds.any()
     np.testing.assert_array_equal(again.centroids, full.centroids)
 
 
 def test_extending_a_finished_run(tmp_path, x):
     checkpoint = tmp_path / "c.npz"
-    train(x, 24, niter=2, seed=3, checkpoint=checkpoint, **QUIET)
-    longer = train(x, 24, niter=5, seed=3, checkpoint=checkpoint, **QUIET)
-    np.testing.assert_array_equal(longer.centroids, train(x, 24, niter=5, seed=3, **QUIET).centroids)
+    fit(x, 24, niter=2, seed=3, state_file=checkpoint, **QUIET)
+    longer = fit(x, 24, niter=5, seed=3, state_file=checkpoint, **QUIET)
+    np.testing.assert_array_equal(longer.centroids, fit(x, 24, niter=5, seed=3, **QUIET).centroids)
     assert longer.resumed_from == 2
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path, x):
     checkpoint = tmp_path / "c.npz"
-    train(x, 24, niter=1, seed=3, checkpoint=checkpoint, **QUIET)
+    fit(x, 24, niter=1, seed=3, state_file=checkpoint, **QUIET)
     with pytest.raises(ValueError, match="another run"):
-        train(x, 20, niter=2, seed=3, checkpoint=checkpoint, **QUIET)
+        fit(x, 20, niter=2, seed=3, state_file=checkpoint, **QUIET)
     with pytest.raises(ValueError, match="another run"):
-        train(x[:2000], 24, niter=2, seed=3, checkpoint=checkpoint, **QUIET)
+        fit(x[:2000], 24, niter=2, seed=3, state_file=checkpoint, **QUIET)
     checkpoint.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="cannot read the checkpoint"):
-        train(x, 24, niter=2, seed=3, checkpoint=checkpoint, **QUIET)
+        fit(x, 24, niter=2, seed=3, state_file=checkpoint, **QUIET)
 
 
 def test_out_of_core_shards_equal_in_memory(tmp_path, x):
     """All vectors streamed from .npy shards (chunks spanning shard boundaries) = one array."""
     paths = write_shards(tmp_path, x, [700, 1, 1299, 1000])
     options = dict(niter=4, seed=5, max_points_per_centroid=None, chunk_size=512, **QUIET)
-    from_disk = train(paths, 24, **options)
-    from_dir = train(tmp_path, 24, **options)
-    in_memory = train(x, 24, **options)
+    from_disk = fit(paths, 24, **options)
+    from_dir = fit(tmp_path, 24, **options)
+    in_memory = fit(x, 24, **options)
     np.testing.assert_array_equal(from_disk.centroids, in_memory.centroids)
     np.testing.assert_array_equal(from_dir.centroids, in_memory.centroids)
     np.testing.assert_array_equal(from_disk.objective, in_memory.objective)
@@ -189,20 +189,20 @@ def test_sampling_across_shards(tmp_path, x):
     """A uniform sample over the global row numbering: the same rows from shards or one array."""
     paths = write_shards(tmp_path, x, [1000, 500, 1500], dtype=np.float16)
     options = dict(niter=3, seed=6, sample_size=1200, chunk_size=256, **QUIET)
-    sampled = train(paths, 24, **options)
-    reference = train(x.astype(np.float16).astype(np.float32), 24, **options)
+    sampled = fit(paths, 24, **options)
+    reference = fit(x.astype(np.float16).astype(np.float32), 24, **options)
     assert sampled.n_train == 1200 and sampled.n_total == 3000
     np.testing.assert_array_equal(sampled.centroids, reference.centroids)
-    rule = train(x, 4, niter=1, max_points_per_centroid=100, **QUIET)
+    rule = fit(x, 4, niter=1, max_points_per_centroid=100, **QUIET)
     assert rule.n_train == 400
 
 
 def test_stream_input(x):
     """An iterator is reservoir-sampled; when it fits in the sample it equals the array input."""
     options = dict(niter=3, seed=8, **QUIET)
-    streamed = train(iter(np.array_split(x, 7)), 24, **options)
-    np.testing.assert_array_equal(streamed.centroids, train(x, 24, **options).centroids)
-    sampled = train((block for block in np.array_split(x, 5)), 24, sample_size=1000, **options)
+    streamed = fit(iter(np.array_split(x, 7)), 24, **options)
+    np.testing.assert_array_equal(streamed.centroids, fit(x, 24, **options).centroids)
+    sampled = fit((block for block in np.array_split(x, 5)), 24, sample_size=1000, **options)
     assert sampled.n_train == 1000 and sampled.n_total == 3000
 
 
@@ -218,7 +218,7 @@ def test_reservoir_sample_is_uniform():
 
 def test_empty_clusters_are_split():
     data = np.repeat(blobs(10, 10, 6, seed=9), 30, axis=0)
-    result = train(data, 13, niter=8, seed=0, init="random", **QUIET)
+    result = fit(data, 13, niter=8, seed=0, init="random", **QUIET)
     assert result.splits > 0 and np.isfinite(result.centroids).all()
     assert result.counts.sum() == len(data)
     assert len(np.unique(result.centroids, axis=0)) == 13
@@ -256,55 +256,55 @@ def test_codebook_files(tmp_path):
 
 def test_bad_input(tmp_path, x):
     with pytest.raises(ValueError, match="k=3001 exceeds the number of vectors N=3000"):
-        train(x, 3001, **QUIET)
+        fit(x, 3001, **QUIET)
     with pytest.raises(ValueError, match="exceeds the number of vectors"):
-        train(iter([x[:10], x[10:20]]), 21, **QUIET)
+        fit(iter([x[:10], x[10:20]]), 21, **QUIET)
     with pytest.raises(ValueError, match="k must be a positive integer"):
-        train(x, 0, **QUIET)
+        fit(x, 0, **QUIET)
     bad = x.copy()
     bad[1234, 5] = np.nan
     with pytest.raises(ValueError, match="row 1234 contains NaN"):
-        train(bad, 8, **QUIET)
+        fit(bad, 8, **QUIET)
     paths = write_shards(tmp_path, bad, [1000, 2000])
     with pytest.raises(ValueError, match=r"part_01\.npy: row 234 contains NaN"):
-        train(paths, 8, **QUIET)
+        fit(paths, 8, **QUIET)
     np.save(tmp_path / "narrow.npy", x[:50, :8])
     with pytest.raises(ValueError, match="mismatched dimensions"):
-        train([paths[0], tmp_path / "narrow.npy"], 8, **QUIET)
+        fit([paths[0], tmp_path / "narrow.npy"], 8, **QUIET)
     with pytest.raises(ValueError, match="mismatched dimensions"):
-        train(iter([x[:100], x[:100, :8]]), 8, **QUIET)
+        fit(iter([x[:100], x[:100, :8]]), 8, **QUIET)
     np.save(tmp_path / "empty.npy", np.zeros((0, 16), dtype=np.float32))
     with pytest.raises(ValueError, match=r"empty\.npy: the shard is empty"):
-        train([paths[0], tmp_path / "empty.npy"], 8, **QUIET)
+        fit([paths[0], tmp_path / "empty.npy"], 8, **QUIET)
     with pytest.raises(ValueError, match="the shard is empty"):
-        train(iter([x[:100], x[:0]]), 8, **QUIET)
+        fit(iter([x[:100], x[:0]]), 8, **QUIET)
     with pytest.raises(ValueError, match="stream of training vectors is empty"):
-        train(iter([]), 8, **QUIET)
+        fit(iter([]), 8, **QUIET)
     with pytest.raises(ValueError, match="no shards given"):
-        train([], 8, **QUIET)
+        fit([], 8, **QUIET)
     with pytest.raises(ValueError, match="no such shard file"):
-        train([tmp_path / "missing.npy"], 8, **QUIET)
+        fit([tmp_path / "missing.npy"], 8, **QUIET)
     (tmp_path / "text.npy").write_text("hello")
     with pytest.raises(ValueError, match="not a readable .npy file"):
-        train([tmp_path / "text.npy"], 8, **QUIET)
+        fit([tmp_path / "text.npy"], 8, **QUIET)
     with pytest.raises(ValueError, match="2-D array"):
-        train(x[0], 1, **QUIET)
+        fit(x[0], 1, **QUIET)
     with pytest.raises(ValueError, match="floating point"):
-        train(x.astype(np.int32), 8, **QUIET)
+        fit(x.astype(np.int32), 8, **QUIET)
     with pytest.raises(ValueError, match="smaller than k"):
-        train(x, 8, sample_size=5, **QUIET)
+        fit(x, 8, sample_size=5, **QUIET)
     with pytest.raises(ValueError, match="niter must be a positive integer"):
-        train(x, 8, niter=0, **QUIET)
+        fit(x, 8, niter=0, **QUIET)
     with pytest.raises(ValueError, match="init must be"):
-        TrainConfig(init="kmeans||")
+        KMeansConfig(init="kmeans||")
     with pytest.raises(ValueError, match="unknown option"):
-        train(x, 8, n_iter=3, **QUIET)
+        fit(x, 8, n_iter=3, **QUIET)
     with pytest.raises(ValueError, match="unknown engine"):
-        train(x, 8, engine="cuda", **QUIET)
+        fit(x, 8, engine="cuda", **QUIET)
     with pytest.raises(ValueError, match="reservoir-sampled"):
-        train(iter([x]), 8, max_points_per_centroid=None, **QUIET)
+        fit(iter([x]), 8, max_points_per_centroid=None, **QUIET)
     with pytest.raises(ValueError, match="torch.distributed is not initialised"):
-        train(x, 8, distributed=True, **QUIET)
+        fit(x, 8, distributed=True, **QUIET)
 
 
 def test_gpu_engines_never_fall_back_silently(monkeypatch):
@@ -312,7 +312,7 @@ def test_gpu_engines_never_fall_back_silently(monkeypatch):
     import faiss
     import torch
 
-    import kmeans.engines as engines
+    import semanticodec.kmeans.engines as engines
 
     if torch.cuda.is_available() or engines.faiss_gpu_count() > 0:
         pytest.skip("GPUs are visible here")
@@ -327,3 +327,14 @@ def test_gpu_engines_never_fall_back_silently(monkeypatch):
     cuda = select_engine()
     assert cuda.description.startswith("torch-cuda (cuda:0") and "FAISS sees no GPU" in cuda.description
     assert select_engine("auto", local_rank=3).torch_device == torch.device("cuda:3")
+
+
+def test_old_names_still_work_with_a_deprecation_warning() -> None:
+    from semanticodec import kmeans
+
+    x = blobs(400, 4, 3, seed=5)
+    with pytest.warns(DeprecationWarning, match="kmeans.fit"):
+        old = kmeans.train(x, 4, niter=2, seed=0, **QUIET)
+    np.testing.assert_array_equal(old.centroids, fit(x, 4, niter=2, seed=0, **QUIET).centroids)
+    with pytest.warns(DeprecationWarning, match="KMeansConfig"):
+        assert kmeans.TrainConfig is KMeansConfig

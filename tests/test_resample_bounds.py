@@ -8,8 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from semanticodec.audio import MAX_PHASES, _lowpass, resample, resample_ratio
-from semanticodec.streaming import StreamResampler
+from semanticodec.audio import MAX_PHASES, StreamResampler, _lowpass, resample, resample_ratio
 
 
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 32000, 44100, 44056, 47952, 48000, 96000, 192000, 768000])

@@ -9,10 +9,10 @@ import io
 import numpy as np
 import pytest
 
-from bitstream import Header, StreamReader, encode
-from bitstream.header import crc16
-from bitstream.resync import next_candidate
-from bitstream.stream import MAX_SEQ_GAP, SYNC, packet_size
+from semanticodec.bitstream import Header, StreamReader, encode
+from semanticodec.bitstream.header import crc16
+from semanticodec.bitstream.resync import next_candidate
+from semanticodec.bitstream.stream import MAX_SEQ_GAP, SYNC, packet_size
 
 
 def _reference(data: bytes, header: Header, expected: int) -> int:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill
 from parity import assert_parity, reference
-from semanticodec.fill import fill
-from semanticodec.conditioning import stack_factor
+from semanticodec.constants import stack_factor
 from semanticodec.semantic import SemanticQuantizer, stack_patches
 
 NEAR_TIE = 1e-3

@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import bitstream
-from bitstream.stream import packet_size
-from semanticodec.audio import resample
-from semanticodec.codec import HOP_SAMPLES, WINDOW_SAMPLES, EncodedAudio, SemantiCodec, window_generator
-from semanticodec.streaming import (
-    LowLatencyConfig,
-    StreamingDecoder,
-    StreamingEncoder,
-    StreamResampler,
-)
+from semanticodec import bitstream
+from semanticodec.audio import StreamResampler, resample
+from semanticodec.bitstream.stream import packet_size
+from semanticodec.codec import EncodedAudio, SemantiCodec
+from semanticodec.concealment import latent_gap
+from semanticodec.constants import HOP_SAMPLES, WINDOW_SAMPLES
+from semanticodec.streaming import LowLatencyConfig, StreamingDecoder, StreamingEncoder
+from semanticodec.windows import window_generator
 from tiny import tiny_model
 
 torch.set_num_threads(2)
@@ -23,7 +21,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="module")
 def codec() -> SemantiCodec:
-    return SemantiCodec.from_model(tiny_model(), device="cpu", ddim_steps=1, cfg_scale=1.0, seed=3, batch_size=1)
+    return SemantiCodec(tiny_model(), device="cpu", steps=1, guidance_scale=1.0, seed=3, batch_size=1)
 
 
 def _noise(samples: int, seed: int = 0) -> np.ndarray:
@@ -132,7 +130,7 @@ def test_encoder_rejects_bad_input(codec: SemantiCodec) -> None:
     with pytest.raises(ValueError, match="sample rate"):
         StreamingEncoder(codec, 0)
     with pytest.raises(ValueError, match="compat='default'"):
-        StreamingEncoder(SemantiCodec.from_model(codec.model, device="cpu", compat="official"), 16000)
+        StreamingEncoder(SemantiCodec(codec.model, device="cpu", compat="official"), 16000)
     encoder = StreamingEncoder(codec, 16000, sample_count=100)
     with pytest.raises(ValueError, match="NaN"):
         encoder.push(np.array([0.0, np.nan], np.float32))
@@ -207,8 +205,8 @@ def test_corrupt_packet_and_lost_final_packet(codec: SemantiCodec, two_windows) 
 
 def test_decoder_rejects_bad_input(codec: SemantiCodec, two_windows) -> None:
     with pytest.raises(ValueError, match="needs a codec with a seed"):
-        StreamingDecoder(SemantiCodec.from_model(codec.model, device="cpu"))
-    other = SemantiCodec.from_model(tiny_model(50), device="cpu", seed=0)
+        StreamingDecoder(SemantiCodec(codec.model, device="cpu"))
+    other = SemantiCodec(tiny_model(50), device="cpu", seed=0)
     with pytest.raises(ValueError, match="50 tok/s"):
         StreamingDecoder(other).push(two_windows[0][:200])
     with pytest.raises(ValueError, match="magic"):
@@ -235,10 +233,28 @@ def test_inpainting_concealment_differs_from_padding_only_in_the_damaged_window(
         StreamingDecoder(codec, concealment="silence")
 
 
+def test_solver_sampler_streams_like_offline_and_conceals_with_ddim(codec: SemantiCodec, two_windows) -> None:
+    """A codec sampling with UniPC: streaming equals offline decoding, and a lost packet is
+    inpainted (by stochastic DDIM, at 4 steps: the nearest count >= 3 that DDIM's spacing allows)."""
+    fast = SemantiCodec(codec.model, device="cpu", sampler="unipc", steps=3, guidance_scale=1.0, seed=3, batch_size=1)
+    data, _ = two_windows
+    offline = _offline_decode(fast, data)
+    audio, _ = _decode_stream(fast, data)
+    np.testing.assert_array_equal(audio, offline)
+    lossy = data[: _packet_offset(data, 20)] + data[_packet_offset(data, 22) :]
+    decoded = {}
+    for mode in ("padding", "inpaint"):
+        decoder = StreamingDecoder(fast, concealment=mode)
+        decoded[mode] = np.concatenate([decoder.push(lossy), decoder.finish()])
+        np.testing.assert_array_equal(decoded[mode][WINDOW_SAMPLES:], offline[WINDOW_SAMPLES:])
+    assert np.isfinite(decoded["inpaint"]).all()
+    assert not np.array_equal(decoded["inpaint"][:HOP_SAMPLES], decoded["padding"][:HOP_SAMPLES])
+
+
 def test_latent_gap_follows_the_token_steps(codec: SemantiCodec) -> None:
     missing = torch.zeros(512, dtype=torch.bool)
     missing[160:176] = True
-    gap = StreamingDecoder(codec)._latent_gap(missing, 256)
+    gap = latent_gap(missing, 256, codec.token_rate)
     assert gap.shape == (256,) and torch.nonzero(gap).flatten().tolist() == list(range(80, 88))
 
 

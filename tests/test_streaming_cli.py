@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 
-import bitstream
-import semanticodec.commands as commands
+import semanticodec.commands.codec as commands
+from semanticodec import bitstream
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
 from semanticodec.weights import save_safetensors
@@ -32,7 +32,7 @@ def weights(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def codec(weights: str) -> SemantiCodec:
-    return SemantiCodec(100, 100, checkpoint=weights, device="cpu", ddim_steps=1, seed=0)
+    return SemantiCodec.from_pretrained(weights, token_rate=100, semantic_vocab_size=100, device="cpu", steps=1, seed=0)
 
 
 def _pcm(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -42,14 +42,15 @@ def _pcm(seconds: float, rate: int, channels: int, seed: int = 0) -> np.ndarray:
 
 def _run_pipe(weights: str, folder, feed: str, compress_options: str, decode_to: str) -> None:
     """``feed | compress - - | tee pipe.scdc | decompress - DECODE_TO`` in ``folder`` (the tiny model, 1 DDIM step)."""
-    common = f"--checkpoint {weights} --quiet"
+    common = f"--checkpoint {weights} --no-progress"
     tool = f"{sys.executable} -m semanticodec"
     pipeline = (
-        f"{feed} | {tool} compress - - --vocab 100 {compress_options} {common} | tee pipe.scdc "
+        f"{feed} | {tool} compress - - --semantic-vocab-size 100 {compress_options} {common} | tee pipe.scdc "
         f"| {tool} decompress - {decode_to} --steps 1 {common}"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=folder, env=env, check=True, timeout=120)
+    # The timeout only guards against a hang: two fresh processes import torch, which takes minutes on a busy machine.
+    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], cwd=folder, env=env, check=True, timeout=600)
 
 
 def test_pipe_compress_decompress(weights: str, codec: SemantiCodec, tmp_path) -> None:
@@ -78,10 +79,10 @@ def test_sox_wav_pipe(weights: str, codec: SemantiCodec, tmp_path) -> None:
 def test_streaming_file_paths_equal_offline(weights: str, tmp_path, monkeypatch, capsys) -> None:
     wav = tmp_path / "in.wav"
     sf.write(wav, _pcm(3.0, 16000, 1)[:, 0], 16000)
-    common = ["--checkpoint", weights, "--quiet", "--vocab", "100"]
+    common = ["--checkpoint", weights, "--no-progress", "--semantic-vocab-size", "100"]
     offline_scdc, stream_scdc = tmp_path / "offline.scdc", tmp_path / "stream.scdc"
     assert main(["compress", str(wav), str(offline_scdc), *common]) == 0
-    decode = ["--checkpoint", weights, "--quiet", "--steps", "1", "--original-rate"]
+    decode = ["--checkpoint", weights, "--no-progress", "--steps", "1", "--original-rate"]
     assert main(["decompress", str(offline_scdc), str(tmp_path / "offline.flac"), *decode]) == 0
     monkeypatch.setattr(commands, "STREAM_SECONDS", 1.0)
     assert main(["compress", str(wav), str(stream_scdc), *common]) == 0
@@ -96,13 +97,13 @@ def test_decompress_conceals_damage(weights: str, tmp_path, monkeypatch, capsys)
     wav = tmp_path / "in.wav"
     sf.write(wav, _pcm(3.0, 16000, 1)[:, 0], 16000)
     scdc = tmp_path / "x.scdc"
-    assert main(["compress", str(wav), str(scdc), "--checkpoint", weights, "--vocab", "100", "--quiet", "--packet-columns", "1"]) == 0
+    assert main(["compress", str(wav), str(scdc), "--checkpoint", weights, "--semantic-vocab-size", "100", "--no-progress", "--packet-columns", "1"]) == 0
     data = bytearray(scdc.read_bytes())
     data[bitstream.read_file(scdc)[0].size + 30] ^= 0xFF
     damaged = tmp_path / "damaged.scdc"
     damaged.write_bytes(bytes(data))
     out = tmp_path / "out.wav"
-    decode = ["--checkpoint", weights, "--quiet", "--steps", "1"]
+    decode = ["--checkpoint", weights, "--no-progress", "--steps", "1"]
     assert main(["decompress", str(damaged), str(out), *decode]) == 2
     assert "checksum" in capsys.readouterr().err and not out.exists()
     with open(damaged, "rb") as stdin:
@@ -116,17 +117,17 @@ def test_decompress_conceals_damage(weights: str, tmp_path, monkeypatch, capsys)
 def test_raw_input_errors(weights: str, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\x00\x01\x02")))
     out = tmp_path / "x.scdc"
-    assert main(["compress", "-", str(out), "--checkpoint", weights, "--vocab", "100"]) == 2
+    assert main(["compress", "-", str(out), "--checkpoint", weights, "--semantic-vocab-size", "100"]) == 2
     assert "needs --input-rate" in capsys.readouterr().err
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\x00\x01\x02")))
-    assert main(["compress", "-", str(out), "--checkpoint", weights, "--vocab", "100", "--input-rate", "16000"]) == 2
+    assert main(["compress", "-", str(out), "--checkpoint", weights, "--semantic-vocab-size", "100", "--input-rate", "16000"]) == 2
     assert "stray bytes" in capsys.readouterr().err and not out.exists()
 
 
 def test_wav_stream_on_stdin_equals_the_file(weights: str, tmp_path, monkeypatch, capsys) -> None:
     wav = tmp_path / "in.wav"
     sf.write(wav, _pcm(2.0, 22050, 2), 22050, subtype="PCM_24")
-    common = ["--checkpoint", weights, "--quiet", "--vocab", "100"]
+    common = ["--checkpoint", weights, "--no-progress", "--semantic-vocab-size", "100"]
     from_file, from_pipe = tmp_path / "file.scdc", tmp_path / "pipe.scdc"
     assert main(["compress", str(wav), str(from_file), *common]) == 0
     with open(wav, "rb") as stdin:
@@ -148,7 +149,7 @@ def test_compress_low_latency(weights: str, tmp_path) -> None:
     wav = tmp_path / "in.wav"
     sf.write(wav, _pcm(2.0, 16000, 1)[:, 0], 16000)
     out = tmp_path / "low.scdc"
-    options = ["--checkpoint", weights, "--quiet", "--vocab", "100", "--low-latency", "0.64", "--packet-columns", "1"]
+    options = ["--checkpoint", weights, "--no-progress", "--semantic-vocab-size", "100", "--low-latency", "0.64", "--packet-columns", "1"]
     assert main(["compress", str(wav), str(out), *options]) == 0
     header, tokens = bitstream.read_file(out)
     assert header.packet_columns == 1 and header.sample_count == 32000 and tokens.shape == (13 * 8, 2)

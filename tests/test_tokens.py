@@ -34,7 +34,7 @@ def test_special_ids_are_stated() -> None:
     sem = TokenFormat("semantic", 4096)
     assert (sem.bos, sem.eos, sem.pad, sem.vocab_size) == (4096, 4097, 4098, 4099)
     with pytest.raises(ValueError, match="no single vocabulary"):
-        TokenFormat("pairs", V).bos
+        _ = TokenFormat("pairs", V).bos
     assert rows_per_column(100) == 8 and rows_per_column(50) == 4 and rows_per_column(25) == 4
 
 

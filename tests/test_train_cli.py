@@ -3,7 +3,9 @@ tiny presets), the assembled model encodes and decodes, and a 2-process torchrun
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from parity import shared_path
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
-from semanticodec.weights import load_safetensors
+from semanticodec.weights import load_safetensors, save_safetensors
 from synthetic import log_rows
 from tiny import tiny_config
 
@@ -81,12 +83,36 @@ def test_assembled_model_encodes_and_decodes(trained, setup, tmp_path, capsys):
     assert model.config.schedule.scale_factor != 1.0
     ldm = load_safetensors_part(trained["ldm"] / "ldm.safetensors")
     assert torch.equal(model.unet.state_dict()["out.2.weight"], ldm["unet.out.2.weight"].half().float())
-    codec = SemantiCodec(token_rate=100, semantic_vocab_size=100, checkpoint=output, ddim_steps=2, seed=0, device="cpu")
+    codec = SemantiCodec.from_pretrained(output, token_rate=100, semantic_vocab_size=100, steps=2, seed=0, device="cpu")
     clip = sorted(shared_path("audio", "speech").glob("*.wav"))[0]
     encoded = codec.encode(clip)
     assert encoded.tokens.max(axis=0).tolist() < [100, 64]
     audio = codec.decode(encoded)
-    assert np.isfinite(audio).all() and audio.shape[-1] == encoded.num_samples
+    assert np.isfinite(audio).all() and audio.shape[-1] == encoded.sample_count
+
+
+def test_assemble_on_a_base_model_replaces_the_retrained_modules_only(trained, setup, tmp_path):
+    full = tmp_path / "full.safetensors"
+    stages = [str(trained[s] / f"{s}.safetensors") for s in (*STAGES, "ldm")]
+    codebook = str(trained["codebook"] / "codebook_50_0.npy")
+    assert main(["train", "assemble", "--config", str(setup[1]), "--codebook", codebook, *stages, "-o", str(full)]) == 0
+    # a base whose vocoder differs, then the vocoder stage's weights put back on it
+    base_model = load_safetensors(full)
+    with torch.no_grad():
+        for p in base_model.vocoder.parameters():
+            p.add_(1.0)
+    base = tmp_path / "base.safetensors"
+    save_safetensors(base_model, base)
+    output = tmp_path / "model.safetensors"
+    vocoder = str(trained["vocoder"] / "vocoder.safetensors")
+    assert main(["train", "assemble", "--config", str(setup[1]), vocoder, "-o", str(output)]) == 2  # no codebook, no base
+    assert not output.exists()
+    assert main(["train", "assemble", "--config", str(setup[1]), "--base", str(base), vocoder, "-o", str(output)]) == 0
+    expected, got, based = (load_safetensors_part(p) for p in (full, output, base))
+    assert expected.keys() == got.keys()
+    for key, value in got.items():
+        assert torch.equal(value, expected[key]), key
+    assert any(not torch.equal(based[k], got[k]) for k in got if k.startswith("vocoder."))
 
 
 def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
@@ -96,8 +122,35 @@ def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_continues_from_checkpoint(setup, trained):
-    out = _train("vae", setup, "--steps", "5")
+    out = _train("vae", setup, "--train-steps", "5")
     assert [int(r["step"]) for r in log_rows(out)] == [1, 2, 3, 4, 5]
+
+
+def test_ldm_takes_the_vae_checkpoint_and_resumes_from_a_compact_one(setup, trained, tmp_path, capsys):
+    manifest, config, _ = setup
+    out = tmp_path / "ldm"
+    args = ["train", "ldm", "--data", str(manifest), "--config", str(config), "--preset", "tiny", "--no-progress", "--windows", "4"]
+    args += ["--mae", str(trained["mae"] / "mae.safetensors"), "--codebook", str(trained["codebook"] / "codebook_50_0.npy")]
+    # the VAE stage's training checkpoint gives the same windows as its export (both of the stage's current state)
+    exported = tmp_path / "ldm_exported_vae"
+    assert main([*args, "--vae", str(trained["vae"] / "vae.safetensors"), "--out", str(exported), "--train-steps", "1"]) == 0
+    args += ["--vae", str(trained["vae"] / "checkpoint.pt")]
+    assert main([*args, "--out", str(out), "--train-steps", "2"]) == 0
+    windows = [torch.load(d / "windows.pt", weights_only=True) for d in (out, exported)]
+    assert windows[0].keys() == windows[1].keys()
+    assert all(torch.equal(windows[0][k], windows[1][k]) for k in windows[1])
+
+    compact = tmp_path / "compact.pt"
+    capsys.readouterr()
+    assert main(["train", "compact", str(out / "checkpoint.pt"), "-o", str(compact)]) == 0
+    assert json.loads(capsys.readouterr().out)["bytes"] == compact.stat().st_size
+    assert main(["train", "compact", str(out / "checkpoint.pt"), "-o", str(compact)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"  # another machine: the compact checkpoint, the windows made again
+    fresh.mkdir()
+    shutil.copy(compact, fresh / "checkpoint.pt")
+    assert main([*args, "--out", str(fresh), "--train-steps", "3"]) == 0
+    assert [int(r["step"]) for r in log_rows(fresh)] == [3]
 
 
 def test_missing_inputs_are_clear_errors(setup, tmp_path, capsys):

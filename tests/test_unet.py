@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, rel_l2, shared_path
-from semanticodec.fill import fill_module
-from semanticodec.nn.attention import SpatialTransformer
+from semanticodec.nn.attention import CrossAttention, SpatialTransformer, cached_context
 from semanticodec.nn.unet import UNetConfig, UNetModel, context_dim_for_token_rate, timestep_embedding
 
 PREFIX = "model.diffusion_model."
@@ -140,6 +140,37 @@ def test_small_model_batch_items_independent(small_unet: UNetModel) -> None:
     assert batched.shape == x.shape
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
     assert rel_l2(other_ctx, batched) > 1e-3
+
+
+def test_cached_context_gives_the_same_outputs(small_unet: UNetModel) -> None:
+    """Cross-attention keys and values of a context are computed once per cached_context block
+    and reused for the same unchanged tensor; results are bit-identical to uncached calls."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 32, 4, generator=gen)
+    ctx = torch.randn(2, 7, 48, generator=gen)
+    other = torch.randn(2, 7, 48, generator=gen)
+    t = torch.tensor([5, 600])
+    calls: list[int] = []
+    to_k = [m.to_k for m in small_unet.modules() if isinstance(m, CrossAttention) and m.to_k.in_features == 48]
+    hooks = [layer.register_forward_hook(lambda *_: calls.append(1)) for layer in to_k]
+    try:
+        with torch.inference_mode():
+            plain = [small_unet(x, t, c) for c in (ctx, ctx, other)]
+            calls.clear()
+            with cached_context(small_unet):
+                cached = [small_unet(x, t, c) for c in (ctx, ctx, other, ctx)]
+                assert len(calls) == 3 * len(to_k)  # ctx, other, ctx again: the second call reused the first's
+                ctx.mul_(2.0)  # changed in place: recomputed
+                changed = small_unet(x, t, ctx)
+            calls.clear()
+            after = small_unet(x, t, ctx)
+            assert len(calls) == len(to_k)  # the cache is gone after the block
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for got, want in zip(cached, [*plain, plain[0]]):
+        assert torch.equal(got, want)
+    assert torch.equal(changed, after) and not torch.equal(changed, plain[0])
 
 
 def test_bad_inputs_raise(small_unet: UNetModel) -> None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
-from semanticodec.fill import fill_module
 from semanticodec.nn.vae import AttnBlock, AutoencoderKL, VAEConfig
 
 PREFIX = "first_stage_model."

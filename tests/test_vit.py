@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.fill import fill_module
 from parity import assert_parity, reference, shared_path
-from semanticodec.fill import fill_module
 from semanticodec.nn.vit import AudioMAEConfig, AudioMAEEncoder, audiomae_pos_embed, mae_decoder_keys
 
 PREFIX = "audiomae.model."

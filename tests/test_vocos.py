@@ -13,7 +13,7 @@ from semanticodec.config import ModelConfig
 from semanticodec.features import MEL_HOP, mel64
 from semanticodec.model import SemantiCodecModel
 from semanticodec.nn.hifigan import HiFiGAN, HiFiGANConfig
-from semanticodec.nn.vocoder import build_vocoder, vocoder_config_from_dict
+from semanticodec.nn.vocoder import VocoderConfig, build_vocoder, vocoder_config_from_dict
 from semanticodec.nn.vocos import InverseSTFT, Vocos, VocosConfig
 from tiny import tiny_config
 
@@ -63,6 +63,39 @@ def test_vocos_shapes_and_errors() -> None:
         vocos(torch.zeros(3, 64, 17, dtype=torch.int64))
     with pytest.raises(ValueError, match="shape"):
         vocos.mel_to_waveform(mel)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize(
+    "config, slack",
+    [
+        (HiFiGANConfig(num_mels=8, upsample_initial_channel=16, upsample_rates=(3, 2), upsample_kernel_sizes=(8, 4),
+                       resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3), (1, 2))), 6),
+        (HiFiGANConfig(upsample_initial_channel=32), 6),
+        (SMALL, 1),
+        (VocosConfig(dim=32, intermediate_dim=64, num_layers=3, kernel_size=5), 2),
+    ],
+    ids=["hifigan-small", "hifigan-official-kernels", "vocos-small", "vocos-3-layers"],
+)
+def test_leading_samples_skip_the_frames_they_do_not_need(config: VocoderConfig, slack: int) -> None:
+    """frames_for bounds the dependency cone of either vocoder: the first ``n`` samples computed
+    from the first ``frames_for(n)`` frames equal those of the whole mel, and (float64, so that
+    every contribution shows; the float32 spectrum of Vocos hides the weakest paths) the last
+    ``slack`` frames before the bound still change them."""
+    torch.manual_seed(1)
+    model = build_vocoder(config).eval().double()
+    mel = 0.1 * torch.randn(1, 1, 120, config.num_mels, dtype=torch.float64)
+    full = model.mel_to_waveform(mel)
+    for n in (1, 500, 2 * config.hop_length + 7, 40 * config.hop_length):
+        frames = config.frames_for(n)
+        part = model.mel_to_waveform(mel, n)
+        assert part.shape == full.shape and not part[..., n:].any()
+        torch.testing.assert_close(part[..., :n], full[..., :n], rtol=0, atol=1e-12)
+        changed = mel.clone()
+        changed[:, :, frames - slack : frames] += 1.0
+        assert not torch.equal(model.mel_to_waveform(changed)[..., :n], full[..., :n])
+    assert torch.equal(model.mel_to_waveform(mel, config.num_samples(120)), full)
+    assert HiFiGANConfig().frames_for(163840) == 1047  # a full window needs all its 1024 frames
 
 
 @pytest.mark.parametrize(

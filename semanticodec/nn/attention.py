@@ -11,6 +11,9 @@ attention layers hold ``to_q``, ``to_k``, ``to_v`` (no bias) and ``to_out.0``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -41,14 +44,50 @@ class CrossAttention(nn.Module):
         self.to_v = nn.Linear(self.context_dim, inner_dim, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner_dim, query_dim), nn.Dropout(dropout))
 
+        self.cache_context = False
+        self._cached: tuple[torch.Tensor, int | None, torch.Tensor, torch.Tensor] | None = None
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        source = x if context is None else context
-        q, k, v = (
-            rearrange(proj(inp), "b n (h d) -> b h n d", h=self.heads)
-            for proj, inp in ((self.to_q, x), (self.to_k, source), (self.to_v, source))
-        )
+        q = self._heads(self.to_q(x))
+        k, v = self._keys_values(x) if context is None else self._context_keys_values(context)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b n (h d) -> b h n d", h=self.heads)
+
+    def _keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._heads(self.to_k(source)), self._heads(self.to_v(source))
+
+    def _context_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the context; with ``cache_context`` set, those of the last
+        context tensor are reused while the same tensor comes again, unchanged (diffusion
+        sampling passes one context to every step; an inference tensor, which keeps no
+        version counter, is taken as unchanged)."""
+        if not self.cache_context or torch.is_grad_enabled():
+            return self._keys_values(context)
+        version = None if context.is_inference() else context._version  # inference tensors have no counter
+        cached = self._cached
+        if cached is None or cached[0] is not context or cached[1] != version:
+            k, v = self._keys_values(context)
+            self._cached = cached = (context, version, k, v)
+        return cached[2], cached[3]
+
+
+@contextlib.contextmanager
+def cached_context(module: nn.Module) -> Iterator[None]:
+    """Within this block every :class:`CrossAttention` in ``module`` computes the keys and
+    values of a context tensor once and reuses them while the same tensor is passed again
+    (the result is unchanged; only where grad is off). The cache is dropped on exit."""
+    layers = [m for m in module.modules() if isinstance(m, CrossAttention) and not m.cache_context]
+    for layer in layers:
+        layer.cache_context = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.cache_context = False
+            layer._cached = None
 
 
 class GEGLU(nn.Module):

@@ -65,6 +65,18 @@ class HiFiGANConfig:
         """Waveform samples per mel frame (160 by default)."""
         return math.prod(self.upsample_rates)
 
+    def frames_for(self, samples: int) -> int:
+        """Leading mel frames that determine the first ``samples`` output samples: the generator's
+        dependency cone traced back from sample ``samples - 1`` (convolutions reach
+        ``dilation * (kernel - 1) / 2`` to the right, a transposed convolution's output ``o``
+        reads input ``floor((o + padding) / rate)``); the frames after it can be left out."""
+        reach = samples - 1 + 3  # conv_post
+        kernels = zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)
+        block_reach = max(sum((k - 1) // 2 * (d + 1) for d in dilations) for k, dilations in kernels)
+        for rate, kernel in reversed(list(zip(self.upsample_rates, self.upsample_kernel_sizes))):
+            reach = (reach + block_reach + (kernel - rate) // 2) // rate
+        return reach + 3 + 1  # conv_pre, and frame indices from 0
+
     def num_samples(self, frames: int) -> int:
         """Output length for ``frames`` mel frames: ``160 * frames + 32`` by default."""
         length = frames
@@ -99,6 +111,28 @@ def check_float_tensor(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         got = f"{type(x).__name__} {getattr(x, 'dtype', '')}"
         raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
+
+
+def vocoder_mel_to_waveform(vocoder: nn.Module, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
+    """Waveform ``[B, 1, config.num_samples(frames)]`` of VAE-layout mel ``[B, 1, frames, num_mels]``
+    through ``vocoder`` (a HiFi-GAN or a Vocos: ``forward(mel [B, num_mels, frames])`` and a config
+    with ``num_mels``, ``num_samples`` and ``frames_for``).
+
+    ``samples``: only the first ``samples`` output samples are needed; the mel frames beyond
+    ``config.frames_for(samples)`` are not computed and the samples after ``samples`` are zero.
+    None: all.
+    """
+    config = vocoder.config
+    check_float_tensor(mel, "mel")
+    if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != config.num_mels:
+        raise ValueError(f"mel must have shape [B, 1, frames, {config.num_mels}], got {list(mel.shape)}")
+    frames = mel.shape[2]
+    if samples is None or config.frames_for(samples) >= frames:
+        return vocoder(mel[:, 0].transpose(1, 2))
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    head = vocoder(mel[:, 0, : config.frames_for(samples)].transpose(1, 2))[..., :samples]
+    return F.pad(head, (0, config.num_samples(frames) - samples))
 
 
 class HiFiGAN(nn.Module):
@@ -143,12 +177,10 @@ class HiFiGAN(nn.Module):
         x = self.conv_post(F.leaky_relu(x, self.config.final_leaky_slope))
         return torch.tanh(x)
 
-    def mel_to_waveform(self, mel: torch.Tensor) -> torch.Tensor:
-        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``."""
-        check_float_tensor(mel, "mel")
-        if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != self.config.num_mels:
-            raise ValueError(f"mel must have shape [B, 1, frames, {self.config.num_mels}], got {list(mel.shape)}")
-        return self(mel[:, 0].transpose(1, 2))
+    def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
+        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``;
+        ``samples``: as :func:`vocoder_mel_to_waveform`."""
+        return vocoder_mel_to_waveform(self, mel, samples)
 
     def _convolutions(self) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]

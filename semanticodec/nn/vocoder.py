@@ -8,15 +8,15 @@ Both map a natural-log 64-bin mel at 100 frames/s to 16 kHz audio and offer ``fo
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Union
+from typing import Any
 
 from semanticodec.nn.hifigan import HiFiGAN, HiFiGANConfig
 from semanticodec.nn.vocos import Vocos, VocosConfig
 
-VocoderConfig = Union[HiFiGANConfig, VocosConfig]
+VocoderConfig = HiFiGANConfig | VocosConfig
 """Configuration of either vocoder."""
 
-Vocoder = Union[HiFiGAN, Vocos]
+Vocoder = HiFiGAN | Vocos
 
 
 def build_vocoder(config: VocoderConfig) -> Vocoder:

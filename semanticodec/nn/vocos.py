@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semanticodec.nn.hifigan import check_float_tensor
+from semanticodec.nn.hifigan import check_float_tensor, vocoder_mel_to_waveform
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,15 @@ class VocosConfig:
                 f"VocosConfig.n_fft must be even, >= 2 x hop_length and n_fft - hop_length even, "
                 f"got n_fft {self.n_fft}, hop {self.hop_length}"
             )
+
+    def frames_for(self, samples: int) -> int:
+        """Leading mel frames that determine the first ``samples`` output samples: synthesis frame
+        ``i`` starts ``(n_fft - hop_length) / 2`` samples before ``hop_length * i``, so sample
+        ``samples - 1`` is reached by frames up to ``(samples - 1 + that) // hop_length``; the
+        embedding conv (kernel 7) and the ConvNeXt blocks each reach ``(kernel - 1) / 2`` frames
+        further right. The frames after it can be left out."""
+        last = (samples - 1 + (self.n_fft - self.hop_length) // 2) // self.hop_length
+        return last + 3 + self.num_layers * (self.kernel_size // 2) + 1
 
     def num_samples(self, frames: int) -> int:
         """Output length for ``frames`` mel frames: ``hop_length * frames``."""
@@ -155,9 +164,7 @@ class Vocos(nn.Module):
             )
         return self.istft(self.spectrum(mel)).to(mel.dtype)[:, None]
 
-    def mel_to_waveform(self, mel: Tensor) -> Tensor:
-        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, hop * frames]``."""
-        check_float_tensor(mel, "mel")
-        if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[3] != self.config.num_mels:
-            raise ValueError(f"mel must have shape [B, 1, frames, {self.config.num_mels}], got {list(mel.shape)}")
-        return self(mel[:, 0].transpose(1, 2))
+    def mel_to_waveform(self, mel: Tensor, samples: int | None = None) -> Tensor:
+        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, hop * frames]``;
+        ``samples``: as :func:`~semanticodec.nn.hifigan.vocoder_mel_to_waveform`."""
+        return vocoder_mel_to_waveform(self, mel, samples)

@@ -15,8 +15,8 @@ import json
 from dataclasses import fields, replace
 from pathlib import Path
 
-from semanticodec.cli import Command, register
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec.commands import deprecated_alias
+from semanticodec.constants import WINDOW_SAMPLES
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)
@@ -50,7 +50,7 @@ def _domain_weights(text: str) -> dict[str, float]:
 
 def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, log, weights)")
+    parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="output folder (checkpoint, log, weights)")
     parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
     parser.add_argument("--preset", default=None, help="training preset: small, official or tiny (default: as --config)")
     parser.add_argument("--batch-size", type=int, help="crops per step and process (overrides the preset)")
@@ -59,7 +59,8 @@ def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if loop:
-        parser.add_argument("--steps", type=int, help="total optimizer steps (overrides the preset)")
+        steps = parser.add_argument("--train-steps", dest="steps", type=int, help="total optimizer steps (overrides the preset)")
+        deprecated_alias(parser, "--steps", steps)
         parser.add_argument("--crop-seconds", type=float, help="crop length in seconds (overrides the preset)")
         parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
         parser.add_argument("--init", type=Path, help="start from these exported weights (.safetensors)")
@@ -69,14 +70,25 @@ def _configure(stage: str):
     def configure(parser: argparse.ArgumentParser) -> None:
         _common(parser, stage in LOOP_STAGES)
         if stage in ("codebook", "ldm"):
-            parser.add_argument("--mae", required=True, type=Path, help="AudioMAE weights (mae.safetensors of the mae stage)")
+            parser.add_argument(
+                "--mae", required=True, type=Path, help="AudioMAE weights (mae.safetensors of the mae stage, or a model file)"
+            )
         if stage == "codebook":
             parser.add_argument("--windows", type=int, help="10.24 s windows to collect features from")
             parser.add_argument("--niter", type=int, help="k-means iterations")
         if stage == "ldm":
-            parser.add_argument("--vae", required=True, type=Path, help="VAE weights (vae.safetensors of the vae stage)")
-            parser.add_argument("--codebook", required=True, type=Path, help="semantic codebook .npy (codebook stage)")
+            parser.add_argument(
+                "--vae", required=True, type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of the vae stage"
+            )
+            parser.add_argument(
+                "--codebook", required=True, type=Path,
+                help="semantic codebook: .npy of the codebook stage, or a model .safetensors (its semantic.codebook)",
+            )
             parser.add_argument("--windows", type=int, help="10.24 s windows to pre-encode (overrides the preset)")
+            parser.add_argument(
+                "--decay-steps", type=int,
+                help="step where the cosine learning-rate decay reaches its floor (overrides the preset; default: --steps)",
+            )
 
     return configure
 
@@ -92,6 +104,7 @@ def _preset(module, args: argparse.Namespace):
         "crop_seconds": getattr(args, "crop_seconds", None),
         "learning_rate": getattr(args, "lr", None),
         "seed": args.seed,
+        "decay_steps": getattr(args, "decay_steps", None),
     }
     names = {f.name for f in fields(config)}
     return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in names})
@@ -103,19 +116,41 @@ def _sampler(args: argparse.Namespace, crop_samples: int, batch_size: int, seed:
     return CropSampler(read_clips(args.data), crop_samples, batch_size, seed=seed, rank=rank, domain_weights=args.domain_weights)
 
 
-def _load(path: Path, what: str):
-    from semanticodec.checkpoint import load_state_dict
+def _load(path: Path, what: str, prefix: str | None = None):
+    """Weights of ``path``; with ``prefix`` (e.g. ``"vae"``) its ``prefix.*`` entries alone, from
+    exported stage weights, a model file, or the training ``checkpoint.pt`` of the stage whose
+    module ``prefix`` holds them."""
+    import torch
+
+    from semanticodec.weights import load_state_dict
 
     if not path.is_file():
         raise ValueError(f"{what} weights not found: {path}")
-    return load_state_dict(path)
+    if prefix is None:
+        return load_state_dict(path)
+    if path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if isinstance(state, dict) and isinstance(state.get("modules"), dict) and prefix in state["modules"]:
+            return {f"{prefix}.{k}": v for k, v in state["modules"][prefix].items()}
+    state = {k: v for k, v in load_state_dict(path).items() if k.startswith(f"{prefix}.")}
+    if not state:
+        raise ValueError(f"{path}: holds no {what} weights ({prefix}.*)")
+    return state
+
+
+def _codebook(path: Path):
+    """The semantic codebook ``[V, D]`` of a ``.npy`` file or of a model ``.safetensors``."""
+    import torch
+
+    from semanticodec.kmeans.codebook import load_codebook
+
+    if path.suffix == ".safetensors" and path.is_file():
+        return _load(path, "semantic codebook", "semantic")["semantic.codebook"].float()
+    return torch.from_numpy(load_codebook(path))
 
 
 def _run(stage: str):
     def run(args: argparse.Namespace) -> int:
-        import torch
-
-        from semanticodec.checkpoint import load_codebook
         from semanticodec.train.loop import setup_distributed, train
 
         config = model_config(args.config)
@@ -135,8 +170,8 @@ def _run(stage: str):
         init = _load(args.init, "initial") if args.init else None
         if stage == "ldm":
             sampler = _windows(args, config, preset, distributed, progress)
-            codebook = torch.from_numpy(load_codebook(args.codebook))
-            trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook)
+            codebook = _codebook(args.codebook)
+            trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook, windows=sampler.windows)
         else:
             sampler = _sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
             trainer = getattr(module, STAGE_CLASSES[stage])(config, preset, distributed, init)
@@ -153,7 +188,6 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
     """The LDM's cached windows: ``OUT/windows.pt``, computed on the first run (rank 0)."""
     import torch
 
-    from semanticodec.checkpoint import load_codebook
     from semanticodec.model import SemantiCodecModel
     from semanticodec.train.ldm import CachedWindows, encode_windows, load_windows, save_windows
 
@@ -161,9 +195,9 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
     count = args.windows or preset.windows
     if distributed.is_main and not path.is_file():
         args.out.mkdir(parents=True, exist_ok=True)
-        model = SemantiCodecModel(config, load_codebook(args.codebook), with_vae_encoder=True)
-        model.load_weights(_load(args.mae, "AudioMAE"), ("audiomae.",))
-        model.load_weights(_load(args.vae, "VAE"), ("vae.",))
+        model = SemantiCodecModel(config, _codebook(args.codebook), with_vae_encoder=True)
+        model.load_weights(_load(args.mae, "AudioMAE", "audiomae"), ("audiomae.",))
+        model.load_weights(_load(args.vae, "VAE", "vae"), ("vae.",))
         model.to(distributed.device).eval()
         with torch.no_grad():
             windows = encode_windows(model, _sampler(args, WINDOW_SAMPLES, 8, preset.seed + 1, 0), count, progress=progress)
@@ -174,8 +208,12 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
 
 def _configure_assemble(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
-    parser.add_argument("--codebook", required=True, type=Path, help="semantic codebook .npy")
+    parser.add_argument("--codebook", type=Path, help="semantic codebook .npy (default: the --base model's)")
     parser.add_argument("stages", nargs="+", type=Path, help="the .safetensors of the mae, vae, vocoder and ldm stages")
+    parser.add_argument(
+        "--base", type=Path,
+        help="an assembled model (.safetensors) giving the modules no stage file gives, e.g. the bundled model with a retrained vocoder",
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, help="inference weights to write (.safetensors)")
     parser.add_argument("--dtype", default="float16", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the output")
@@ -184,8 +222,29 @@ def _configure_assemble(parser: argparse.ArgumentParser) -> None:
 def _run_assemble(args: argparse.Namespace) -> int:
     from semanticodec.train.assemble import assemble
 
-    model = assemble(model_config(args.config), args.stages, args.codebook, args.output, args.dtype, args.force)
+    model = assemble(model_config(args.config), args.stages, args.codebook, args.output, args.dtype, args.force, args.base)
     print(json.dumps({"output": str(args.output), "name": model.config.name, "model_id": model.config.model_id.hex()}))
+    return 0
+
+
+def _configure_compact(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint.pt of a training run")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path,
+        help="compact checkpoint to write (to resume, put it in place of OUT/checkpoint.pt)",
+    )
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite the output")
+
+
+def _run_compact(args: argparse.Namespace) -> int:
+    from semanticodec.atomic import check_output
+    from semanticodec.train.loop import compact_checkpoint
+
+    if not args.checkpoint.is_file():
+        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    check_output(args.output, [args.checkpoint], args.force)
+    compact_checkpoint(args.checkpoint, args.output)
+    print(json.dumps({"output": str(args.output), "bytes": args.output.stat().st_size, "source_bytes": args.checkpoint.stat().st_size}))
     return 0
 
 
@@ -198,7 +257,7 @@ STAGE_HELP = {
 }
 
 
-def _configure_train(parser: argparse.ArgumentParser) -> None:
+def configure_train(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage, text in STAGE_HELP.items():
         p = sub.add_parser(stage, help=text, description=text)
@@ -207,6 +266,10 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("assemble", help="join the stage outputs into one inference file")
     _configure_assemble(p)
     p.set_defaults(stage_run=_run_assemble)
+    p = sub.add_parser("compact", help="write a training checkpoint compactly, for resuming on another machine")
+    _configure_compact(p)
+    p.set_defaults(stage_run=_run_compact)
 
 
-register(Command("train", "train a model stage by stage (see `semanticodec train -h`)", _configure_train, lambda args: args.stage_run(args)))
+def run_train(args: argparse.Namespace) -> int:
+    return args.stage_run(args)

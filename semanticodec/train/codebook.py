@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import kmeans
-from semanticodec.codec import WINDOW_SAMPLES
+from semanticodec import kmeans
+from semanticodec.atomic import atomic_write
 from semanticodec.config import ModelConfig
+from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.features import audiomae_fbank
 from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
-
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,13 @@ def train_codebook(
         features = np.load(features_path, allow_pickle=False)
     else:
         features = collect_features(model_config, audiomae, sampler, config.windows, device, progress)
-        np.save(out / "features.tmp.npy", features, allow_pickle=False)
-        os.replace(out / "features.tmp.npy", features_path)
+        with atomic_write(features_path, overwrite=True) as file:
+            np.save(file, features, allow_pickle=False)
     vocab = model_config.semantic_vocab_size
     if len(features) < vocab:
         raise ValueError(f"{len(features)} feature vectors cannot train {vocab} centroids: use more windows")
-    result = kmeans.train(
+    result = kmeans.fit(
         features, vocab, niter=config.niter, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid,
-        checkpoint=out / "kmeans.npz", progress=progress,
+        state_file=out / "kmeans.npz", progress=progress,
     )
     return kmeans.save_codebook(result.centroids, out)

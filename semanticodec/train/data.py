@@ -18,10 +18,8 @@ import torch
 from torch import Tensor
 
 from semanticodec.audio import AudioError, load_audio
-from semanticodec.codec import WINDOW_SAMPLES
 from semanticodec.conditioning import valid_tokens
-
-SAMPLE_RATE = 16000
+from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ In a distributed run every checkpoint first checks that all processes hold the s
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from semanticodec.atomic import atomic_path, atomic_write
+from semanticodec.constants import SAMPLE_RATE
+from semanticodec.distributed import join_torchrun
 from semanticodec.train.data import Batch, CropSampler
 
 
@@ -51,7 +55,7 @@ class TrainConfig:
 
     @property
     def crop_samples(self) -> int:
-        return round(self.crop_seconds * 16000)
+        return round(self.crop_seconds * SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -104,19 +108,20 @@ class Distributed:
             raise RuntimeError(f"processes diverged: weight checksums {low.tolist()} to {high.tolist()}")
 
 
+def warmup_cosine(step: int, learning_rate: float, warmup_steps: int, decay_steps: int, floor: float = 0.0) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up to ``learning_rate`` over
+    ``warmup_steps``, then a cosine down to ``floor`` at step ``decay_steps``, ``floor`` after it."""
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return floor + (learning_rate - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def setup_distributed(device: str | None = None) -> Distributed:
     """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
     ``RANK``, ``LOCAL_RANK``), or run alone. NCCL when CUDA is used, else gloo."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
-    target = torch.device("cuda", local) if use_cuda else torch.device(device or "cpu")
-    if use_cuda:
-        torch.cuda.set_device(target)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Distributed(rank=rank, world_size=world, device=target)
+    target, _ = join_torchrun(device)
+    return Distributed(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")), device=target)
 
 
 class Stage(Protocol):
@@ -155,37 +160,109 @@ def save_checkpoint(stage: Stage, step: int, path: Path) -> None:
         "modules": {name: m.state_dict() for name, m in stage.modules().items()},
         "optimizers": {name: o.state_dict() for name, o in stage.optimizers().items()},
     }
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_write(path, overwrite=True) as file:
+        torch.save(state, file)
 
 
 def load_checkpoint(stage: Stage, path: Path) -> int:
-    """Restore a checkpoint written by :func:`save_checkpoint`; returns its step."""
+    """Restore a checkpoint written by :func:`save_checkpoint` or :func:`compact_checkpoint`;
+    returns its step."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("compact"):
+            state = _expand(state)
         for name, module in stage.modules().items():
             module.load_state_dict(state["modules"][name])
         for name, optimizer in stage.optimizers().items():
             optimizer.load_state_dict(state["optimizers"][name])
         return int(state["step"])
-    except (RuntimeError, KeyError, EOFError) as err:
+    except (RuntimeError, KeyError, EOFError, AttributeError) as err:
         raise ValueError(f"{path}: not a checkpoint of stage {stage.name!r} with this configuration ({err})") from None
+
+
+COMPACT_MIN_ELEMENTS = 1024
+"""Floating-point tensors of at least this many elements are stored in float16 by
+:func:`compact_checkpoint` (smaller ones, such as the latent scale and norms, stay float32)."""
+
+
+def compact_checkpoint(source: Path, target: Path) -> None:
+    """Write the checkpoint ``source`` (of :func:`save_checkpoint`) to ``target`` in about a third
+    of its size, for resuming on another machine (:func:`load_checkpoint` reads both forms).
+
+    Weights (trained and averaged) of >= ``COMPACT_MIN_ELEMENTS`` elements become float16 (kept
+    float32 where float16 would overflow); Adam's second moment is stored as its log2 quantised
+    to 8 bits per tensor (255 levels between the tensor's extremes, zero kept exactly; about
+    ±3 % on the step size at a 40-octave spread); Adam's first moment is left out (it restarts
+    at zero: it averages the last ~10 gradients, so the run catches up within a few dozen steps).
+    A resumed run is then close to, not equal to, an uninterrupted one.
+    """
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if state.get("compact"):
+        raise ValueError(f"{source}: already a compact checkpoint")
+    modules = {name: {k: _half(v) for k, v in module.items()} for name, module in state["modules"].items()}
+    optimizers = {}
+    for name, optimizer in state["optimizers"].items():
+        per_param = {}
+        for index, entry in optimizer["state"].items():
+            entry = {k: v for k, v in entry.items() if k != "exp_avg"}
+            if "exp_avg_sq" in entry:
+                entry["exp_avg_sq_log2"], entry["exp_avg_sq_range"] = _log_quantize(entry.pop("exp_avg_sq"))
+            per_param[index] = entry
+        optimizers[name] = {**optimizer, "state": per_param}
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"step": state["step"], "compact": True, "modules": modules, "optimizers": optimizers}, temp)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _half(value: Tensor) -> Tensor:
+    if not value.is_floating_point() or value.numel() < COMPACT_MIN_ELEMENTS:
+        return value
+    half = value.half()
+    return half if bool(torch.isfinite(half).all()) else value
+
+
+def _log_quantize(value: Tensor) -> tuple[Tensor, Tensor]:
+    """``value`` (>= 0) as uint8 codes (0: zero; 1..255: log2 from low to high) and ``[low, high]``."""
+    positive = value > 0
+    logs = value[positive].double().log2()
+    bounds = torch.stack([logs.min(), logs.max()]) if logs.numel() else torch.zeros(2, dtype=torch.float64)
+    codes = torch.zeros(value.shape, dtype=torch.uint8)
+    span = float(bounds[1] - bounds[0]) or 1.0
+    codes[positive] = (1 + ((logs - bounds[0]) / span * 254).round()).to(torch.uint8)
+    return codes, bounds
+
+
+def _log_dequantize(codes: Tensor, bounds: Tensor) -> Tensor:
+    span = float(bounds[1] - bounds[0]) or 1.0
+    values = torch.exp2(bounds[0] + (codes.double() - 1) / 254 * span).float()
+    return torch.where(codes > 0, values, torch.zeros_like(values))
+
+
+def _expand(state: dict) -> dict:
+    """A compact checkpoint's optimizer state in the form ``Optimizer.load_state_dict`` takes
+    (module weights are cast on loading)."""
+    optimizers = {}
+    for name, optimizer in state["optimizers"].items():
+        per_param = {}
+        for index, entry in optimizer["state"].items():
+            entry = dict(entry)
+            if "exp_avg_sq_log2" in entry:
+                entry["exp_avg_sq"] = _log_dequantize(entry.pop("exp_avg_sq_log2"), entry.pop("exp_avg_sq_range"))
+                entry["exp_avg"] = torch.zeros_like(entry["exp_avg_sq"])
+            per_param[index] = entry
+        optimizers[name] = {**optimizer, "state": per_param}
+    return {**state, "optimizers": optimizers}
 
 
 def export_weights(weights: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
     """Save exported weights as safetensors (atomically)."""
     from safetensors.torch import save_file
 
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, overwrite=True) as temp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in weights.items()}, str(temp), metadata=dict(metadata))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def train(

@@ -13,7 +13,6 @@ ones (:func:`~semanticodec.nn.vit.mae_decoder_keys`); only the encoder is export
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,12 +21,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from semanticodec.config import ModelConfig
-from semanticodec.features import FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, SAMPLE_RATE, audiomae_fbank
+from semanticodec.constants import FRAMES_PER_WINDOW, SAMPLE_RATE
+from semanticodec.features import FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, audiomae_fbank
 from semanticodec.nn.vit import AudioMAEConfig, AudioMAEEncoder, Block, audiomae_pos_embed
 from semanticodec.train.data import Batch
-from semanticodec.train.loop import Distributed, TrainConfig, clip_and_step
+from semanticodec.train.loop import Distributed, TrainConfig, clip_and_step, warmup_cosine
 
-WINDOW_CROP_SECONDS = (1024 * FBANK_FRAME_SHIFT + FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT) / SAMPLE_RATE
+WINDOW_CROP_SECONDS = (FRAMES_PER_WINDOW * FBANK_FRAME_SHIFT + FBANK_FRAME_LENGTH - FBANK_FRAME_SHIFT) / SAMPLE_RATE
 """Crop length (10.255 s = 164080 samples) whose Kaldi fbank has exactly 1024 frames."""
 
 
@@ -67,10 +67,7 @@ class MAETrainConfig(TrainConfig):
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): linear warmup, then cosine to zero."""
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return warmup_cosine(step, self.learning_rate, self.warmup_steps, self.steps)
 
 
 PRESETS: dict[str, MAETrainConfig] = {

@@ -1,6 +1,7 @@
-"""Checkpoints: official SemantiCodec files, their key schema, and safetensors files.
+"""The official SemantiCodec release: where its files are, which files a model needs, and the
+state-dict keys they must hold.
 
-Official layout (the ``haoheliu/SemantiCodec`` model repository)::
+Layout (the ``haoheliu/SemantiCodec`` model repository)::
 
     ROOT/semanticodec_tokenrate_{100,50,25}/{encoder,decoder}.ckpt
     ROOT/codebook_idx/combine_{512,256,128}_audioset_dominate/codebook_{V/2}_0.npy
@@ -9,8 +10,8 @@ ROOT is given by path, by the ``SEMANTICODEC_CHECKPOINT`` environment variable, 
 the Hugging Face cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``,
 ``models--haoheliu--SemantiCodec/snapshots/*``). Nothing is ever downloaded.
 
-Every file is read without executing pickled code: ``torch.load(weights_only=True)``,
-``numpy.load(allow_pickle=False)`` or safetensors.
+The files are read by :mod:`semanticodec.weights` (without executing pickled code) into the
+model, whose :meth:`~semanticodec.model.SemantiCodecModel.load_official` maps the keys.
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from semanticodec.constants import TOKEN_RATES, stack_factor
+from semanticodec.kmeans.codebook import official_codebook_name
+from semanticodec.nn.vit import AudioMAEConfig
 
 ENV_VAR = "SEMANTICODEC_CHECKPOINT"
 HF_REPO_DIR = "models--haoheliu--SemantiCodec"
-TOKEN_RATES = (100, 50, 25)
 OFFICIAL_VOCAB_SIZES = (4096, 8192, 16384, 32768)
-_CODEBOOK_SET = {100: "combine_512_audioset_dominate", 50: "combine_256_audioset_dominate", 25: "combine_128_audioset_dominate"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or does not match the expected keys."""
+    """Weights that are missing, unreadable, or do not fit the model (official or this package's files)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def official_files(root: str | os.PathLike, token_rate: int, semantic_vocab_size
         raise CheckpointError(f"official semantic vocabularies are {OFFICIAL_VOCAB_SIZES}, got {semantic_vocab_size}")
     root = Path(root)
     rate_dir = root / f"semanticodec_tokenrate_{token_rate}"
-    codebook_name = f"{_CODEBOOK_SET[token_rate]}/codebook_{semantic_vocab_size // 2}_0.npy"
+    codebook_name = official_codebook_name(semantic_vocab_size, AudioMAEConfig().embed_dim * stack_factor(token_rate))
     candidates = [root / "codebook_idx" / codebook_name, rate_dir / "codebook_idx" / codebook_name, root / codebook_name]
     codebook = next((c for c in candidates if c.is_file()), candidates[0])
     files = OfficialFiles(rate_dir / "encoder.ckpt", rate_dir / "decoder.ckpt", codebook)
@@ -124,30 +126,6 @@ def official_files(root: str | os.PathLike, token_rate: int, semantic_vocab_size
         if not p.is_file():
             raise CheckpointError(f"official {name} file not found: {p}")
     return files
-
-
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.ckpt``/``.pt``/``.pth`` (weights only, memory-mapped) or ``.safetensors`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for corrupt or non-weight files
-        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({type(err).__name__}: {err})") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path}: does not hold a state dict of tensors")
-    return data
 
 
 def check_keys(
@@ -175,19 +153,3 @@ def check_keys(
         problems.append(f"{len(wrong)} shape mismatch(es), e.g. {'; '.join(wrong[:3])}")
     if problems:
         raise CheckpointError(f"{what} does not match the official key schema: " + "; ".join(problems))
-
-
-def load_codebook(path: str | os.PathLike) -> np.ndarray:
-    """A k-means codebook ``.npy`` file as float32 ``[V, D]`` (no pickle)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such codebook file")
-    try:
-        codebook = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{path}: cannot read codebook: not a readable .npy array ({err})") from None
-    if codebook.ndim != 2 or min(codebook.shape) == 0:
-        raise CheckpointError(f"{path}: a codebook must be a non-empty 2-D float array [V, D], got shape {codebook.shape}")
-    if codebook.dtype.kind != "f":
-        raise CheckpointError(f"{path}: a codebook must be floating point (a 2-D float array), got {codebook.dtype}")
-    return np.array(codebook, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Checkpoint discovery, the shipped key schema, safe loading and strict key checks."""
+"""The official release: discovery, the shipped key schema, strict key checks; safe loading of weight and codebook files."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from parity import shared_path
-from semanticodec.checkpoint import (
+from semanticodec.kmeans.codebook import load_codebook
+from semanticodec.official import (
     ENV_VAR,
     HF_REPO_DIR,
     CheckpointError,
     check_keys,
     find_official_root,
-    load_codebook,
-    load_state_dict,
     official_files,
     official_schema,
 )
+from semanticodec.weights import SafetensorsReader, load_state_dict, open_state_dict, select
 
 
 @pytest.mark.parametrize("token_rate", [100, 50, 25])
@@ -120,9 +120,41 @@ def test_codebook_validation(tmp_path) -> None:
     assert cb.dtype == np.float32 and cb.shape == (8, 3)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.ones(5, np.float32))
-    with pytest.raises(CheckpointError, match="2-D float"):
+    with pytest.raises(ValueError, match="2-D float"):
         load_codebook(bad)
     objects = tmp_path / "obj.npy"
     objects.write_bytes(pickle.dumps({"x": _Evil()}))
-    with pytest.raises(CheckpointError, match="cannot read codebook"):
+    with pytest.raises(ValueError, match="cannot read codebook"):
         load_codebook(objects)
+
+
+def test_safetensors_reader_reads_each_tensor_on_lookup(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {
+        "a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).bfloat16(), "d": torch.randn(2, 2).half(),
+        "empty": torch.zeros(0, 3), "flag": torch.tensor(True),
+    }
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, path, metadata={"format": "x"})
+    reader = open_state_dict(path)
+    assert isinstance(reader, SafetensorsReader) and reader.metadata == {"format": "x"}
+    assert sorted(reader) == sorted(tensors) and len(reader) == 6 and "a" in reader and "z" not in reader
+    for key, value in tensors.items():
+        got = reader[key]
+        assert got.dtype == value.dtype and got.shape == value.shape and torch.equal(got, value)
+    assert load_state_dict(path).keys() == tensors.keys()
+    view = select(reader, ("a", "b"))
+    assert sorted(view) == ["a", "b"] and torch.equal(view["b"], tensors["b"])
+    with pytest.raises(KeyError):
+        view["c"]
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    for bad, message in (
+        (data[:-4], "does not fit"),  # truncated data
+        ((10**9).to_bytes(8, "little") + data[8:], "header size"),
+        (data[:8] + b"{" * size + data[8 + size :], "not a readable safetensors file"),
+    ):
+        path.write_bytes(bad)
+        with pytest.raises(CheckpointError, match=message):
+            SafetensorsReader(path)

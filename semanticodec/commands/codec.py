@@ -1,4 +1,5 @@
-"""Model sub-commands of the ``semanticodec`` command line: compress, decompress, convert.
+"""The codec commands: ``compress``, ``decompress`` and ``convert``, and the model options that
+every command using a model shares (:func:`add_model_options`, :func:`load_codec`).
 
 They are thin wrappers over :class:`semanticodec.codec.SemantiCodec`,
 :mod:`semanticodec.streaming` and the ``bitstream`` package; every file output is written
@@ -17,32 +18,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from semanticodec.cli import Command, register
+from semanticodec.commands import EXIT_DAMAGED, EXIT_OK, deprecated_alias
+from semanticodec.constants import CONCEALMENTS, TOKEN_RATES
+from semanticodec.wavstream import RAW_FORMATS
+
+if TYPE_CHECKING:
+    from semanticodec.bitstream import Header
 
 AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 
 STREAM_SECONDS = 60.0
 """Inputs longer than this are coded in streaming mode (bounded memory)."""
 
-RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4"}
-"""Raw PCM sample formats accepted on standard input (little-endian, interleaved channels)."""
-
 BLOCK_SECONDS = 1.0
 """Audio read or written per step in streaming mode."""
 
-EXIT_CONCEALED = 1
-"""Exit status of ``decompress`` when damaged or missing packets were concealed."""
 
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint``, ``--device``, ``--batch-size``, ``--compat``, ``--no-progress``, ``--force``."""
     parser.add_argument(
         "--checkpoint",
         help="official checkpoint folder or .safetensors file (default: $SEMANTICODEC_CHECKPOINT, then the Hugging Face cache)",
@@ -50,11 +50,45 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=4, help="10.24 s windows per forward pass (default 4)")
     parser.add_argument("--compat", choices=("default", "official"), default="default", help="reproduce the official quirks")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    no_progress = parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    deprecated_alias(parser, "--quiet", no_progress)
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
-def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_id: bytes | None = None, **options):
+def add_vocab_option(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
+    """``--semantic-vocab-size`` (old spelling ``--vocab``)."""
+    option = parser.add_argument("--semantic-vocab-size", type=int, default=default, metavar="V", help=help)
+    deprecated_alias(parser, "--vocab", option)
+
+
+def add_decoder_options(parser: argparse.ArgumentParser) -> None:
+    """``--sampler``, ``--steps``, ``--guidance-scale`` (old spelling ``--cfg-scale``), ``--eta``,
+    ``--seed``, ``--precision``."""
+    from semanticodec.codec import PRECISIONS
+    from semanticodec.samplers import SAMPLERS
+
+    parser.add_argument(
+        "--sampler", choices=SAMPLERS,
+        help="ddim (official), or the fast deterministic solvers dpmpp-2m, unipc (default: the model's; ddim for official checkpoints)",
+    )
+    parser.add_argument("--steps", type=int, help="model evaluations per window; fewer is faster (default: the model's; 50 for official checkpoints)")
+    guidance = parser.add_argument("--guidance-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
+    deprecated_alias(parser, "--cfg-scale", guidance)
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0; ddim only)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    parser.add_argument(
+        "--precision", choices=tuple(PRECISIONS), default="float32",
+        help="decoder arithmetic: float32 (default, exact) or autocast to bfloat16 / float16 (faster, slightly different audio)",
+    )
+
+
+def decoder_options(args: argparse.Namespace) -> dict:
+    """The codec's decoding options given by :func:`add_decoder_options`."""
+    names = ("sampler", "steps", "guidance_scale", "eta", "seed", "precision")
+    return {name: getattr(args, name) for name in names}
+
+
+def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: int | None, model_id: bytes | None = None, **options):
     """The codec the options select; tokens of the bundled default model (``model_id``) decode
     with it unless ``--checkpoint`` says otherwise."""
     from semanticodec.codec import SemantiCodec
@@ -63,26 +97,23 @@ def _codec(args: argparse.Namespace, token_rate: int, vocab: int | None, model_i
     checkpoint = args.checkpoint
     if checkpoint is None and model_id is not None:
         checkpoint = checkpoint_for(model_id)
-    return SemantiCodec(
-        token_rate,
-        vocab,
-        checkpoint=checkpoint,
+    return SemantiCodec.from_pretrained(
+        checkpoint,
+        token_rate=token_rate,
+        semantic_vocab_size=semantic_vocab_size,
         device=args.device,
         batch_size=args.batch_size,
         compat=args.compat,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         **options,
     )
 
 
-def _configure_compress(parser: argparse.ArgumentParser) -> None:
+def configure_compress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="audio file (wav, flac, ogg, ...; any rate and channel count), '-': WAV or raw PCM on stdin")
     parser.add_argument("output", help="output .scdc file ('-': standard output)")
-    parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100, help="tokens per second (default 100)")
-    parser.add_argument(
-        "--vocab", type=int, default=None,
-        help="semantic vocabulary size (default: 16384 with official checkpoints, else the bundled model's)",
-    )
+    parser.add_argument("--token-rate", type=int, choices=TOKEN_RATES, default=100, help="tokens per second (default 100)")
+    add_vocab_option(parser, None, "semantic vocabulary size (default: 16384 with official checkpoints, else the bundled model's)")
     parser.add_argument("--input-rate", type=int, metavar="HZ", help="sample rate of raw audio on stdin (required for raw PCM)")
     parser.add_argument("--input-format", choices=tuple(RAW_FORMATS), default="s16le", help="raw sample format (default s16le)")
     parser.add_argument("--channels", type=int, default=1, help="interleaved channels of raw audio (default 1)")
@@ -92,7 +123,7 @@ def _configure_compress(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lookahead", type=float, default=0.32, metavar="SECONDS", help="low-latency look-ahead (0.32)")
     parser.add_argument("--packet-columns", type=int, metavar="N", help="token columns per packet (default: the format's)")
-    _add_model_options(parser)
+    add_model_options(parser)
 
 
 def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, int]:
@@ -100,7 +131,7 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
     import soundfile as sf
 
     from semanticodec.audio import AudioError, check_sample_rate
-    from semanticodec.wavstream import MAGICS, open_wav_stream
+    from semanticodec.wavstream import MAGICS, open_wav_stream, raw_pcm_blocks
 
     if args.input != "-":
         if not Path(args.input).is_file():
@@ -125,26 +156,8 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
     if args.input_rate is None:
         raise ValueError("raw audio on standard input needs --input-rate (or send a WAV stream)")
     check_sample_rate(args.input_rate)
-    if not 1 <= args.channels <= 64:
-        raise ValueError(f"--channels must lie in 1..64, got {args.channels}")
-    dtype = np.dtype(RAW_FORMATS[args.input_format])
-    frame = dtype.itemsize * args.channels
-    block = max(1, int(args.input_rate * BLOCK_SECONDS)) * frame
-
-    def read() -> Iterator[np.ndarray]:
-        pending = magic
-        while True:
-            data = stdin.read(block)
-            if not data:
-                break
-            data = pending + data
-            usable = len(data) - len(data) % frame
-            pending = data[usable:]
-            yield np.frombuffer(data[:usable], dtype).reshape(-1, args.channels).T
-        if pending:
-            raise ValueError(f"standard input ends inside a sample frame ({len(pending)} stray bytes)")
-
-    return read(), int(args.input_rate), 0
+    blocks = raw_pcm_blocks(stdin.read, args.input_format, args.channels, args.input_rate, magic, BLOCK_SECONDS)
+    return blocks, int(args.input_rate), 0
 
 
 def _streaming(args: argparse.Namespace, seconds: float | None) -> bool:
@@ -163,7 +176,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
     from semanticodec.streaming import LowLatencyConfig, StreamingEncoder
 
     blocks, rate, frames = _audio_blocks(args)
-    codec = _codec(args, args.token_rate, args.vocab)
+    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
     mode = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
@@ -182,12 +195,11 @@ def _compress_stream(args: argparse.Namespace) -> int:
         size += len(data)
     seconds = encoder.samples_received / rate
     print(f"{args.output}: {seconds:.2f} s, {size} bytes, {size * 8 / max(seconds, 1e-9) / 1000:.3f} kbps", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
-def _run_compress(args: argparse.Namespace) -> int:
-    from bitstream import encode
-    from semanticodec.atomic import atomic_write, check_output
+def run_compress(args: argparse.Namespace) -> int:
+    from semanticodec.atomic import check_output
 
     if args.output != "-":
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
@@ -197,40 +209,40 @@ def _run_compress(args: argparse.Namespace) -> int:
         seconds = frames / rate
     if _streaming(args, seconds) or args.low_latency is not None:
         return _compress_stream(args)
-    codec = _codec(args, args.token_rate, args.vocab)
+    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
     encoded = codec.encode(args.input)
-    data = encode(encoded.tokens, encoded.header(args.packet_columns))
-    with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
-        file.write(data)
-    kbps = len(data) * 8 / encoded.duration / 1000
-    print(f"{args.output}: {encoded.tokens.shape[0]} token pairs, {len(data)} bytes, {kbps:.3f} kbps", file=sys.stderr)
-    return 0
+    check_output(args.output, [args.input], args.force)
+    size = encoded.save(args.output, args.packet_columns, overwrite=args.force)
+    kbps = size * 8 / encoded.duration / 1000
+    print(f"{args.output}: {encoded.tokens.shape[0]} token pairs, {size} bytes, {kbps:.3f} kbps", file=sys.stderr)
+    return EXIT_OK
 
 
-def _configure_decompress(parser: argparse.ArgumentParser) -> None:
+def configure_decompress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help=".scdc file ('-': standard input, decoded as it arrives)")
     parser.add_argument("output", help="output audio file (.wav, .flac or .ogg; '-': 16-bit WAV on standard output)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50; fewer is faster)")
-    parser.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
-    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
+    add_decoder_options(parser)
     parser.add_argument(
-        "--concealment", choices=("inpaint", "padding"), default="inpaint",
+        "--concealment", choices=CONCEALMENTS, default=CONCEALMENTS[0],
         help="lost packets: diffusion inpainting from the audio around them (default) or decoded as padding",
     )
     parser.add_argument(
         "--original-rate", action="store_true", help="resample to the original sample rate (default: 16 kHz)"
     )
-    _add_model_options(parser)
+    parser.add_argument(
+        "--semantic-only", action="store_true",
+        help="decode the semantic layer alone (half the bitrate; only models trained for it, never official ones)",
+    )
+    add_model_options(parser)
 
 
-def _run_decompress(args: argparse.Namespace) -> int:
+def run_decompress(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from bitstream import read_file
     from semanticodec.atomic import atomic_write, check_output
-    from semanticodec.audio import SAMPLE_RATE, resample
-    from semanticodec.codec import EncodedAudio
+    from semanticodec.audio import resample
+    from semanticodec.constants import SAMPLE_RATE
+    from semanticodec.encoded import EncodedAudio
 
     fmt = "WAV" if args.output == "-" else AUDIO_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
@@ -239,75 +251,62 @@ def _run_decompress(args: argparse.Namespace) -> int:
         check_output(args.output, [] if args.input == "-" else [args.input], args.force)
     if args.input == "-" or args.output == "-" or _long_stream(args.input):
         return _decompress_stream(args, fmt)
-    header, tokens = read_file(args.input)
-    codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
-    if header.acoustic_vocab != codec.config.acoustic_vocab_size:
-        raise ValueError(f"{args.input}: acoustic vocabulary {header.acoustic_vocab} != the model's {codec.config.acoustic_vocab_size}")
-    sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
-    item = EncodedAudio(
-        tokens=tokens,
-        token_rate=header.token_rate,
-        semantic_vocab_size=header.semantic_vocab,
-        acoustic_vocab_size=header.acoustic_vocab,
-        model_id=header.model_id,
-        num_samples=header.sample_count or tokens.shape[0] * 2 * SAMPLE_RATE // header.token_rate,
-        sample_rate=sample_rate,
-    )
-    audio = codec.decode(item)
+    item = EncodedAudio.load(args.input, layers="semantic" if args.semantic_only else "both")
+    codec = load_codec(args, item.token_rate, item.semantic_vocab_size, item.model_id, **decoder_options(args))
+    if args.semantic_only:
+        codec.model.check_semantic_only()
+    if item.acoustic_vocab_size != codec.config.acoustic_vocab_size:
+        raise ValueError(f"{args.input}: acoustic vocabulary {item.acoustic_vocab_size} != the model's {codec.config.acoustic_vocab_size}")
+    sample_rate = item.sample_rate
+    audio = codec.decode(item, semantic_only=args.semantic_only)
     out_rate = SAMPLE_RATE
     if args.original_rate and sample_rate != SAMPLE_RATE:
-        audio = resample(audio, SAMPLE_RATE, sample_rate)[: item.num_samples]
+        audio = resample(audio, SAMPLE_RATE, sample_rate)[: item.sample_count]
         out_rate = sample_rate
     with atomic_write(args.output, overwrite=args.force, inputs=[args.input]) as file:
         sf.write(file, np.clip(audio, -1.0, 1.0), out_rate, format=fmt)
     print(f"{args.output}: {len(audio) / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _long_stream(path: str) -> bool:
     """Whether the .scdc file ``path`` is longer than STREAM_SECONDS (or of unknown length)."""
-    from bitstream import StreamReader
+    from semanticodec.bitstream import StreamReader
 
     with open(path, "rb") as file:
         duration = StreamReader(file).header.duration
     return duration is None or duration > STREAM_SECONDS
 
 
-def _read_header_bytes(source) -> bytes:
-    """The header bytes at the start of a .scdc stream (fixed part, metadata, CRC)."""
-    from bitstream import BitstreamError
+def _read_header(source: BinaryIO) -> tuple[Header, bytes]:
+    """The header at the start of a .scdc stream, and its bytes (read from ``source``, no seeking)."""
+    from semanticodec.bitstream.header import read_header
 
-    fixed = source.read(45)
-    if len(fixed) < 45:
-        raise BitstreamError(f"truncated header: stream ends after {len(fixed)} bytes")
-    return fixed + source.read(int.from_bytes(fixed[43:45], "big") + 2)
+    taken = bytearray()
 
+    def read(n: int) -> bytes:
+        data = source.read(n)
+        taken.extend(data)
+        return data
 
-def _wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
-    """Header of a mono 16-bit PCM WAV stream; sizes 0xFFFFFFFF when the length is unknown or
-    does not fit the 32-bit size fields (the streaming-WAV convention readers accept)."""
-    if frames is not None and 36 + 2 * frames > 0xFFFFFFFF:
-        frames = None
-    data = 0xFFFFFFFF if frames is None else 2 * frames
-    riff = 0xFFFFFFFF if frames is None else 36 + data
-    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
-    return b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data)
+    return read_header(read), bytes(taken)
 
 
 def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
-    from bitstream.header import COLUMN_SECONDS, read_header
-    from semanticodec.audio import SAMPLE_RATE
-    from semanticodec.streaming import StreamingDecoder, StreamResampler
+    from semanticodec.audio import StreamResampler
+    from semanticodec.constants import COLUMN_SECONDS, SAMPLE_RATE
+    from semanticodec.streaming import StreamingDecoder
+    from semanticodec.wavstream import wav_stream_header
 
     with contextlib.ExitStack() as stack:
         source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
-        head = _read_header_bytes(source)
-        header = read_header(io.BytesIO(head).read)
-        codec = _codec(args, header.token_rate, header.semantic_vocab, header.model_id, ddim_steps=args.steps, cfg_scale=args.cfg_scale, eta=args.eta, seed=args.seed)
+        header, head = _read_header(source)
+        codec = load_codec(args, header.token_rate, header.semantic_vocab, header.model_id, **decoder_options(args))
         decoder = StreamingDecoder(
-            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment
+            codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment,
+            semantic_only=args.semantic_only,
         )
         out_rate, resampler, limit = SAMPLE_RATE, None, None
         if header.sample_count:
@@ -316,7 +315,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
                 out_rate, resampler, limit = header.sample_rate, StreamResampler(SAMPLE_RATE, header.sample_rate), header.sample_count
         file = stack.enter_context(_open_output(args))
         if args.output == "-":
-            file.write(_wav_stream_header(out_rate, limit))
+            file.write(wav_stream_header(out_rate, limit))
             sink = None
         else:
             sink = stack.enter_context(sf.SoundFile(file, "w", out_rate, 1, format=fmt))
@@ -346,38 +345,33 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     print(f"{args.output}: {written / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
     if decoder.damage:
         print(f"{args.input}: {decoder.lost_pairs} token pairs lost and concealed", file=sys.stderr)
-        return EXIT_CONCEALED
-    return 0
+        return EXIT_DAMAGED
+    return EXIT_OK
 
 
-def _configure_convert(parser: argparse.ArgumentParser) -> None:
+def configure_convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="official checkpoint folder (haoheliu/SemantiCodec layout)")
     parser.add_argument("output", help="output .safetensors file")
-    parser.add_argument("--token-rate", type=int, choices=(100, 50, 25), default=100)
-    parser.add_argument("--vocab", type=int, default=16384, help="semantic vocabulary size (default 16384)")
+    parser.add_argument("--token-rate", type=int, choices=TOKEN_RATES, default=100, help="tokens per second (default 100)")
+    add_vocab_option(parser, 16384, "semantic vocabulary size (default 16384)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
 
 
-def _run_convert(args: argparse.Namespace) -> int:
+def run_convert(args: argparse.Namespace) -> int:
     from semanticodec.atomic import check_output
-    from semanticodec.checkpoint import find_official_root, official_files
+    from semanticodec.official import find_official_root, official_files
     from semanticodec.weights import load_official, save_safetensors
 
     if Path(args.output).suffix != ".safetensors":
         raise ValueError(f"output {args.output} must end in .safetensors")
     root = find_official_root(args.checkpoint)
-    files = official_files(root, args.token_rate, args.vocab)
+    files = official_files(root, args.token_rate, args.semantic_vocab_size)
     inputs = [files.encoder, files.decoder, files.codebook]
     check_output(args.output, inputs, args.force)
-    model = load_official(root, args.token_rate, args.vocab)
+    model = load_official(root, args.token_rate, args.semantic_vocab_size)
     save_safetensors(model, args.output, args.dtype, overwrite=args.force)
     before = sum(p.stat().st_size for p in inputs)
     after = Path(args.output).stat().st_size
     print(f"{args.output}: {after / 1e6:.1f} MB from {before / 1e6:.1f} MB of official files ({after / before:.1%})")
-    return 0
-
-
-register(Command("compress", "encode an audio file to a .scdc token stream", _configure_compress, _run_compress))
-register(Command("decompress", "decode a .scdc token stream to audio", _configure_decompress, _run_decompress))
-register(Command("convert", "write official checkpoints as one inference-only safetensors file", _configure_convert, _run_convert))
+    return EXIT_OK

@@ -1,0 +1,74 @@
+"""``EncodedAudio``: the tokens of one input and what decoding them needs, saved and loaded as
+``.scdc`` files (numpy and the bitstream only: no model code)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from semanticodec.bitstream import Header, read_file, write_file
+from semanticodec.constants import SAMPLE_RATE, token_samples
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """Tokens of one input and what a bitstream needs to decode them.
+
+    ``tokens`` is int64 ``[T, 2]``: column 0 semantic ids in [0, V), column 1 acoustic ids
+    in [0, 8192). At 100 tok/s 8 consecutive rows are the 8 frequency bands of one 0.16 s
+    column (4 at 50 tok/s; at 25 tok/s 4 rows span 0.32 s). ``sample_count`` and
+    ``sample_rate`` describe the original input (before resampling to 16 kHz).
+    """
+
+    tokens: np.ndarray
+    token_rate: int
+    semantic_vocab_size: int
+    acoustic_vocab_size: int
+    model_id: bytes
+    sample_count: int
+    sample_rate: int
+
+    def header(self, packet_columns: int | None = None) -> Header:
+        """The ``.scdc`` header of these tokens (``packet_columns``: None = the format's default)."""
+        return Header(
+            token_rate=self.token_rate,
+            semantic_vocab=self.semantic_vocab_size,
+            acoustic_vocab=self.acoustic_vocab_size,
+            model_id=self.model_id,
+            sample_count=self.sample_count,
+            sample_rate=self.sample_rate,
+            packet_columns=packet_columns,
+        )
+
+    def save(self, path: str | os.PathLike, packet_columns: int | None = None, overwrite: bool = True) -> int:
+        """Write the tokens as a ``.scdc`` file (atomically); returns its size in bytes."""
+        return write_file(path, self.tokens, self.header(packet_columns), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, layers: str = "both") -> EncodedAudio:
+        """The tokens of a ``.scdc`` file (BitstreamError, a ValueError, when it is damaged);
+        ``layers="semantic"`` reads the semantic layer only (acoustic ids are then 0)."""
+        header, tokens = read_file(path, layers=layers)
+        sample_count = header.sample_count or token_samples(len(tokens), header.token_rate)
+        sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
+        return cls(tokens, header.token_rate, header.semantic_vocab, header.acoustic_vocab, header.model_id, sample_count, sample_rate)
+
+    @property
+    def sample_count_16k(self) -> int:
+        """Length of the input at 16 kHz."""
+        return math.ceil(self.sample_count * SAMPLE_RATE / self.sample_rate)
+
+    @property
+    def duration(self) -> float:
+        """Duration of the original audio in seconds."""
+        return self.sample_count / self.sample_rate
+
+    @property
+    def num_samples(self) -> int:
+        """Deprecated spelling of :attr:`sample_count` (removed in the next release)."""
+        warnings.warn("EncodedAudio.num_samples is deprecated, use sample_count", DeprecationWarning, stacklevel=2)
+        return self.sample_count
