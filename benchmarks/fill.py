@@ -21,12 +21,14 @@ import numba
 import numpy as np
 import torch
 
+from semanticodec.jit import njit
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(parallel=True)
 def _uniform_kernel(seed: np.uint64, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
         z = seed + np.uint64(i) + _GOLDEN

@@ -18,16 +18,16 @@ The range coder keeps a 48-bit interval, emits bytes MSB-first when the range fa
 2**40 and propagates carries into the bytes already written; it ends with the fewest bytes
 that pin a value inside the final interval and drops trailing zero bytes (a decoder reads
 zeros past the end). Every kernel is numba-compiled: no Python runs per id. This is the only
-module of the format that imports numba; the others import it when they code or decode a
+module of the format that imports numba (through :mod:`semanticodec.jit`); the others import it when they code or decode a
 range-coded packet, so fixed-width streams never load it.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from semanticodec.bitstream.tables import PREVIOUS_BAND, PREVIOUS_COLUMN
+from semanticodec.jit import njit
 
 TOP = 1 << 48
 """The coder interval is [0, TOP): 48 bits."""
@@ -40,7 +40,7 @@ TRAILING_ZERO = 2
 """Decoder status: the layer ends with a zero byte, which a writer never emits."""
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _fenwick_add(tree: np.ndarray, symbol: int) -> None:
     i = symbol + 1
     while i < tree.size:
@@ -48,7 +48,7 @@ def _fenwick_add(tree: np.ndarray, symbol: int) -> None:
         i += i & -i
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _fenwick_below(tree: np.ndarray, symbol: int) -> int:
     """Count of the ids < ``symbol`` added so far."""
     total = 0
@@ -59,7 +59,7 @@ def _fenwick_below(tree: np.ndarray, symbol: int) -> int:
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _first_not_below(symbols: np.ndarray, lo: int, hi: int, symbol: int) -> int:
     """Index of the first entry of the sorted run ``symbols[lo:hi]`` that is >= ``symbol``."""
     while lo < hi:
@@ -71,7 +71,7 @@ def _first_not_below(symbols: np.ndarray, lo: int, hi: int, symbol: int) -> int:
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _contexts(i, ids, semantic, ppc, model, lo, hi, count, weight) -> int:
     """Fill the sparse contexts' list bounds, counts and earned weights for position ``i``
     (relative to the packet start); returns the sum of the weights."""
@@ -102,7 +102,7 @@ def _contexts(i, ids, semantic, ppc, model, lo, hi, count, weight) -> int:
     return earned
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _cum(symbol, row, model, lo, hi, count, weight, tree, coded, local_weight) -> int:
     """The model's cumulative frequency of ``symbol`` (sum of the frequencies of the ids below it)."""
     base, scalars, symbols, prefix = model[0], model[1], model[7], model[8]
@@ -117,7 +117,7 @@ def _cum(symbol, row, model, lo, hi, count, weight, tree, coded, local_weight) -
     return value
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _scratch(model):
     """Per-layer working arrays: the sparse contexts' list bounds, counts and weights, and the
     Fenwick tree of the in-packet counts (a dummy when the local weight is 0)."""
@@ -127,7 +127,7 @@ def _scratch(model):
     return np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64), tree
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _position(i, ids, semantic, ppc, model, lo, hi, count, weight):
     """Set up the model at position ``i``: returns (total, base row, local weight)."""
     earned = _contexts(i, ids, semantic, ppc, model, lo, hi, count, weight)
@@ -139,7 +139,7 @@ def _position(i, ids, semantic, ppc, model, lo, hi, count, weight):
     return model[0].shape[1] - 1 + scalars[0] + earned + local, row, local
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _carry(out: np.ndarray, j: int) -> None:
     k = j - 1
     while out[k] == 0xFF:
@@ -148,7 +148,7 @@ def _carry(out: np.ndarray, j: int) -> None:
     out[k] += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def encode_layer(ids, semantic, ppc, model, out) -> int:
     """Range-code ``ids`` [n] (one packet's layer) into ``out``; returns the byte count, or
     -1 as soon as more than ``out.size - 8`` bytes would be needed."""
@@ -193,7 +193,7 @@ def encode_layer(ids, semantic, ppc, model, out) -> int:
     return j
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def decode_layer(data, n, semantic, ppc, model, ids) -> int:
     """Decode ``n`` ids from the layer bytes ``data`` into ``ids``; returns OK, CORRUPT or
     TRAILING_ZERO. Bounded work: n ids, each a binary search over the vocabulary."""
@@ -236,7 +236,7 @@ def decode_layer(data, n, semantic, ppc, model, ids) -> int:
     return OK
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def layer_bits(ids, semantic, starts, ppc, model) -> float:
     """Ideal code length in bits, sum of log2(total / frequency), of ``ids`` cut into packets
     at ``starts`` (ascending, first 0; the last packet runs to the end), as ``encode_layer``

@@ -51,10 +51,11 @@ def seq_modulus(header: Header) -> int:
     return 0x8000 if header.version == 1 else 0x4000
 
 
-def packet_size(header: Header, pairs: int, final: bool) -> int:
+def packet_size(header: Header, pairs: int | np.ndarray, final: bool | np.ndarray) -> int | np.ndarray:
     """Bytes of a fixed-width packet holding ``pairs`` token pairs, framing included (a coded
-    packet is always smaller)."""
-    framing = len(SYNC) + 2 + (2 if final else 0) + CRC_SIZE
+    packet is always smaller); element-wise for integer and boolean arrays of candidate
+    packets, as resynchronisation checks them."""
+    framing = len(SYNC) + 2 + 2 * final + CRC_SIZE
     return framing + packed_size(pairs, header.semantic_bits) + packed_size(pairs, header.acoustic_bits)
 
 
@@ -484,9 +485,11 @@ class StreamReader:
             self._finish(bad.index, bad.pairs)
 
     def _seek_sync(self) -> bool:
-        """Skip to the next sync marker; False at end of stream."""
+        """Skip to the next sync marker that may start an intact packet (all buffered candidates
+        checked at once, see ``resync``); False at end of stream."""
+        from semanticodec.bitstream import resync  # it reads the packet layout of this module
         while True:
-            index = self._in.find(SYNC)
+            index = resync.next_candidate(self._in.peek(self._in.available), self.header, self._next)
             if index >= 0:
                 self._in.consume(index)
                 return True
@@ -498,7 +501,7 @@ class StreamReader:
         """Parse the packet at the current position and consume it, or raise _Bad (consuming nothing).
 
         Strict mode accepts only the expected sequence number; resilient mode accepts any up
-        to MAX_SEQ_GAP - 1 packets ahead (the packets in between are lost).
+        to half the sequence modulus minus one packets ahead (the packets in between are lost).
         """
         header = self.header
         if not self._in.fill(4):

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from semanticodec.safety import check_replaceable
+
 
 def _same_file(a: Path, b: Path) -> bool:
     if os.path.realpath(a) == os.path.realpath(b):
@@ -32,7 +34,8 @@ def check_output(
 
     Raises ValueError when ``path`` is one of ``inputs`` (same file, through links too),
     IsADirectoryError when it is a directory, FileNotFoundError when its directory does not
-    exist, FileExistsError when it exists and ``overwrite`` is false.
+    exist, FileExistsError when it exists and ``overwrite`` is false, ValueError when it is not
+    a regular file (a device, FIFO or socket: never replaced).
     """
     target = Path(path)
     for source in inputs:
@@ -45,6 +48,7 @@ def check_output(
         raise FileNotFoundError(f"output directory {parent} does not exist")
     if not overwrite and (target.exists() or target.is_symlink()):
         raise FileExistsError(f"output {target} already exists")
+    check_replaceable(target)
 
 
 def _create_temp(target: Path) -> tuple[int, Path]:

@@ -6,7 +6,8 @@ is imported, and its arguments are added, only when that command is named, and t
 imports what the command needs when it runs, so that ``info``, ``pack`` and ``unpack`` start
 without torch. :func:`main` turns every user error (ValueError, including BitstreamError, and
 OSError such as a missing or existing file) into one line ``semanticodec: error: <message>``
-on stderr and status 2.
+on stderr and status 2, and SIGINT, SIGTERM and SIGHUP into one line and status 128 + the
+signal number, after the cleanup of temporary outputs has run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from semanticodec import __version__
-from semanticodec.commands import EXIT_BROKEN_PIPE, EXIT_USAGE
+from semanticodec.commands import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE
+from semanticodec.safety import Terminated, printable, signals_raise
 
 PROG = "semanticodec"
 
@@ -104,15 +106,30 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status: 0 success, 1 damaged input (``info``,
     ``decompress``) or failed files (``tokenize``), 2 user error (argparse usage message, or one
-    line ``semanticodec: error: ...``), 141 when standard output is closed early."""
+    line ``semanticodec: error: ...``), 141 when standard output is closed early, 130 on Ctrl-C,
+    143 on SIGTERM (temporary files removed)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with signals_raise():
+            return _parse_and_run(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated as signalled:
+        print(f"{PROG}: stopped by {signalled}", file=sys.stderr)
+        return 128 + signalled.signum
+
+
+def _parse_and_run(argv: list[str]) -> int:
+    """:func:`main` without the signals: parse ``argv`` (importing the named command's module)
+    and run the command, user errors turned into one line."""
     try:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as exit_:

@@ -14,6 +14,9 @@
   every step to blend the gap into the known frames.
 
 A window without missing rows is decoded exactly as :meth:`SemantiCodec.decode` decodes it.
+
+Concealment costs diffusion, so what a stream can make a decoder conceal is bounded
+(:func:`check_concealment_budget`, :data:`CONCEALED_TAIL_PACKETS`): a header alone cannot buy hours.
 """
 
 from __future__ import annotations
@@ -32,6 +35,23 @@ if TYPE_CHECKING:
     from semanticodec.codec import SemantiCodec
 
 Concealment = Literal["inpaint", "padding"]
+
+MAX_CONCEALED_SECONDS = 60.0
+"""Concealment budget of a stream: it may lack at most this many seconds of tokens more than it holds."""
+CONCEALED_TAIL_PACKETS = 2
+"""Packets concealed at most after the last one received when the final packet is missing (the
+header's sample count may claim more; the rest is not synthesised)."""
+
+
+def check_concealment_budget(missing: int, end: int, pairs_per_second: float) -> None:
+    """ValueError when ``missing`` of the pairs ``[0, end)`` exceed those received by more than
+    :data:`MAX_CONCEALED_SECONDS` of tokens (``pairs_per_second`` pairs a second)."""
+    received = end - missing
+    if missing > received + MAX_CONCEALED_SECONDS * pairs_per_second:
+        raise ValueError(
+            f"{missing / pairs_per_second:.1f} s of tokens are missing but only {received / pairs_per_second:.1f} s "
+            f"received: more than {MAX_CONCEALED_SECONDS:g} s beyond that is not concealed"
+        )
 
 
 def decode_window(

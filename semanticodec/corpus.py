@@ -46,6 +46,7 @@ from semanticodec.atomic import append_synced, atomic_write
 from semanticodec.audio import prepare, read_audio
 from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta
+from semanticodec.safety import printable
 
 if TYPE_CHECKING:
     from semanticodec.codec import SemantiCodec
@@ -181,7 +182,10 @@ def read_entries(root: str | os.PathLike) -> list[dict[str, Any]]:
 
 def _prepare_folder(root: Path, meta: dict[str, Any], rank: int | None) -> None:
     """Create or check ``meta.json``; repair torn index parts and delete unindexed shards,
-    old failure lists and temporary files of ``rank`` (all ranks when None)."""
+    old failure lists and temporary files of ``rank`` (all ranks when None). A folder that
+    holds files but no ``meta.json`` is not a dataset: it is refused, never cleaned."""
+    if root.is_dir() and not (root / "meta.json").exists() and any(root.iterdir()):
+        raise ValueError(f"{root} is not empty and not a token dataset (no meta.json); use a new or empty folder")
     root.mkdir(parents=True, exist_ok=True)
     if (root / "meta.json").exists():
         old = read_meta(root)
@@ -427,4 +431,4 @@ def print_report(report: TokenizeReport, out: Any = None) -> None:
         file=out,
     )
     for name, reason in report.failures:
-        print(f"  failed: {name}: {reason}", file=out)
+        print(f"  failed: {printable(name)}: {printable(reason)}", file=out)

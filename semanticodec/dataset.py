@@ -38,9 +38,27 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{root} is not a token dataset (no meta.json)") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not JSON ({error})") from None
-    if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a {FORMAT_NAME} version {FORMAT_VERSION} dataset")
+    _check_fields(meta, _META_FIELDS, str(path))
+    if len(meta["model_id"]) != 32 or any(c not in "0123456789abcdefABCDEF" for c in meta["model_id"]):
+        raise ValueError(f"{path}: model_id must be 32 hexadecimal digits")
     return meta
+
+
+_META_FIELDS = {"token_rate": int, "semantic_vocab": int, "acoustic_vocab": int, "model_id": str}
+_INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "num_samples": int, "sample_rate": int}
+
+
+def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
+    """ValueError unless ``record`` is a JSON object with these keys of these types (ints >= 0)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    for key, kind in fields.items():
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            expected = "a non-negative integer" if kind is int else "a string"
+            raise ValueError(f"{where}: {key!r} must be {expected}, got {value!r}"[:200])
 
 
 def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
@@ -48,8 +66,19 @@ def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(root) / "index.jsonl"
     if not path.exists():
         raise ValueError(f"{root} has no index.jsonl: the tokenize run did not finish (run it again to resume)")
+    entries = []
     with open(path, encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path} line {number}: not JSON ({error})") from None
+                _check_fields(entry, _INDEX_FIELDS, f"{path} line {number}")
+                if Path(entry["shard"]).name != entry["shard"] or entry["sample_rate"] == 0:
+                    raise ValueError(f"{path} line {number}: shard must be a file name of the dataset, sample_rate positive")
+                entries.append(entry)
+    return entries
 
 
 class _Shards:

@@ -65,7 +65,9 @@ class ScheduleConfig:
 def _schedule_arrays(config: ScheduleConfig) -> dict[str, np.ndarray]:
     """The official ``DDPM.register_schedule`` quantities in float64 (v_posterior = 0)."""
     betas = (
-        torch.linspace(config.linear_start**0.5, config.linear_end**0.5, config.num_timesteps, dtype=torch.float64)
+        torch.linspace(
+            config.linear_start**0.5, config.linear_end**0.5, config.num_timesteps, dtype=torch.float64, device="cpu"
+        )
         ** 2
     ).numpy()
     alphas = 1.0 - betas

@@ -27,7 +27,7 @@ import numpy as np
 
 from semanticodec.bitstream import EntropyTables, learn_tables
 from semanticodec.bitstream.tables import CONTEXTS, TABLE_PREFIX
-from semanticodec.bundled import DEFAULT_MODEL
+from semanticodec.released import DEFAULT_MODEL
 
 TABLES_ENV = "SEMANTICODEC_TABLES"
 TABLES_FORMAT = "semanticodec-entropy-tables"

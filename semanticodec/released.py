@@ -21,7 +21,8 @@ REVISION = "3b6e7408ee4febb738db732875e8ece31cf5bdd2"
 
 DEFAULT_MODEL = Path(__file__).with_name("data") / "default_model.safetensors"
 """The small model trained by this project and shipped in the package (see data/MODEL_CARD.md):
-used when no official weights are named, cached or reachable, or by name (``model="small"``)."""
+used when no official weights are named, cached or reachable, or by name (``model="small"``);
+it also carries its entropy tables."""
 
 OFFICIAL_MODEL_IDS: dict[tuple[int, int], str] = {
     (100, 4096): "e9418d1e096c8e30b0e57967c68345d9",

@@ -74,7 +74,7 @@ class SemanticQuantizer(nn.Module):
             raise ValueError(f"codebook must be a non-empty 2-D array [V, D], got shape {tuple(codebook.shape)}")
         if not codebook.is_floating_point():
             raise ValueError(f"codebook must be floating point, got {codebook.dtype}")
-        if not torch.isfinite(codebook).all():
+        if not codebook.is_meta and not torch.isfinite(codebook).all():
             raise ValueError("codebook contains NaN or infinite values")
         self.register_buffer("codebook", codebook.to(torch.float32).clone(), persistent=False)
 

@@ -37,7 +37,7 @@ from torch import Tensor
 from semanticodec.audio import StreamResampler, check_audio, check_sample_rate, to_mono
 from semanticodec.bitstream import Damage, EntropyTables, Header, StreamReader, StreamWriter, TableSource
 from semanticodec.codec import SemantiCodec
-from semanticodec.concealment import Concealment, decode_window
+from semanticodec.concealment import CONCEALED_TAIL_PACKETS, Concealment, check_concealment_budget, decode_window
 from semanticodec.constants import (
     COLUMN_SAMPLES,
     CONCEALMENTS,
@@ -389,11 +389,13 @@ class StreamingDecoder:
         self._input.ended = True
         out = [self._run()]
         total = self._reader.total_pairs
-        if total is None:
+        if total is None:  # final packet missing: conceal at most CONCEALED_TAIL_PACKETS packets' worth
             total = self._received_end
-            if self.header.sample_count:
-                total = max(total, target_token_length(self._limit, self.header.token_rate))
+            if self.header.sample_count and total > self.lost_pairs:
+                claimed = target_token_length(self._limit, self.header.token_rate)
+                total = max(total, min(claimed, total + CONCEALED_TAIL_PACKETS * self.header.packet_pairs))
             self.lost_pairs += total - self._received_end
+            check_concealment_budget(self.lost_pairs, total, self.header.pairs_per_second)
         if total == 0:
             raise ValueError("the stream holds no tokens")
         token_end = token_samples(total, self.header.token_rate)
@@ -452,6 +454,7 @@ class StreamingDecoder:
     def _add(self, start: int, tokens: np.ndarray) -> None:
         if start > self._received_end:
             self.lost_pairs += start - self._received_end
+            check_concealment_budget(self.lost_pairs, start, self.header.pairs_per_second)
         self._grow(start + len(tokens))
         lo = start - self._tokens_start
         self._tokens[lo : lo + len(tokens)] = tokens
@@ -512,4 +515,3 @@ class StreamingDecoder:
             self._tokens = self._tokens[cut:]
             self._missing = self._missing[cut:]
             self._tokens_start += cut
-

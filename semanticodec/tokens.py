@@ -20,6 +20,7 @@ it already is), so that reading token files (:func:`load_token_file`) stays ligh
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -314,7 +315,7 @@ def load_token_file(
             raise ValueError(f"{path}: tokens must have shape [T, 2] or [1, T, 2], got {list(shape)}")
         if fmt == "flat" and len(shape) != 1:
             raise ValueError(f"{path}: a flat token stream must have shape [L], got {list(shape)}")
-        needed = int(np.prod(shape)) * dtype.itemsize
+        needed = math.prod(shape) * dtype.itemsize  # Python ints: a claimed size cannot wrap around
         available = Path(path).stat().st_size - file.tell()
         if available < needed:
             raise ValueError(f"{path} is truncated: {needed} bytes of data expected, {available} present")

@@ -115,7 +115,10 @@ def raw_pcm_blocks(
 
 def wav_stream_header(sample_rate: int, frames: int | None) -> bytes:
     """Header of a mono 16-bit PCM WAV stream of ``frames`` samples; the sizes are 0xFFFFFFFF
-    (read to the end, as pipe readers do) when the length is unknown."""
+    (read to the end, as pipe readers do) when the length is unknown or does not fit the 32-bit
+    size fields (2^31 samples or more)."""
+    if frames is not None and 36 + 2 * frames > 0xFFFFFFFF:
+        frames = None
     data = 0xFFFFFFFF if frames is None else 2 * frames
     riff = 0xFFFFFFFF if frames is None else 36 + data
     fmt = struct.pack("<HHIIHH", _PCM, 1, sample_rate, 2 * sample_rate, 2, 16)

@@ -15,17 +15,17 @@ only what inference needs: no MAE decoder, VAE encoder, EMA copy or quantizer EM
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from semanticodec.bundled import DEFAULT_MODEL
 from semanticodec.config import ModelConfig
 from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
@@ -83,9 +83,13 @@ class SafetensorsReader(Mapping[str, torch.Tensor]):
                 begin, end = (int(n) for n in entry["data_offsets"])
             except (KeyError, TypeError, ValueError):
                 raise CheckpointError(f"{self.path}: bad or unsupported header entry for {key!r}") from None
-            if not 0 <= begin <= end <= data_size or end - begin != int(np.prod(shape)) * dtype.itemsize:
+            if not 0 <= begin <= end <= data_size or end - begin != math.prod(shape) * dtype.itemsize:
                 raise CheckpointError(f"{self.path}: the data of {key!r} does not fit its shape or the file")
             self._entries[key] = (dtype, shape, begin, end)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of the tensor ``key`` as the file's header gives it (nothing is read)."""
+        return self._entries[key][1]
 
     def __getitem__(self, key: str) -> torch.Tensor:
         dtype, shape, begin, end = self._entries[key]
@@ -215,6 +219,7 @@ def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> Sema
         raise CheckpointError(f"checkpoint file not found: {path}")
     config = file_config(Path(path))
     state = open_state_dict(path)
+    _check_shapes(Path(path), config, state, with_decoder)
     if CODEBOOK_KEY not in state:
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
     with NoRandomInit():
@@ -262,7 +267,59 @@ def file_config(path: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     if metadata.get("format") != FORMAT_NAME or "config" not in metadata:
         raise CheckpointError(f"{path}: not a semanticodec weights file (no semanticodec config in its metadata)")
-    return ModelConfig.from_json(metadata["config"])
+    try:
+        config = ModelConfig.from_json(metadata["config"])
+        _check_sizes(config)
+    except (ValueError, TypeError, AttributeError, KeyError) as err:
+        raise CheckpointError(f"{path}: invalid model configuration in its metadata ({type(err).__name__}: {err})"[:300]) from None
+    return config
+
+
+MAX_CONFIG_INT = 1 << 20
+"""Largest integer a weights file's configuration may hold (widths, vocabularies, steps)."""
+MAX_CONFIG_REPEATS = 256
+"""Largest layer count (``*depth``, ``*layers``, ``num_res_blocks``, ``num_heads``) or list length."""
+
+
+def _check_sizes(config: object, where: str = "config") -> None:
+    """ValueError for a configuration field beyond the bounds above or of a type no field has:
+    a file cannot make the loader build a network of unbounded size (even on the meta device)."""
+    for field in dataclasses.fields(config):
+        value, name = getattr(config, field.name), f"{where}.{field.name}"
+        if dataclasses.is_dataclass(value):
+            _check_sizes(value, name)
+        else:
+            repeats = field.name.endswith(("depth", "layers", "num_res_blocks", "num_heads"))
+            _check_value(value, name, MAX_CONFIG_REPEATS if repeats else MAX_CONFIG_INT)
+
+
+def _check_value(value: object, name: str, bound: int) -> None:
+    if isinstance(value, (tuple, list)):
+        if len(value) > MAX_CONFIG_REPEATS:
+            raise ValueError(f"{name} has {len(value)} entries (at most {MAX_CONFIG_REPEATS})")
+        for item in value:
+            _check_value(item, name, bound)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not -bound <= value <= bound:
+            raise ValueError(f"{name} = {value} is out of range (at most {bound})")
+    elif not isinstance(value, (str, bool)) and value is not None:
+        raise ValueError(f"{name} must be a number or text, got {type(value).__name__}")
+
+
+def _check_shapes(path: Path, config: ModelConfig, state: SafetensorsReader, with_decoder: bool) -> None:
+    """CheckpointError unless the file's tensors have the shapes ``config`` gives them; the model
+    is built on the meta device for this (nothing is allocated), the tensors are not read."""
+    try:
+        with torch.device("meta"):
+            model = SemantiCodecModel(config, torch.empty(config.semantic_vocab_size, config.feature_dim), with_decoder=with_decoder)
+    except Exception as err:  # any failure of the constructors on untrusted sizes
+        raise CheckpointError(f"{path}: its configuration builds no model ({type(err).__name__}: {err})"[:300]) from None
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    expected[CODEBOOK_KEY] = (config.semantic_vocab_size, config.feature_dim)
+    for key in state:
+        shape, want = state.shape(key), expected.get(key)
+        if want is not None and shape != want and not (math.prod(shape) == math.prod(want) == 1):
+            raise CheckpointError(f"{path}: {key} has shape {shape}, its configuration says {want}")
 
 
 def _check_rate_vocab(model: SemantiCodecModel, token_rate: int, semantic_vocab_size: int | None, source: str) -> None:

@@ -23,6 +23,7 @@ from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
 from semanticodec.config import ModelConfig
 from semanticodec.constants import OFFICIAL_VOCAB_SIZES, TOKEN_RATES
+from semanticodec.entropy_tables import find_tables
 from semanticodec.official import CheckpointError, official_paths
 from tiny import tiny_config, tiny_model
 
@@ -229,7 +230,7 @@ def test_the_bundled_model_by_name(tmp_path, capsys):
     assert model.config == weights.default_model_config()
     assert capsys.readouterr().err.count("using the bundled small model") == 1
     assert main(["compress", str(CLIP), str(tmp_path / "small.scdc"), "--model", "small", "--device", "cpu"]) == 0
-    assert read_file(tmp_path / "small.scdc")[0].model_id == model.config.model_id
+    assert read_file(tmp_path / "small.scdc", tables=find_tables)[0].model_id == model.config.model_id
     err = capsys.readouterr().err
     assert err.count("using the bundled small model") == 1 and "weights: bundled small model" in err
     with pytest.raises(CheckpointError, match="bundled small model is 100 tok/s, vocabulary 4096"):

@@ -18,6 +18,8 @@ EXIT_DAMAGED = 1
 """Damaged input that was reported (``info``) or concealed (``decompress``), or failed files (``tokenize``)."""
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (SIGINT); SIGTERM gives 143 and SIGHUP 129 (128 + the signal)."""
 
 
 class _DeprecatedAlias(argparse.Action):

@@ -309,7 +309,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     import soundfile as sf
 
     from semanticodec.audio import StreamResampler
-    from semanticodec.constants import SAMPLE_RATE
+    from semanticodec.constants import COLUMN_SECONDS, SAMPLE_RATE
     from semanticodec.streaming import StreamingDecoder
     from semanticodec.wavstream import wav_stream_header
 
@@ -353,8 +353,8 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
         while chunk := read(1 << 16):
             write(decoder.push(chunk))
         write(decoder.finish(), final=True)
-        if limit is not None and written < limit:
-            write(np.zeros(limit - written, np.float32))
+        if limit is not None and 0 < limit - written <= 2 * COLUMN_SECONDS[header.token_rate] * out_rate:
+            write(np.zeros(limit - written, np.float32))  # the sample count may outlast the tokens by 2 columns
     print(f"{args.output}: {written / out_rate:.2f} s at {out_rate} Hz", file=sys.stderr)
     if decoder.damage:
         print(f"{args.input}: {decoder.lost_pairs} token pairs lost and concealed", file=sys.stderr)

@@ -78,6 +78,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
     from semanticodec.atomic import atomic_write, check_output
     from semanticodec.dataset import TokenDataset
     from semanticodec.encoded import EncodedAudio
+    from semanticodec.safety import confined, printable
     from semanticodec.tokens import load_token_file
 
     out = Path(args.output)
@@ -98,7 +99,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
                 acoustic_vocab_size=meta["acoustic_vocab"], model_id=bytes.fromhex(meta["model_id"]),
                 sample_count=entry["num_samples"], sample_rate=entry["sample_rate"],
             )
-            jobs.append((out / Path(name).with_suffix(".wav"), str(first / entry["shard"]), item))
+            jobs.append((confined(out, name).with_suffix(".wav"), str(first / entry["shard"]), item))
     else:
         if args.files:
             raise ValueError("--files selects files of a dataset folder")
@@ -120,5 +121,5 @@ def run_detokenize(args: argparse.Namespace) -> int:
         for (target, source, _), wave in zip(group, audio):
             with atomic_write(target, overwrite=args.force, inputs=[source]) as file:
                 sf.write(file, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, format="WAV")
-            print(f"{target}: {len(wave) / SAMPLE_RATE:.2f} s", file=sys.stderr)
+            print(f"{printable(str(target))}: {len(wave) / SAMPLE_RATE:.2f} s", file=sys.stderr)
     return EXIT_OK

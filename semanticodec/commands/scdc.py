@@ -14,6 +14,7 @@ from semanticodec.bitstream import Header, StreamInfo, encode, read_file, scan
 from semanticodec.commands import EXIT_DAMAGED, EXIT_OK, add_entropy_option, deprecated_alias
 from semanticodec.constants import ACOUSTIC_VOCAB_SIZE, SAMPLE_RATE, TOKEN_RATES, token_samples
 from semanticodec.released import weights_name
+from semanticodec.safety import control_character, printable
 from semanticodec.tokens import load_token_file
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def _meta_arg(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"metadata must be KEY=VALUE, got {text!r}")
+    if (char := control_character(value)) is not None:
+        raise argparse.ArgumentTypeError(f"metadata value of {key!r} holds the control character {char!r}")
     return key, value
 
 
@@ -118,7 +121,7 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
     lines += [("metadata", f"{key}={value}") for key, value in record["metadata"].items()]
     lines.append(("integrity", "ok" if info.ok else "DAMAGED"))
     lines += [("damage", str(d)) for d in info.damage]
-    return "\n".join(f"{name:<13} {value}" for name, value in lines)
+    return "\n".join(f"{name:<13} {printable(value)}" for name, value in lines)
 
 
 def configure_info(parser: argparse.ArgumentParser) -> None:
