@@ -1,14 +1,17 @@
-"""Synthetic training audio and log reading shared by the training-stage tests."""
+"""Synthetic training audio, log reading and the interrupted-run comparison shared by the
+training-stage tests."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from semanticodec.train.data import Clip, CropSampler
+from semanticodec.train.loop import TrainConfig, train
 
 
 def tone_and_noise_sampler(
@@ -37,3 +40,71 @@ def fixed_batch_losses(stage, batch, steps: int, key: str, noise_seed: int) -> l
         torch.manual_seed(noise_seed)
         losses.append(stage.train_step(batch, step)[key])
     return losses
+
+
+class Interrupted(Exception):
+    """What :class:`Crashing` raises: the run stops there, as a killed process would."""
+
+
+class Crashing:
+    """A sampler that gives ``sampler``'s batches until step ``fail_at``, where it raises :class:`Interrupted`."""
+
+    def __init__(self, sampler, fail_at: int) -> None:
+        self.sampler, self.fail_at = sampler, fail_at
+
+    def batch(self, step: int):
+        if step == self.fail_at:
+            raise Interrupted
+        return self.sampler.batch(step)
+
+
+def assert_resume_is_exact(make_stage: Callable[[], object], sampler, config: TrainConfig, root: Path) -> None:
+    """Train ``make_stage()`` for ``config.steps`` steps uninterrupted in ``root/whole``, and in
+    ``root/resumed`` crash it in step ``config.steps - 1`` (after a checkpoint at step
+    ``config.checkpoint_every``) then resume it with a new stage; assert that both runs end with
+    the same exported weights, checkpointed weights and optimizer states (moments, step counts,
+    learning rates), and log the same losses. ``make_stage`` must seed the initial weights."""
+    assert config.log_every == 1 and config.checkpoint_every < config.steps - 1 < 2 * config.checkpoint_every
+    whole = train(make_stage(), sampler, config, root / "whole", progress=False)
+    try:
+        train(make_stage(), Crashing(sampler, config.steps - 1), config, root / "resumed", progress=False)
+    except Interrupted:
+        pass
+    else:
+        raise AssertionError("the run did not reach the crash")
+    assert torch.load(root / "resumed" / "checkpoint.pt", weights_only=True)["step"] == config.checkpoint_every
+    resumed = train(make_stage(), sampler, config, root / "resumed", progress=False)
+
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole), load_file(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    first, second = (torch.load(root / run / "checkpoint.pt", weights_only=True) for run in ("whole", "resumed"))
+    assert first["step"] == second["step"] == config.steps
+    _assert_equal(first["modules"], second["modules"], "modules")
+    _assert_equal(first["optimizers"], second["optimizers"], "optimizers")
+    assert any(first["optimizers"][name]["state"] for name in first["optimizers"])  # moments were compared
+    rows = [[row.split(",") for row in (root / run / "log.csv").read_text().splitlines()] for run in ("whole", "resumed")]
+    whole_log, resumed_log = ([[r[0], *r[2:]] for r in log] for log in rows)  # wall seconds dropped
+    # header, steps 1 .. steps-1, crash; the resumed run logs steps checkpoint_every+1 .. steps again
+    done = config.checkpoint_every + 1
+    assert resumed_log[: config.steps] == whole_log[: config.steps]
+    assert resumed_log[config.steps :] == whole_log[done:], (whole_log, resumed_log)
+
+
+def _assert_equal(first, second, where: str) -> None:
+    """Nested state dicts (dicts, lists, tensors, numbers) are equal, tensors bit for bit."""
+    if isinstance(first, torch.Tensor):
+        assert isinstance(second, torch.Tensor) and first.dtype == second.dtype, where
+        assert torch.equal(first, second), f"{where} differs by {float((first.double() - second.double()).abs().max())}"
+    elif isinstance(first, dict):
+        assert isinstance(second, dict) and first.keys() == second.keys(), (where, list(first), list(second))
+        for key in first:
+            _assert_equal(first[key], second[key], f"{where}.{key}")
+    elif isinstance(first, (list, tuple)):
+        assert isinstance(second, (list, tuple)) and len(first) == len(second), where
+        for index, (x, y) in enumerate(zip(first, second)):
+            _assert_equal(x, y, f"{where}[{index}]")
+    else:
+        assert first == second, (where, first, second)

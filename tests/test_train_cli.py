@@ -3,11 +3,13 @@ tiny presets), the assembled model encodes and decodes, and a 2-process torchrun
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +50,14 @@ def _train(stage: str, setup, *extra: str) -> Path:
 
 
 
+VAE_SETTING = ("--set", "kl_weight=2e-06")
+"""A preset field the VAE run sets: its run.json and exported weights record it, and resuming the
+run needs it again."""
+
+
 @pytest.fixture(scope="module")
 def trained(setup) -> dict[str, Path]:
-    outputs = {stage: _train(stage, setup) for stage in STAGES}
+    outputs = {stage: _train(stage, setup, *(VAE_SETTING if stage == "vae" else ())) for stage in STAGES}
     outputs["codebook"] = _train("codebook", setup, "--mae", str(outputs["mae"] / "mae.safetensors"), "--windows", "4")
     outputs["ldm"] = _train(
         "ldm", setup, "--mae", str(outputs["mae"] / "mae.safetensors"), "--vae", str(outputs["vae"] / "vae.safetensors"),
@@ -121,9 +128,73 @@ def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def test_resume_continues_from_checkpoint(setup, trained):
-    out = _train("vae", setup, "--train-steps", "5")
+def test_resume_continues_from_checkpoint_with_the_runs_settings(setup, trained, capsys):
+    manifest, config, root = setup
+    out = trained["vae"]
+    before = (out / "checkpoint.pt").read_bytes()
+    args = ["train", "vae", "--data", str(manifest), "--out", str(out), "--config", str(config), "--preset", "tiny", "--no-progress"]
+    capsys.readouterr()
+    assert main([*args, "--train-steps", "5"]) == 2  # without the run's --set
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "run.json: this run was started with other settings" in error
+    assert "train_config.kl_weight 2e-06 (run) vs 1e-06 (now)" in error, error
+    assert (out / "checkpoint.pt").read_bytes() == before
+    out = _train("vae", setup, *VAE_SETTING, "--train-steps", "5")
     assert [int(r["step"]) for r in log_rows(out)] == [1, 2, 3, 4, 5]
+    assert json.loads((out / "run.json").read_text())["train_config"]["steps"] == 5
+
+
+@pytest.mark.parametrize("stage", [*STAGES, "codebook", "ldm"])
+def test_run_and_exported_weights_record_the_configuration(setup, trained, stage):
+    from safetensors import safe_open
+
+    from semanticodec.serialise import config_dict
+
+    manifest, _, _ = setup
+    module = importlib.import_module(f"semanticodec.train.{stage}")
+    document = json.loads((trained[stage] / "run.json").read_text())
+    expected = module.PRESETS["tiny"]
+    if stage in ("codebook", "ldm"):
+        expected = replace(expected, windows=4)
+    recorded = document["train_config"]
+    if stage == "vae":
+        expected = replace(expected, kl_weight=2e-6, steps=recorded["steps"])  # resumed for longer by the test above
+    assert document["stage"] == stage
+    assert config_dict(expected) == recorded
+    assert document["model_config"] == json.loads(tiny_config().to_json())
+    assert document["inputs"]["data"] == str(manifest.resolve())
+    if stage == "codebook":
+        return
+    with safe_open(str(trained[stage] / f"{stage}.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+    assert metadata["stage"] == stage and json.loads(metadata["model_config"]) == document["model_config"]
+    assert json.loads(metadata["train_config"]) == config_dict(expected)
+    assert json.loads(metadata["inputs"]) == document["inputs"]
+
+
+def test_a_runs_file_is_a_preset(setup, trained, tmp_path, capsys):
+    manifest, _, _ = setup
+    out = tmp_path / "again"
+    args = ["train", "vae", "--data", str(manifest), "--out", str(out), "--no-progress"]
+    source = trained["vae"] / "run.json"
+    capsys.readouterr()
+    assert main([*args, "--preset", str(source), "--set", "kl_weight=1", "--set", "kl_weight=2"]) == 2
+    assert "kl_weight is set twice" in capsys.readouterr().err
+    assert main([*args, "--preset", str(source), "--lr", "0.1", "--set", "learning_rate=0.2"]) == 2
+    assert "learning_rate is set twice" in capsys.readouterr().err
+    assert main([*args, "--preset", str(source), "--set", "disc_layer=2"]) == 2
+    assert "no training-config field 'disc_layer'" in capsys.readouterr().err
+    assert main([*args, "--preset", "huge"]) == 2
+    assert "--preset must be one of" in capsys.readouterr().err
+    assert not out.exists()
+    # the run's model config and every preset field, but one step
+    assert main([*args, "--preset", str(source), "--train-steps", "1"]) == 0
+    ours, theirs = (json.loads(p.read_text()) for p in (out / "run.json", source))
+    assert ours["train_config"] == {**theirs["train_config"], "steps": 1}
+    assert ours["model_config"] == theirs["model_config"] and ours["inputs"] == theirs["inputs"]
+    # the exported weights of a run are a preset too
+    assert main([*args, "--preset", str(out / "vae.safetensors"), "--train-steps", "2"]) == 0
+    assert json.loads((out / "run.json").read_text())["train_config"] == {**theirs["train_config"], "steps": 2}
 
 
 def test_ldm_takes_the_vae_checkpoint_and_resumes_from_a_compact_one(setup, trained, tmp_path, capsys):
@@ -164,6 +235,7 @@ def test_missing_inputs_are_clear_errors(setup, tmp_path, capsys):
     np.save(tmp_path / "c.npy", codebook)
     assert main([*args, "--mae", str(tmp_path / "m.safetensors"), "--vae", "v", "--codebook", str(tmp_path / "c.npy")]) == 2
     assert "AudioMAE weights not found" in capsys.readouterr().err
+    assert not (tmp_path / "l" / "run.json").exists()  # written once the run has its inputs
     assert main(["train", "vae", "--data", str(manifest), "--out", str(tmp_path / "p"), "--config", "huge"]) == 2
     assert "--config must be one of" in capsys.readouterr().err
 

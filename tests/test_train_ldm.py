@@ -26,7 +26,7 @@ from semanticodec.train.ldm import (
     save_windows,
 )
 from semanticodec.train.loop import compact_checkpoint, load_checkpoint, train, warmup_cosine
-from synthetic import fixed_batch_losses
+from synthetic import assert_resume_is_exact, fixed_batch_losses
 from tiny import tiny_config
 
 
@@ -236,23 +236,6 @@ def test_weight_average_follows_the_decay_and_is_exported(windows):
     assert set(exported) == model_keys
 
 
-class _Interrupted(Exception):
-    pass
-
-
-class _Crashing(CachedWindows):
-    """Raises at ``fail_at``, as a killed run would stop there."""
-
-    def __init__(self, *args, fail_at: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fail_at = fail_at
-
-    def batch(self, step: int):
-        if step == self.fail_at:
-            raise _Interrupted
-        return super().batch(step)
-
-
 @pytest.mark.parametrize("factorised", [False, True])
 def test_resumed_run_equals_an_uninterrupted_one(windows, tmp_path, factorised):
     model, cached = windows
@@ -263,23 +246,7 @@ def test_resumed_run_equals_an_uninterrupted_one(windows, tmp_path, factorised):
         torch.manual_seed(0)  # the same initial weights for both runs
         return LDMStage(model_config, config, codebook=model.semantic.codebook, windows=cached)
 
-    whole = train(stage(), CachedWindows(cached, 2), config, tmp_path / "whole", progress=False)
-    with pytest.raises(_Interrupted):
-        train(stage(), _Crashing(cached, 2, fail_at=3), config, tmp_path / "resumed", progress=False)
-    resumed = train(stage(), CachedWindows(cached, 2), config, tmp_path / "resumed", progress=False)
-    from safetensors.torch import load_file
-
-    a, b = load_file(whole), load_file(resumed)
-    assert set(a) == set(b)
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
-    checkpoints = [torch.load(p / "checkpoint.pt", weights_only=True) for p in (tmp_path / "whole", tmp_path / "resumed")]
-    for name in ("codebook", "ema", "trained"):
-        first, second = (c["modules"][name] for c in checkpoints)
-        assert all(torch.equal(first[k], second[k]) for k in first), name
-    logs = [(p / "log.csv").read_text().splitlines() for p in (tmp_path / "whole", tmp_path / "resumed")]
-    strip = [[",".join(row.split(",")[:1] + row.split(",")[2:]) for row in log] for log in logs]  # drop wall seconds
-    # header, steps 1 2 3 | crashed before step 4 | resumed after step 2: 3 4
-    assert strip[0] == strip[1][:3] + strip[1][4:] and strip[1][3] == strip[1][4]
+    assert_resume_is_exact(stage, CachedWindows(cached, 2), config, tmp_path)
 
 
 def test_compact_checkpoint_resumes_close_to_the_full_one(windows, tmp_path):

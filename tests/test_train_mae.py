@@ -15,7 +15,7 @@ from semanticodec.nn.vit import mae_decoder_keys
 from semanticodec.train.data import Batch, CropSampler
 from semanticodec.train.loop import train
 from semanticodec.train.mae import PRESETS, MAEDecoder, MAEStage, patchify
-from synthetic import fixed_batch_losses, log_rows, tone_and_noise_sampler
+from synthetic import assert_resume_is_exact, fixed_batch_losses, log_rows, tone_and_noise_sampler
 from tiny import tiny_config
 
 
@@ -44,6 +44,16 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     model.load_weights(weights, prefixes=("audiomae.",))
     fine_tune = MAEStage(tiny_config(), config, init=weights)
     assert torch.equal(fine_tune.export()["audiomae.cls_token"], weights["audiomae.cls_token"])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    config = replace(PRESETS["tiny"], steps=4, checkpoint_every=2, warmup_steps=2)
+
+    def stage() -> MAEStage:
+        torch.manual_seed(0)
+        return MAEStage(tiny_config(), config)
+
+    assert_resume_is_exact(stage, _sampler(config), config, tmp_path)
 
 
 def test_overfits_a_fixed_batch() -> None:

@@ -14,7 +14,7 @@ from semanticodec.model import SemantiCodecModel
 from semanticodec.train.data import CropSampler
 from semanticodec.train.loop import train
 from semanticodec.train.vae import PRESETS, PatchDiscriminator, VAEStage, kl_divergence, vae_input
-from synthetic import fixed_batch_losses, log_rows, tone_and_noise_sampler
+from synthetic import assert_resume_is_exact, fixed_batch_losses, log_rows, tone_and_noise_sampler
 from tiny import tiny_config
 
 
@@ -46,6 +46,18 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     fine_tune = VAEStage(tiny_config(), replace(config, disc_weight=0.0), init=weights)
     assert set(fine_tune.modules()) == {"vae"}
     assert torch.equal(fine_tune.export()["vae.quant_conv.weight"], weights["vae.quant_conv.weight"])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """With the discriminator (from step 1 on), so that both optimizers' states carry over."""
+    config = replace(PRESETS["tiny"], steps=4, checkpoint_every=2)
+    assert config.disc_start < config.checkpoint_every
+
+    def stage() -> VAEStage:
+        torch.manual_seed(0)
+        return VAEStage(tiny_config(), config)
+
+    assert_resume_is_exact(stage, _sampler(config), config, tmp_path)
 
 
 def test_overfits_a_fixed_batch() -> None:

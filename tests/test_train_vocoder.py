@@ -28,7 +28,7 @@ from semanticodec.nn.vocos import Vocos, VocosConfig
 from semanticodec.train.data import Batch, Clip, CropSampler
 from semanticodec.train.loop import train
 from semanticodec.train.vocoder import PRESETS, VocoderStage, VocoderTrainConfig, _masked_l1, multi_resolution_stft_loss
-from synthetic import log_rows
+from synthetic import assert_resume_is_exact, log_rows
 from tiny import tiny_config
 
 TINY = PRESETS["tiny"]
@@ -85,6 +85,20 @@ def test_train_resume_and_export(tmp_path: Path, vocoder: str) -> None:
         assert torch.allclose(model.vocoder(mel), expected, atol=1e-5)
     assert any("parametrizations" in k for k in resumed.generator.state_dict()) == (vocoder == "hifigan")
     assert isinstance(model.vocoder, Vocos) == (vocoder == "vocos")
+
+
+@VOCODERS
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, vocoder: str) -> None:
+    """Adversarial from step 1 on, the learning rate decaying every step: generator and
+    discriminator states and the schedule carry over."""
+    config = replace(TINY, steps=4, checkpoint_every=2, lr_decay=0.9, lr_decay_every=1)
+    assert config.mel_only_steps < config.checkpoint_every
+
+    def stage() -> VocoderStage:
+        torch.manual_seed(0)
+        return VocoderStage(model_config(vocoder), config)
+
+    assert_resume_is_exact(stage, _sampler(config), config, tmp_path)
 
 
 @VOCODERS

@@ -4,7 +4,8 @@ Stages ``mae``, ``vae``, ``vocoder`` and ``ldm`` run the shared loop (resumable 
 ``OUT/checkpoint.pt``, log in ``OUT/log.csv``, weights in ``OUT/<stage>.safetensors``) and
 work under ``torchrun`` (one process per device; gloo on CPU, NCCL on GPU). ``codebook``
 runs k-means on the trained AudioMAE's features; ``assemble`` joins the results into one
-inference file.
+inference file. Every stage run records its configuration in ``OUT/run.json`` and, resumed,
+checks that it continues that run (:mod:`semanticodec.train.runconfig`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from dataclasses import fields, replace
 from pathlib import Path
 
 from semanticodec.commands import deprecated_alias
@@ -48,21 +48,41 @@ def _domain_weights(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"domain weights must look like speech=0.5,music=0.3,sound=0.2, got {text!r}") from None
 
 
+def _setting(text: str) -> tuple[str, object]:
+    from semanticodec.train.runconfig import parse_setting
+
+    try:
+        return parse_setting(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
-    parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="output folder (checkpoint, log, weights)")
-    parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
-    parser.add_argument("--preset", default=None, help="training preset: small, official or tiny (default: as --config)")
-    parser.add_argument("--batch-size", type=int, help="crops per step and process (overrides the preset)")
-    parser.add_argument("--seed", type=int, help="data and noise seed (overrides the preset)")
+    parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="output folder (run.json, checkpoint, log, weights)")
+    parser.add_argument(
+        "--config", default=None,
+        help="model sizes: small, official, or a ModelConfig JSON file (default: the --preset file's, else small)",
+    )
+    parser.add_argument(
+        "--preset", default=None,
+        help="training preset: small, official, tiny (default: as --config), or a file: the run.json of a run, "
+        "a JSON object of preset fields, or a stage's exported .safetensors",
+    )
+    parser.add_argument(
+        "--set", dest="settings", metavar="FIELD=VALUE", type=_setting, action="append", default=[],
+        help="set any preset field, VALUE in JSON (e.g. --set betas=[0.9,0.95] --set discriminator.width=0.5); repeatable",
+    )
+    parser.add_argument("--batch-size", type=int, help="crops per step and process (sets batch_size)")
+    parser.add_argument("--seed", type=int, help="data and noise seed (sets seed)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if loop:
-        steps = parser.add_argument("--train-steps", dest="steps", type=int, help="total optimizer steps (overrides the preset)")
+        steps = parser.add_argument("--train-steps", dest="steps", type=int, help="total optimizer steps (sets steps)")
         deprecated_alias(parser, "--steps", steps)
-        parser.add_argument("--crop-seconds", type=float, help="crop length in seconds (overrides the preset)")
-        parser.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
+        parser.add_argument("--crop-seconds", type=float, help="crop length in seconds (sets crop_seconds)")
+        parser.add_argument("--lr", type=float, help="learning rate (sets learning_rate)")
         parser.add_argument("--init", type=Path, help="start from these exported weights (.safetensors)")
 
 
@@ -74,8 +94,8 @@ def _configure(stage: str):
                 "--mae", required=True, type=Path, help="AudioMAE weights (mae.safetensors of the mae stage, or a model file)"
             )
         if stage == "codebook":
-            parser.add_argument("--windows", type=int, help="10.24 s windows to collect features from")
-            parser.add_argument("--niter", type=int, help="k-means iterations")
+            parser.add_argument("--windows", type=int, help="10.24 s windows to collect features from (sets windows)")
+            parser.add_argument("--niter", type=int, help="k-means iterations (sets niter)")
         if stage == "ldm":
             parser.add_argument(
                 "--vae", required=True, type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of the vae stage"
@@ -84,30 +104,50 @@ def _configure(stage: str):
                 "--codebook", required=True, type=Path,
                 help="semantic codebook: .npy of the codebook stage, or a model .safetensors (its semantic.codebook)",
             )
-            parser.add_argument("--windows", type=int, help="10.24 s windows to pre-encode (overrides the preset)")
+            parser.add_argument("--windows", type=int, help="10.24 s windows to pre-encode (sets windows)")
             parser.add_argument(
                 "--decay-steps", type=int,
-                help="step where the cosine learning-rate decay reaches its floor (overrides the preset; default: --steps)",
+                help="step where the cosine learning-rate decay reaches its floor (sets decay_steps; default: --train-steps)",
             )
 
     return configure
 
 
-def _preset(module, args: argparse.Namespace):
+SHORTCUTS = {
+    "steps": "steps", "batch_size": "batch_size", "crop_seconds": "crop_seconds", "lr": "learning_rate", "seed": "seed",
+    "decay_steps": "decay_steps", "windows": "windows", "niter": "niter",
+}
+"""Options that set one preset field each (option dest -> field); ``--set`` sets any field."""
+INPUTS = ("data", "domain_weights", "init", "mae", "vae", "codebook")
+"""Options naming a run's inputs, recorded in its run.json (those the stage takes)."""
+
+
+def _resolve(stage: str, module, args: argparse.Namespace):
+    """The run's model config and preset: ``--preset`` (name or file), then the shortcut
+    options and ``--set`` (a field given twice is an error); ``--config`` wins over a preset
+    file's model config."""
+    from semanticodec.train.runconfig import override, read_preset
+
     name = args.preset or (args.config if args.config in CONFIGS else "small")
-    if name not in module.PRESETS:
-        raise ValueError(f"--preset must be one of {sorted(module.PRESETS)}, got {name!r}")
-    config = module.PRESETS[name]
-    overrides = {
-        "steps": getattr(args, "steps", None),
-        "batch_size": args.batch_size,
-        "crop_seconds": getattr(args, "crop_seconds", None),
-        "learning_rate": getattr(args, "lr", None),
-        "seed": args.seed,
-        "decay_steps": getattr(args, "decay_steps", None),
-    }
-    names = {f.name for f in fields(config)}
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in names})
+    preset, recorded = read_preset(name, stage, module.PRESETS)
+    settings = {field: getattr(args, dest) for dest, field in SHORTCUTS.items() if getattr(args, dest, None) is not None}
+    for key, value in args.settings:
+        if key in settings:
+            raise ValueError(f"the training-config field {key} is set twice")
+        settings[key] = value
+    config = model_config(args.config) if args.config else recorded or model_config("small")
+    return config, override(preset, settings)
+
+
+def _document(stage: str, args: argparse.Namespace, config, preset) -> dict[str, object]:
+    """The run.json of this invocation; a resumed run's file must agree with it."""
+    from semanticodec.train.runconfig import check_resume, input_path, run_document
+
+    inputs = {key: getattr(args, key) for key in INPUTS if hasattr(args, key)}
+    inputs = {key: value if key == "domain_weights" else input_path(value) for key, value in inputs.items()}
+    document = run_document(stage, config, preset, inputs)
+    check_resume(args.out, document)
+    return document
 
 
 def _sampler(args: argparse.Namespace, crop_samples: int, batch_size: int, seed: int, rank: int):
@@ -152,30 +192,32 @@ def _codebook(path: Path):
 def _run(stage: str):
     def run(args: argparse.Namespace) -> int:
         from semanticodec.train.loop import setup_distributed, train
+        from semanticodec.train.runconfig import write_run
 
-        config = model_config(args.config)
         module = importlib.import_module(f"semanticodec.train.{stage}")
-        preset = _preset(module, args)
+        config, preset = _resolve(stage, module, args)
+        document = _document(stage, args, config, preset)
         distributed = setup_distributed(args.device)
         progress = not args.no_progress
         if stage == "codebook":
             sampler = _sampler(args, WINDOW_SAMPLES, preset.batch_size, preset.seed, 0)
-            if args.windows:
-                preset = replace(preset, windows=args.windows)
-            if args.niter:
-                preset = replace(preset, niter=args.niter)
-            path = module.train_codebook(config, _load(args.mae, "AudioMAE"), sampler, preset, args.out, distributed.device, progress)
+            audiomae = _load(args.mae, "AudioMAE")
+            if distributed.is_main:
+                write_run(args.out, document)
+            path = module.train_codebook(config, audiomae, sampler, preset, args.out, distributed.device, progress)
             print(f"codebook: {path}")
             return 0
         init = _load(args.init, "initial") if args.init else None
         if stage == "ldm":
-            sampler = _windows(args, config, preset, distributed, progress)
             codebook = _codebook(args.codebook)
+            sampler = _windows(args, config, preset, codebook, distributed, progress)
             trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook, windows=sampler.windows)
         else:
             sampler = _sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
             trainer = getattr(module, STAGE_CLASSES[stage])(config, preset, distributed, init)
-        meta = {"model_config": config.to_json(), "data": str(args.data)}
+        if distributed.is_main:
+            write_run(args.out, document)
+        meta = {"model_config": config.to_json(), "inputs": json.dumps(document["inputs"])}
         path = train(trainer, sampler, preset, args.out, distributed, progress=progress, metadata=meta)
         if distributed.is_main:
             print(f"{stage}: {path}")
@@ -184,7 +226,7 @@ def _run(stage: str):
     return run
 
 
-def _windows(args: argparse.Namespace, config, preset, distributed, progress: bool):
+def _windows(args: argparse.Namespace, config, preset, codebook, distributed, progress: bool):
     """The LDM's cached windows: ``OUT/windows.pt``, computed on the first run (rank 0)."""
     import torch
 
@@ -192,10 +234,10 @@ def _windows(args: argparse.Namespace, config, preset, distributed, progress: bo
     from semanticodec.train.ldm import CachedWindows, encode_windows, load_windows, save_windows
 
     path = args.out / "windows.pt"
-    count = args.windows or preset.windows
+    count = preset.windows
     if distributed.is_main and not path.is_file():
         args.out.mkdir(parents=True, exist_ok=True)
-        model = SemantiCodecModel(config, _codebook(args.codebook), with_vae_encoder=True)
+        model = SemantiCodecModel(config, codebook, with_vae_encoder=True)
         model.load_weights(_load(args.mae, "AudioMAE", "audiomae"), ("audiomae.",))
         model.load_weights(_load(args.vae, "VAE", "vae"), ("vae.",))
         model.to(distributed.device).eval()

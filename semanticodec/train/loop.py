@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from semanticodec.atomic import atomic_path, atomic_write
 from semanticodec.constants import SAMPLE_RATE
 from semanticodec.distributed import join_torchrun
 from semanticodec.train.data import Batch, CropSampler
+from semanticodec.train.runconfig import train_config_json
 
 
 @dataclass(frozen=True)
@@ -276,9 +277,10 @@ def train(
 ) -> Path:
     """Run ``stage`` to ``config.steps`` steps (resuming from ``out/checkpoint.pt`` if present).
 
-    Returns the exported weights ``out/<stage.name>.safetensors``. The log ``out/log.csv``
-    has one row per ``config.log_every`` steps: step, wall seconds of the run, then the
-    losses averaged over the logged steps and processes.
+    Returns the exported weights ``out/<stage.name>.safetensors``; their metadata hold
+    ``stage``, ``steps``, ``train_config`` (``config`` as JSON) and ``metadata``. The log
+    ``out/log.csv`` has one row per ``config.log_every`` steps: step, wall seconds of the run,
+    then the losses averaged over the logged steps and processes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +320,7 @@ def train(
         bar.close()
     exported = out / f"{stage.name}.safetensors"
     if distributed.is_main:
-        meta = {"stage": stage.name, "steps": str(config.steps), "train_config": str(asdict(config))}
+        meta = {"stage": stage.name, "steps": str(config.steps), "train_config": train_config_json(config)}
         export_weights(stage.export(), exported, {**meta, **(metadata or {})})
     distributed.barrier()
     return exported
