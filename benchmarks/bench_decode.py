@@ -78,9 +78,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
                         help="cpu (with --threads 1): CPU seconds, less sensitive to a shared machine's load")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     clock = CLOCK[args.clock]
     model = build()
+    torch.set_num_threads(args.threads)  # after build: numba's fill resets the OpenMP thread count
     print(f"machine: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"clock {args.clock}, {args.rounds} rounds, official 100 tok/s architecture, one 10.24 s window")
     if args.stages:
