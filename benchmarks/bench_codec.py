@@ -137,9 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     global clock
     clock = CLOCK[args.split_clock]
-    torch.set_num_threads(args.threads)
 
     model = build(100, args.vocab)
+    torch.set_num_threads(args.threads)  # after build: numba's fill resets the OpenMP thread count
     rss = None
     if args.compress_rss:
         with tempfile.TemporaryDirectory() as folder:

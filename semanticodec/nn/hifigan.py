@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from semanticodec.nn import fastconv
+
 
 @dataclass(frozen=True)
 class HiFiGANConfig:
@@ -92,11 +94,11 @@ class ResBlock1(nn.Module):
         super().__init__()
         self.slope = slope
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
+            fastconv.Conv1d(channels, channels, kernel_size, dilation=d, padding=d * (kernel_size - 1) // 2)
             for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
+            fastconv.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

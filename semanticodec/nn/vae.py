@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from semanticodec.nn import fastconv
+
 LOGVAR_RANGE = (-30.0, 20.0)
 """Clamp applied to the posterior log-variance, as in the official DiagonalGaussianDistribution."""
 
@@ -80,9 +82,9 @@ class ResnetBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, config: VAEConfig) -> None:
         super().__init__()
         self.norm1 = _group_norm(in_channels, config)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = fastconv.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = _group_norm(out_channels, config)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = fastconv.Conv2d(out_channels, out_channels, 3, padding=1)
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +127,11 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour x2 in both spatial axes, then a conv3x3."""
+    """Nearest-neighbour x2 in both spatial axes, then a conv3x3.
+
+    Where :func:`fastconv.enabled` it runs as four 2x2 convolutions of the input, one per output
+    phase (:func:`upsample_conv`): the same function with 4 instead of 9 products per output.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -133,7 +139,32 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, C, 2H, 2W]``."""
+        if fastconv.enabled():
+            return upsample_conv(x, self.conv.weight, self.conv.bias)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(nearest_x2(x), weight, bias, padding=1)`` for a 3x3 ``weight``, computed at the
+    input resolution: output pixel ``(2i + a, 2j + b)`` reads input rows ``i - 1, i`` (a = 0,
+    kernel rows ``[w0, w1 + w2]``) or ``i, i + 1`` (a = 1, ``[w0 + w1, w2]``), and likewise columns.
+    ``x [B, Cin, H, W]`` -> ``[B, Cout, 2H, 2W]``."""
+    batch, _, height, width = x.shape
+    padded = F.pad(x, (1, 1, 1, 1))
+
+    def merge(w: torch.Tensor, dim: int, phase: int) -> torch.Tensor:
+        first, middle, last = w.unbind(dim)
+        pair = (first, middle + last) if phase == 0 else (first + middle, last)
+        return torch.stack(pair, dim)
+
+    phases = torch.stack([
+        torch.stack([
+            F.conv2d(padded[:, :, a : a + height + 1, b : b + width + 1], merge(merge(weight, 2, a), 3, b), bias)
+            for b in (0, 1)
+        ], -1)
+        for a in (0, 1)
+    ], 3)  # [B, Cout, H, 2 (a), W, 2 (b)]
+    return phases.reshape(batch, -1, 2 * height, 2 * width)
 
 
 class MidBlock(nn.Module):

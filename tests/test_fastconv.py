@@ -1,0 +1,101 @@
+"""Inference convolution shortcuts: equal to the direct convolutions within float tolerance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semanticodec.nn import fastconv
+from semanticodec.nn.hifigan import HiFiGAN, HiFiGANConfig
+from semanticodec.nn.vae import AutoencoderKL, VAEConfig, upsample_conv
+
+
+def rel_l2(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual.double() - expected).norm() / expected.norm())
+
+
+@pytest.mark.parametrize("taps,dilation,length", [(11, 1, 37), (11, 5, 40), (7, 3, 23), (3, 1, 9), (5, 2, 1)])
+@torch.inference_mode()
+def test_toom_cook_conv1d_equals_conv1d(taps: int, dilation: int, length: int) -> None:
+    gen = torch.Generator().manual_seed(taps * 10 + dilation)
+    x = torch.randn(2, 6, length, generator=gen)
+    w = torch.randn(5, 6, taps, generator=gen) / (6 * taps) ** 0.5
+    b = torch.randn(5, generator=gen)
+    pad = dilation * (taps - 1) // 2
+    expected = F.conv1d(x.double(), w.double(), b.double(), padding=pad, dilation=dilation)
+    actual = fastconv.toom_cook_conv1d(x, w, b, dilation)
+    assert actual.shape == expected.shape
+    # float32 rounding of the direct convolution itself is ~2e-7 here
+    assert rel_l2(actual, expected) < 2e-6
+
+
+@pytest.mark.parametrize("height,width", [(8, 5), (13, 1), (1, 3)])
+@torch.inference_mode()
+def test_toom_cook_conv2d_equals_conv2d(height: int, width: int) -> None:
+    gen = torch.Generator().manual_seed(height)
+    x = torch.randn(2, 4, height, width, generator=gen)
+    w = torch.randn(3, 4, 3, 3, generator=gen) / 6
+    b = torch.randn(3, generator=gen)
+    expected = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+    assert rel_l2(fastconv.toom_cook_conv2d(x, w, b), expected) < 2e-6
+
+
+@torch.inference_mode()
+def test_upsample_conv_equals_nearest_upsample_then_conv() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 5, 3, generator=gen)
+    w = torch.randn(6, 4, 3, 3, generator=gen) / 6
+    b = torch.randn(6, generator=gen)
+    expected = F.conv2d(F.interpolate(x.double(), scale_factor=2.0, mode="nearest"), w.double(), b.double(), padding=1)
+    assert rel_l2(upsample_conv(x, w, b), expected) < 2e-6
+
+
+def test_errors_and_switches() -> None:
+    with pytest.raises(ValueError, match="odd kernel"):
+        fastconv.toom_cook_conv1d(torch.zeros(1, 1, 4), torch.zeros(1, 1, 4), None)
+    with pytest.raises(ValueError, match="3x3"):
+        fastconv.toom_cook_conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 5, 5), None)
+    w = torch.zeros(512, 512, 3)
+    with torch.inference_mode():
+        assert fastconv.worth_it(torch.zeros(1, 512, 8), w)
+        with fastconv.direct():
+            assert not fastconv.worth_it(torch.zeros(1, 512, 8), w)
+        assert not fastconv.worth_it(torch.zeros(1, 256, 8), w[:256, :256])
+    assert not fastconv.worth_it(torch.zeros(1, 512, 8), w)  # autograd: the direct path
+
+
+def _wide(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) / (p[0].numel() ** 0.5 if p.ndim > 1 else 50))
+    return module.eval()
+
+
+@torch.inference_mode()
+def test_vae_decoder_fast_equals_direct() -> None:
+    """A decoder at the official 512-channel width (fewer levels and blocks), so that the
+    Toom-Cook and upsample shortcuts all run."""
+    vae = _wide(AutoencoderKL(VAEConfig(channels=512, channel_mult=(1, 1), num_res_blocks=1), with_encoder=False), 1)
+    z = torch.randn(1, 8, 12, 4, generator=torch.Generator().manual_seed(2))
+    with fastconv.direct():
+        expected = vae.decode(z)
+    actual = vae.decode(z)
+    assert not torch.equal(actual, expected)  # the shortcuts ran
+    assert rel_l2(actual, expected) < 1e-5
+
+
+@torch.inference_mode()
+def test_hifigan_fast_equals_direct() -> None:
+    """The official first stage's width (512 after the first upsampling) with 7- and 11-tap
+    dilated resblocks, so that the Toom-Cook convolutions run."""
+    config = HiFiGANConfig(upsample_rates=(5, 4), upsample_kernel_sizes=(16, 8), resblock_kernel_sizes=(7, 11),
+                           resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)))
+    vocoder = _wide(HiFiGAN(config), 3)
+    mel = torch.randn(1, 64, 9, generator=torch.Generator().manual_seed(4))
+    with fastconv.direct():
+        expected = vocoder(mel)
+    actual = vocoder(mel)
+    assert not torch.equal(actual, expected)  # the shortcuts ran
+    assert rel_l2(actual, expected) < 1e-5
