@@ -4,7 +4,8 @@ Stages ``mae``, ``vae``, ``vocoder`` and ``ldm`` run the shared loop (resumable 
 ``OUT/checkpoint.pt``, log in ``OUT/log.csv``, weights in ``OUT/<stage>.safetensors``) and
 work under ``torchrun`` (one process per device; gloo on CPU, NCCL on GPU). ``codebook``
 runs k-means on the trained AudioMAE's features; ``assemble`` joins the results into one
-inference file.
+inference file. ``pack`` and ``burst`` (:mod:`~semanticodec.train.burst_cli`) take the ldm
+stage to a GPU lent for minutes.
 """
 
 from __future__ import annotations
@@ -269,6 +270,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compact", help="write a training checkpoint compactly, for resuming on another machine")
     _configure_compact(p)
     p.set_defaults(stage_run=_run_compact)
+    from semanticodec.train import burst_cli
+
+    burst_cli.configure(sub)
 
 
 def run_train(args: argparse.Namespace) -> int:
