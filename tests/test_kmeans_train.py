@@ -329,6 +329,22 @@ def test_gpu_engines_never_fall_back_silently(monkeypatch):
     assert select_engine("auto", local_rank=3).torch_device == torch.device("cuda:3")
 
 
+def test_torch_engines_work_without_faiss(monkeypatch, x):
+    """A machine without FAISS (a GPU host with no wheel for it) trains with a torch engine."""
+    import torch
+
+    import semanticodec.kmeans.engines as engines
+
+    monkeypatch.setattr(engines, "faiss", None)
+    with pytest.raises(ValueError, match="FAISS is not installed"):
+        select_engine("faiss-cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = select_engine()
+    assert auto.description.startswith("torch-cpu") and "FAISS is not installed" in auto.description
+    result = fit(x, 8, niter=3, seed=0, **QUIET)
+    assert result.centroids.shape == (8, x.shape[1]) and np.isfinite(result.centroids).all()
+
+
 def test_old_names_still_work_with_a_deprecation_warning() -> None:
     from semanticodec import kmeans
 

@@ -61,7 +61,7 @@ def enabled() -> bool:
     return not _direct and not torch.is_grad_enabled()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _matrices(m: int, r: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(G [n, r], B [n, m], A [n, n])`` in float64, ``n = m + r - 1``: the correlation
     ``y[u] = sum_i g[i] d[u + i]`` (u < m) equals ``B.T @ ((G @ g) * (A.T @ d))``.

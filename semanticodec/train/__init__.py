@@ -9,7 +9,9 @@ Stages and what each exports (keys of :class:`~semanticodec.model.SemantiCodecMo
 5. :mod:`~semanticodec.train.ldm` — acoustic encoder + VQ with the latent diffusion UNet
    (v-prediction, condition dropout) → ``acoustic.*``, ``unet.*``, ``schedule.*``.
 
-:mod:`~semanticodec.train.assemble` joins the stage outputs into one inference file. The
+:mod:`~semanticodec.train.assemble` joins the stage outputs into one inference file;
+:mod:`~semanticodec.train.pack` and :mod:`~semanticodec.train.burst` train stage 5 on a GPU
+lent for minutes (a travel pack goes there, weights come back). The
 shared loop (resumable checkpoints, CSV log, progress, DDP under ``torchrun``) is
 :mod:`~semanticodec.train.loop`; audio crops come from :mod:`~semanticodec.train.data`.
 """

@@ -5,7 +5,8 @@ Stages ``mae``, ``vae``, ``vocoder`` and ``ldm`` run the shared loop (resumable 
 work under ``torchrun`` (one process per device; gloo on CPU, NCCL on GPU). ``codebook``
 runs k-means on the trained AudioMAE's features; ``assemble`` joins the results into one
 inference file. Every stage run records its configuration in ``OUT/run.json`` and, resumed,
-checks that it continues that run (:mod:`semanticodec.train.runconfig`).
+checks that it continues that run (:mod:`semanticodec.train.runconfig`). ``pack`` and ``burst``
+(:mod:`~semanticodec.train.burst_cli`) take the ldm stage to a GPU lent for minutes.
 """
 
 from __future__ import annotations
@@ -311,6 +312,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compact", help="write a training checkpoint compactly, for resuming on another machine")
     _configure_compact(p)
     p.set_defaults(stage_run=_run_compact)
+    from semanticodec.train import burst_cli
+
+    burst_cli.configure(sub)
 
 
 def run_train(args: argparse.Namespace) -> int:

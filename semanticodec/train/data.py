@@ -120,16 +120,18 @@ class CropSampler:
         """Total audio in seconds."""
         return sum(len(a) for a in self.audio) / SAMPLE_RATE
 
-    def batch(self, step: int) -> Batch:
-        """The crops of training step ``step``."""
+    def draw(self, step: int) -> list[tuple[int, int]]:
+        """(clip index, first sample) of each crop of training step ``step``."""
         rng = np.random.default_rng([self.seed, self.rank, step])
         picks = rng.choice(len(self.audio), size=self.batch_size, p=self.probabilities)
+        return [(int(i), int(rng.integers(0, max(1, len(self.audio[i]) - self.crop_samples + 1)))) for i in picks]
+
+    def batch(self, step: int) -> Batch:
+        """The crops of training step ``step``."""
         out = np.zeros((self.batch_size, self.crop_samples), dtype=np.float32)
         length = np.zeros(self.batch_size, dtype=np.int64)
-        for row, index in enumerate(picks):
-            clip = self.audio[index]
-            start = int(rng.integers(0, max(1, len(clip) - self.crop_samples + 1)))
-            piece = clip[start : start + self.crop_samples]
+        for row, (index, start) in enumerate(self.draw(step)):
+            piece = self.audio[index][start : start + self.crop_samples]
             out[row, : len(piece)] = piece
             length[row] = len(piece)
         return Batch(torch.from_numpy(out), torch.from_numpy(length))

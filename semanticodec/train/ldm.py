@@ -196,7 +196,9 @@ class CachedWindows:
         return len(self.windows.valid)
 
     def batch(self, step: int) -> WindowBatch:
+        """The windows of step ``step``, on the device the cached windows are on."""
         rows = torch.from_numpy(np.random.default_rng([self.seed, self.rank, step]).integers(0, len(self), self.batch_size))
+        rows = rows.to(self.windows.valid.device)
         return WindowBatch(*(getattr(self.windows, f.name)[rows] for f in fields(WindowBatch)))
 
 
@@ -268,8 +270,12 @@ class LDMStage:
     :func:`encode_windows`); ``codebook`` is the semantic k-means codebook ``[V, D]``;
     ``windows`` (the cached windows) gives the vectors the acoustic codebook is k-means-
     initialised on (None: the first batch's). ``init`` may give earlier
-    ``acoustic.*``/``unet.*``/``schedule.*`` weights to continue from (the codebook is then
-    taken as it is).
+    ``acoustic.*``/``unet.*``/``schedule.*`` weights to continue from (the codebook and the
+    latent scale ``schedule.scale_factor`` are then taken as they are; without ``init`` the
+    scale is set at step 0).
+
+    Under ``torch.autocast`` the codebook (nearest codes, EMA updates, restarts, k-means
+    initialisation) still works in float32.
     """
 
     name = "ldm"
@@ -294,6 +300,7 @@ class LDMStage:
         self.model = SemantiCodecModel(replace(model_config, schedule=schedule), codebook)
         if init is not None:
             self.model.load_weights(init, ("acoustic.", "unet.", "schedule."))
+        self.scale_from_init = init is not None
         self.model.to(device)
         self.init_windows = None if windows is None else WindowBatch(
             *(getattr(windows, f.name)[: config.init_windows] for f in fields(WindowBatch))
@@ -329,7 +336,7 @@ class LDMStage:
             part = WindowBatch(*(getattr(source, f.name)[rows] for f in fields(WindowBatch))).to(device)
             centroids = self.model.semantic.lookup(part.semantic_ids)
             vectors = acoustic.code_space(acoustic.project(acoustic.lstm_input(part.features.float(), centroids, part.valid)))
-            parts.append(vectors[_valid_rows(part.valid, vectors.shape[1])])
+            parts.append(vectors[_valid_rows(part.valid, vectors.shape[1])].float())
         vectors = torch.cat(parts)
         size = acoustic.config.codebook_size
         if len(vectors) >= size:
@@ -355,11 +362,12 @@ class LDMStage:
         """Nearest codes of code-space ``vectors`` ``[B, N, d]`` (detached), after the codebook
         update on the valid rows (``valid`` ``[B]``)."""
         acoustic = self.model.acoustic
-        vectors = vectors.detach()
-        self._last_ids = acoustic.nearest(vectors)
-        self._valid_rows = _valid_rows(valid, vectors.shape[1])
-        self._update_codebook(self._last_ids[self._valid_rows], vectors[self._valid_rows], step)
-        return acoustic.codes[self._last_ids]
+        vectors = vectors.detach().float()
+        with torch.autocast(vectors.device.type, enabled=False):
+            self._last_ids = acoustic.nearest(vectors)
+            self._valid_rows = _valid_rows(valid, vectors.shape[1])
+            self._update_codebook(self._last_ids[self._valid_rows], vectors[self._valid_rows], step)
+            return acoustic.codes[self._last_ids]
 
     def _update_codebook(self, ids: Tensor, flat: Tensor, step: int) -> None:
         """EMA update of the codes used by ``ids`` ``[M]`` (of code-space vectors ``flat`` ``[M, d]``),
@@ -419,7 +427,7 @@ class LDMStage:
         if not bool(self.stats.initialised):
             self._initialise_codebook(batch)
         latent = batch.mean.float() + torch.randn_like(batch.mean, dtype=torch.float32) * (0.5 * batch.logvar.float()).exp()
-        if step == 0:
+        if step == 0 and not self.scale_from_init:
             std = self.distributed.mean(float(latent.std()))
             self.schedule.scale_factor.fill_(1.0 / std)
         z = latent * self.schedule.scale_factor

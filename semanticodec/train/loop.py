@@ -200,7 +200,7 @@ def compact_checkpoint(source: Path, target: Path) -> None:
     state = torch.load(source, map_location="cpu", weights_only=True)
     if state.get("compact"):
         raise ValueError(f"{source}: already a compact checkpoint")
-    modules = {name: {k: _half(v) for k, v in module.items()} for name, module in state["modules"].items()}
+    modules = {name: {k: compact_tensor(v) for k, v in module.items()} for name, module in state["modules"].items()}
     optimizers = {}
     for name, optimizer in state["optimizers"].items():
         per_param = {}
@@ -218,7 +218,9 @@ def compact_checkpoint(source: Path, target: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _half(value: Tensor) -> Tensor:
+def compact_tensor(value: Tensor) -> Tensor:
+    """``value`` in float16 if it is floating point, of >= ``COMPACT_MIN_ELEMENTS`` elements
+    and finite in float16; else ``value`` itself."""
     if not value.is_floating_point() or value.numel() < COMPACT_MIN_ELEMENTS:
         return value
     half = value.half()
@@ -274,13 +276,16 @@ def train(
     distributed: Distributed = Distributed(),
     progress: bool = True,
     metadata: Mapping[str, str] | None = None,
+    max_seconds: float | None = None,
 ) -> Path:
-    """Run ``stage`` to ``config.steps`` steps (resuming from ``out/checkpoint.pt`` if present).
+    """Run ``stage`` to ``config.steps`` steps (resuming from ``out/checkpoint.pt`` if present),
+    or until ``max_seconds`` of wall time have passed (then the step under way is the last:
+    it is logged, checkpointed and exported like the last of ``config.steps``).
 
     Returns the exported weights ``out/<stage.name>.safetensors``; their metadata hold
-    ``stage``, ``steps``, ``train_config`` (``config`` as JSON) and ``metadata``. The log
-    ``out/log.csv`` has one row per ``config.log_every`` steps: step, wall seconds of the run,
-    then the losses averaged over the logged steps and processes.
+    ``stage``, ``steps`` (the steps reached), ``train_config`` (``config`` as JSON) and
+    ``metadata``. The log ``out/log.csv`` has one row per ``config.log_every`` steps: step,
+    wall seconds of the run, then the losses averaged over the logged steps and processes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,6 +300,7 @@ def train(
     sums: dict[str, float] = {}
     count = 0
     began = time.monotonic()
+    done = start
     for step in range(start, config.steps):
         torch.manual_seed(config.seed * 1_000_003 + step * distributed.world_size + distributed.rank)
         losses = stage.train_step(sampler.batch(step).to(distributed.device), step)
@@ -302,7 +308,8 @@ def train(
             sums[key] = sums.get(key, 0.0) + float(value)
         count += 1
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        last = done == config.steps or (max_seconds is not None and _out_of_time(began + max_seconds, distributed))
+        if done % config.log_every == 0 or last:
             means = {k: distributed.mean(v / count) for k, v in sums.items()}
             if distributed.is_main:
                 _append_log(log_path, done, time.monotonic() - began, means)
@@ -311,19 +318,26 @@ def train(
             sums, count = {}, 0
         if bar is not None:
             bar.update(1)
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if done % config.checkpoint_every == 0 or last:
             distributed.check_synchronised(stage.modules())
             if distributed.is_main:
                 save_checkpoint(stage, done, checkpoint)
             distributed.barrier()
+        if last:
+            break
     if bar is not None:
         bar.close()
     exported = out / f"{stage.name}.safetensors"
     if distributed.is_main:
-        meta = {"stage": stage.name, "steps": str(config.steps), "train_config": train_config_json(config)}
+        meta = {"stage": stage.name, "steps": str(done), "train_config": train_config_json(config)}
         export_weights(stage.export(), exported, {**meta, **(metadata or {})})
     distributed.barrier()
     return exported
+
+
+def _out_of_time(deadline: float, distributed: Distributed) -> bool:
+    """Whether any process has passed ``deadline`` (``time.monotonic()``), the same answer on all."""
+    return distributed.mean(float(time.monotonic() >= deadline)) > 0
 
 
 def _append_log(path: Path, step: int, seconds: float, losses: Mapping[str, float]) -> None:
