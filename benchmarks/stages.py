@@ -14,7 +14,9 @@ Rows (each clip's reference is the input at 16 kHz):
   the VAE of a ``semanticodec train vae`` run, since inference weights hold no encoder) and
   then the vocoder or Griffin-Lim;
 - ``decoder`` / ``decoder → Griffin-Lim``: the whole codec, tokens → diffusion → VAE →
-  vocoder, and the same decoded mel inverted with Griffin-Lim.
+  vocoder, and the same decoded mel inverted with Griffin-Lim;
+- ``decoder, semantic only``: the semantic ids alone decoded (half the bitrate), for models
+  trained for it (``config.semantic_only_decoding``).
 
 Metrics: ViSQOL speech mode at 16 kHz (the paper's) and the DAC mel distance on every domain;
 for speech also DNSMOS P.835 OVRL and P.808 (no reference: they hear phase artefacts that
@@ -189,6 +191,8 @@ def stage_outputs(
             outputs["decoder"] = codec.decode(encoded)
         finally:
             model.vocoder = recorder.vocoder
+        if model.config.semantic_only_decoding:
+            outputs["decoder, semantic only"] = codec.decode(encoded, semantic_only=True)
     windows = [torch.from_numpy(griffin_lim(m[0, 0].T.numpy())) for batch in recorder.mels for m in batch.split(1)]
     outputs["decoder → Griffin-Lim"] = join_windows(
         windows, encoded.tokens.shape[0], codec.config.token_rate, codec.compat, encoded.sample_count_16k
@@ -263,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocoder", type=Path, help="replace the model's vocoder: checkpoint.pt of `train vocoder` or .safetensors")
     parser.add_argument("--vocoder-config", type=Path, help="ModelConfig JSON whose vocoder describes --vocoder")
     parser.add_argument("--vae", type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of `train vae`")
-    parser.add_argument("--steps", type=int, default=50, help="diffusion steps of the decoder rows")
+    parser.add_argument("--sampler", help="sampler of the decoder rows (default: the model's default)")
+    parser.add_argument("--steps", type=int, help="diffusion steps of the decoder rows (default: the model's default)")
     parser.add_argument("--no-decoder", action="store_true", help="skip the two decoder rows (the costly part)")
     parser.add_argument("--plots", type=int, default=2, help="spectrogram PNGs for the first N clips of each domain")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -286,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_vocoder(model, args.vocoder, args.vocoder_config)
     model.eval()
     vae = load_vae(model, args.vae) if args.vae else None
-    codec = SemantiCodec(model, steps=args.steps, seed=0)
+    codec = SemantiCodec(model, sampler=args.sampler, steps=args.steps, seed=0)
 
     visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
     results: dict[str, dict[str, dict]] = {"original": {}}
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.stages", *shown])
     notes = [
         f"- Model: {model.config.name} ({'vocoder replaced: ' + args.vocoder.name if args.vocoder else 'as shipped'}); "
-        f"decoder rows: {args.steps} DDIM steps, guidance 2.0, seed 0; Griffin-Lim: {GRIFFIN_LIM_ITERATIONS} iterations.",
+        f"decoder rows: sampler {codec.sampler}, {codec.steps} steps, guidance 2.0, seed 0; Griffin-Lim: {GRIFFIN_LIM_ITERATIONS} iterations.",
         "- ViSQOL: v3 speech mode, 16 kHz, polynomial mapping (identical audio 5.00); MEL: DAC multi-scale mel distance; "
         "DNSMOS: P.835 OVRL (non-personalised) and P.808, no reference; PESQ-wb and STOI against the input.",
     ]

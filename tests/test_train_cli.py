@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from toy_tables import toy_tables
 
 from parity import shared_path
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
+from semanticodec.entropy_tables import store_tables
 from semanticodec.weights import load_safetensors, save_safetensors
 from synthetic import log_rows
 from tiny import tiny_config
@@ -110,17 +112,37 @@ def test_assemble_on_a_base_model_replaces_the_retrained_modules_only(trained, s
             p.add_(1.0)
     base = tmp_path / "base.safetensors"
     save_safetensors(base_model, base)
+    # the base carries entropy tables of its own model id; they do not travel to the new model
+    config = base_model.config
+    store_tables(toy_tables(100, 100, config.acoustic_vocab_size, config.model_id), base, into_model=True)
     output = tmp_path / "model.safetensors"
     vocoder = str(trained["vocoder"] / "vocoder.safetensors")
     assert main(["train", "assemble", "--config", str(setup[1]), vocoder, "-o", str(output)]) == 2  # no codebook, no base
     assert not output.exists()
     assert main(["train", "assemble", "--config", str(setup[1]), "--base", str(base), vocoder, "-o", str(output)]) == 0
     expected, got, based = (load_safetensors_part(p) for p in (full, output, base))
+    assert any(k.startswith("entropy.") for k in based)
     assert expected.keys() == got.keys()
     for key, value in got.items():
         assert torch.equal(value, expected[key]), key
     assert any(not torch.equal(based[k], got[k]) for k in got if k.startswith("vocoder."))
 
+
+def test_assemble_takes_a_running_ldm_checkpoint_as_its_export(trained, setup, tmp_path):
+    """An ldm run's checkpoint.pt assembles to the same model as the weights the run exported
+    (its weight average); another stage's checkpoint is refused in one line."""
+    codebook = str(trained["codebook"] / "codebook_50_0.npy")
+    common = ["train", "assemble", "--config", str(setup[1]), "--codebook", codebook]
+    stages = [str(trained[s] / f"{s}.safetensors") for s in STAGES]
+    exported, running = tmp_path / "exported.safetensors", tmp_path / "running.safetensors"
+    assert main([*common, *stages, str(trained["ldm"] / "ldm.safetensors"), "-o", str(exported)]) == 0
+    assert main([*common, *stages, str(trained["ldm"] / "checkpoint.pt"), "-o", str(running)]) == 0
+    expected, got = load_safetensors_part(exported), load_safetensors_part(running)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    wrong = tmp_path / "wrong.safetensors"
+    assert main([*common, str(trained["vae"] / "checkpoint.pt"), *stages[:1], str(trained["ldm"] / "ldm.safetensors"), "-o", str(wrong)]) == 2
+    assert not wrong.exists()
 
 def load_safetensors_part(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
+from semanticodec.bitstream.tables import TABLE_PREFIX
 from semanticodec.config import ModelConfig
 from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
@@ -25,17 +26,20 @@ def assemble(
     overwrite: bool = False,
     base: str | os.PathLike | None = None,
 ) -> SemantiCodecModel:
-    """Merge the ``*.safetensors`` written by the stages (mae, vae, vocoder, ldm) and the
-    semantic ``codebook`` ``.npy`` into ``out``; the latent scale the LDM stage measured
+    """Merge the ``*.safetensors`` written by the stages (mae, vae, vocoder, ldm; for the ldm
+    stage also the ``checkpoint.pt`` of a run still training) and the semantic ``codebook``
+    ``.npy`` into ``out``; the latent scale the LDM stage measured
     becomes ``config.schedule.scale_factor``. Returns the assembled model.
 
     ``base``: an assembled model file (e.g. the bundled model) that gives every module no
     stage file gives (modules are the first component of the keys: ``audiomae``, ``acoustic``,
     ``unet``, ``schedule``, ``vae``, ``vocoder``), and the semantic codebook when ``codebook``
-    is None; so one retrained stage replaces its module and keeps the rest."""
+    is None; so one retrained stage replaces its module and keeps the rest. The base's entropy
+    tables are left out: they belong to the base's model id (learn new ones with
+    ``semanticodec learn-tables``)."""
     state = {}
     for path in stage_files:
-        part = load_state_dict(path)
+        part = _stage_weights(path)
         clash = sorted(set(part) & set(state))
         if clash:
             raise CheckpointError(f"{path}: keys also given by another stage file, e.g. {clash[:3]}")
@@ -43,7 +47,7 @@ def assemble(
     semantic = None
     if base is not None:
         given = {key.split(".", 1)[0] for key in state}
-        base_state = load_state_dict(base)
+        base_state = {k: v for k, v in load_state_dict(base).items() if not k.startswith(TABLE_PREFIX)}
         semantic = base_state.pop(CODEBOOK_KEY, None)
         state.update({k: v for k, v in base_state.items() if k.split(".", 1)[0] not in given})
     if codebook is not None:
@@ -62,3 +66,18 @@ def assemble(
     model.load_weights(state)
     save_safetensors(model, out, dtype=dtype, overwrite=overwrite)
     return model
+
+
+def _stage_weights(path: str | os.PathLike) -> dict:
+    """A stage file's weights: exported ``.safetensors``, or an ldm run's ``checkpoint.pt``
+    (its weight average, as the stage exports it)."""
+    if str(path).endswith(".pt"):
+        import torch
+
+        from semanticodec.train.ldm import checkpoint_weights
+
+        weights = checkpoint_weights(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        if weights is None:
+            raise CheckpointError(f"{path}: not the checkpoint.pt of an ldm run (pass other stages' exported .safetensors)")
+        return weights
+    return load_state_dict(path)

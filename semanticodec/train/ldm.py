@@ -467,6 +467,17 @@ class LDMStage:
         return state
 
 
+def checkpoint_weights(state: dict) -> dict[str, Tensor] | None:
+    """What :meth:`LDMStage.export` would write, from a loaded ``checkpoint.pt`` of an ldm run
+    (its weight average and noise schedule), so that a run can be assembled and measured while
+    it trains on; None when ``state`` is not an ldm run's checkpoint."""
+    modules = state.get("modules") if isinstance(state, dict) else None
+    if not isinstance(modules, dict) or not {"ema", "schedule", "codebook"} <= modules.keys():
+        return None
+    weights = {k: v for k, v in modules["ema"].items() if k.startswith(("acoustic.", "unet."))}
+    weights.update({f"schedule.{k}": v for k, v in modules["schedule"].items()})
+    return weights
+
 def _valid_rows(valid: Tensor, n_tokens: int) -> Tensor:
     """``[B, N]`` bool: rows of B windows that hold audio (``valid`` ``[B]`` lengths)."""
     return torch.arange(n_tokens, device=valid.device) < valid[:, None]
