@@ -19,7 +19,7 @@ Rows (each clip's reference is the input at 16 kHz):
   trained for it (``config.semantic_only_decoding``).
 
 Metrics: ViSQOL speech mode at 16 kHz (the paper's) and the DAC mel distance on every domain;
-for speech also DNSMOS P.835 OVRL and P.808 (no reference: they hear phase artefacts that
+for speech also DNSMOS P.835 OVRL (with its SIG and BAK parts) and P.808 (no reference: they hear phase artefacts that
 ViSQOL misses), PESQ-wb and STOI. The ``## Stage report`` section of ``benchmarks/RESULTS.md``
 is rewritten; per-clip figures go to ``benchmarks/results/stages_<size>.json`` and, for the
 first ``--plots`` clips of each domain, the mel spectrograms of the input and of every row to
@@ -58,6 +58,7 @@ ROWS = (
     "VAE → Griffin-Lim",
     "decoder",
     "decoder → Griffin-Lim",
+    "decoder, semantic only",
 )
 
 
@@ -160,7 +161,7 @@ def score(clip: data.Clip, reference: np.ndarray, decoded: np.ndarray, visqol: m
     out = {"visqol": visqol(ref, deg), "mel": metrics.mel_distance(ref, deg)}
     if clip.domain == "speech":
         quality = dnsmos(np.clip(deg, -1, 1))
-        out.update(ovrl=quality["ovrl"], p808=quality["p808"], pesq=metrics.pesq_wb(ref, deg), stoi=metrics.stoi(ref, deg))
+        out.update(quality, pesq=metrics.pesq_wb(ref, deg), stoi=metrics.stoi(ref, deg))
     return out
 
 
@@ -219,13 +220,13 @@ def render(results: dict, clips: list[data.Clip], command: str, elapsed: float, 
         speech = domain == "speech"
         seconds = sum(c.duration for c in clips if c.domain == domain)
         lines += [f"### {domain.capitalize()} ({len(names)} clips, {seconds:.0f} s)", ""]
-        head = "| stage | ViSQOL ↑ | MEL ↓ |" + (" DNSMOS OVRL ↑ | P.808 ↑ | PESQ-wb ↑ | STOI ↑ |" if speech else "")
-        lines += [head, "|---|" + "---:|" * (6 if speech else 2)]
-        keys = ("visqol", "mel", "ovrl", "p808", "pesq", "stoi") if speech else ("visqol", "mel")
+        head = "| stage | ViSQOL ↑ | MEL ↓ |" + (" DNSMOS OVRL ↑ | SIG ↑ | BAK ↑ | P.808 ↑ | PESQ-wb ↑ | STOI ↑ |" if speech else "")
+        lines += [head, "|---|" + "---:|" * (8 if speech else 2)]
+        keys = ("visqol", "mel", "ovrl", "sig", "bak", "p808", "pesq", "stoi") if speech else ("visqol", "mel")
         if speech:
             original = [results["original"][n] for n in names]
             lines.append("| original | 5.00 | 0.00 | " + " | ".join(
-                f"{np.nanmean([o[k] for o in original]):.2f}" for k in ("ovrl", "p808")) + " | – | 1.00 |")
+                f"{np.nanmean([o[k] for o in original]):.2f}" for k in ("ovrl", "sig", "bak", "p808")) + " | – | 1.00 |")
         for row in ROWS:
             figures = [results[row][n] for n in names if n in results.get(row, {})]
             if not figures:
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae", type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of `train vae`")
     parser.add_argument("--sampler", help="sampler of the decoder rows (default: the model's default)")
     parser.add_argument("--steps", type=int, help="diffusion steps of the decoder rows (default: the model's default)")
+    parser.add_argument("--guidance-scale", type=float, default=2.0, help="classifier-free guidance of the decoder rows (default %(default)g, official)")
     parser.add_argument("--no-decoder", action="store_true", help="skip the two decoder rows (the costly part)")
     parser.add_argument("--plots", type=int, default=2, help="spectrogram PNGs for the first N clips of each domain")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_vocoder(model, args.vocoder, args.vocoder_config)
     model.eval()
     vae = load_vae(model, args.vae) if args.vae else None
-    codec = SemantiCodec(model, sampler=args.sampler, steps=args.steps, seed=0)
+    codec = SemantiCodec(model, sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale, seed=0)
 
     visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
     results: dict[str, dict[str, dict]] = {"original": {}}
@@ -315,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.stages", *shown])
     notes = [
         f"- Model: {model.config.name} ({'vocoder replaced: ' + args.vocoder.name if args.vocoder else 'as shipped'}); "
-        f"decoder rows: sampler {codec.sampler}, {codec.steps} steps, guidance 2.0, seed 0; Griffin-Lim: {GRIFFIN_LIM_ITERATIONS} iterations.",
+        f"decoder rows: sampler {codec.sampler}, {codec.steps} steps, guidance {codec.guidance_scale:g}, seed 0; "
+        f"Griffin-Lim: {GRIFFIN_LIM_ITERATIONS} iterations.",
         "- ViSQOL: v3 speech mode, 16 kHz, polynomial mapping (identical audio 5.00); MEL: DAC multi-scale mel distance; "
         "DNSMOS: P.835 OVRL (non-personalised) and P.808, no reference; PESQ-wb and STOI against the input.",
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -65,13 +67,23 @@ def test_stage_outputs_with_the_tiny_model(speech):
     assert set(stages.stage_outputs(speech, model, None)) == {"Griffin-Lim, true mel", "vocoder, true mel"}
 
 
+def test_stage_outputs_decode_the_semantic_layer_alone_where_the_model_can(speech):
+    model = tiny_model()
+    model.config = replace(model.config, semantic_only_decoding=True)
+    outputs = stages.stage_outputs(speech, model, None, SemantiCodec(model, steps=2, seed=0))
+    assert set(outputs) == set(stages.ROWS) - {"VAE → vocoder", "VAE → Griffin-Lim"}
+    assert outputs["decoder, semantic only"].shape == speech.shape
+    assert not np.array_equal(outputs["decoder, semantic only"], outputs["decoder"])
+
+
 def test_render_averages_per_domain():
     clips = [data.Clip("speech/a.wav", "speech", 2.0, None, "x", "y"), data.Clip("music/b.wav", "music", 3.0, None, "x", "y")]
-    speech_row = {"visqol": 3.0, "mel": 1.0, "ovrl": 2.5, "p808": 3.0, "pesq": 1.5, "stoi": 0.8}
+    speech_row = {"visqol": 3.0, "mel": 1.0, "ovrl": 2.5, "sig": 2.9, "bak": 3.4, "p808": 3.0, "pesq": 1.5, "stoi": 0.8}
     results = {
-        "original": {"speech/a.wav": {"ovrl": 3.1, "p808": 3.9}},
+        "original": {"speech/a.wav": {"ovrl": 3.1, "sig": 3.5, "bak": 3.8, "p808": 3.9}},
         "vocoder, true mel": {"speech/a.wav": speech_row, "music/b.wav": {"visqol": 2.0, "mel": 2.0}},
     }
     text = stages.render(results, clips, "cmd", 60.0, ["- note"], "## Stage report")
-    assert "| vocoder, true mel | 3.00 | 1.00 | 2.50 | 3.00 | 1.50 | 0.800 |" in text
-    assert "| vocoder, true mel | 2.00 | 2.00 |" in text and "| original | 5.00 | 0.00 | 3.10 | 3.90 | – | 1.00 |" in text
+    assert "| vocoder, true mel | 3.00 | 1.00 | 2.50 | 2.90 | 3.40 | 3.00 | 1.50 | 0.800 |" in text
+    assert "| vocoder, true mel | 2.00 | 2.00 |" in text
+    assert "| original | 5.00 | 0.00 | 3.10 | 3.50 | 3.80 | 3.90 | – | 1.00 |" in text
