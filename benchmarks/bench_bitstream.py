@@ -11,6 +11,11 @@ Prints Markdown tables (the "Bitstream" section of benchmarks/RESULTS.md):
 2. Whole-stream ``encode`` / ``decode`` time for one hour of tokens at every token rate.
 3. Container overhead (header + packet framing + padding, over the nominal payload) of
    .scdc files of random tokens for every token rate and official vocabulary.
+4. The same for 60 s of random tokens written one token column at a time through a
+   ``StreamWriter`` given entropy tables (learned from other random tokens, so no packet pays
+   for coding): with a header that names the tables at once (version 2, 8 bytes of table id)
+   and with the writer's default, the header held back until the packets of the first write
+   show whether coding pays.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from __future__ import annotations
 import argparse
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
-from semanticodec.bitstream import Header, decode, encode, pack_bits, unpack_bits
+from semanticodec.bitstream import EntropyTables, Header, StreamWriter, decode, encode, learn_tables, pack_bits, unpack_bits
 from semanticodec.bitstream.header import FIXED_SIZE
 
 
@@ -151,25 +157,58 @@ def stream_table(repeats: int) -> str:
     return "\n".join(rows)
 
 
-def overhead_table(seconds: float) -> str:
+def _random_streams(seconds: float, vocabs: tuple[int, ...], files: int = 1) -> Iterator[tuple[Header, list[np.ndarray], float]]:
+    """For every token rate and semantic vocabulary in ``vocabs`` (acoustic 8192): the header,
+    ``files`` arrays of random tokens ``[pairs, 2]`` and the payload in bytes."""
     rng = np.random.default_rng(1)
+    for rate in (100, 50, 25):
+        pairs = round(rate / 2 * seconds)
+        for vocab in vocabs:
+            header = Header(rate, vocab, sample_count=round(seconds * 16000))
+            tokens = [np.stack([rng.integers(0, vocab, pairs), rng.integers(0, 8192, pairs)], axis=1) for _ in range(files)]
+            yield header, tokens, pairs * (header.semantic_bits + header.acoustic_bits) / 8
+
+
+def overhead_table(seconds: float) -> str:
     rows = [
         "| token rate | packet | semantic V | pairs | payload (bytes) | file (bytes) | overhead (bytes) | overhead "
         "| nominal bps | actual bps |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for rate in (100, 50, 25):
-        pairs = round(rate / 2 * seconds)
-        for vocab in (4096, 8192, 16384, 32768):
-            header = Header(rate, vocab, sample_count=round(seconds * 16000))
-            tokens = np.stack([rng.integers(0, vocab, pairs), rng.integers(0, 8192, pairs)], axis=1)
-            size = len(encode(tokens, header))
-            payload = pairs * (header.semantic_bits + header.acoustic_bits) / 8
-            rows.append(
-                f"| {rate} | {header.packet_seconds:.2f} s | {vocab} | {pairs} | {payload:g} | {size} | "
-                f"{size - payload:g} | {100 * (size - payload) / payload:.2f} % | {header.nominal_bitrate:g} | "
-                f"{size * 8 / seconds:.1f} |"
-            )
+    for header, (tokens,), payload in _random_streams(seconds, (4096, 8192, 16384, 32768)):
+        size = len(encode(tokens, header))
+        rows.append(
+            f"| {header.token_rate} | {header.packet_seconds:.2f} s | {header.semantic_vocab} | {len(tokens)} | "
+            f"{payload:g} | {size} | {size - payload:g} | {100 * (size - payload) / payload:.2f} % | "
+            f"{header.nominal_bitrate:g} | {size * 8 / seconds:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def _streamed_size(tokens: np.ndarray, header: Header, tables: EntropyTables) -> int:
+    """Bytes of ``tokens`` written through a StreamWriter one token column per ``write``."""
+    buffer = io.BytesIO()
+    with StreamWriter(buffer, header, tables) as writer:
+        for start in range(0, len(tokens), header.pairs_per_column):
+            writer.write(tokens[start : start + header.pairs_per_column])
+    return len(buffer.getvalue())
+
+
+def streaming_overhead_table(seconds: float) -> str:
+    rows = [
+        "| token rate | semantic V | payload (bytes) | fixed width, no tables | tables named at once "
+        "| header held back (default) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for header, (tokens, other), payload in _random_streams(seconds, (4096, 16384), files=2):
+        tables = learn_tables([other], header.token_rate, header.semantic_vocab, 8192, bytes(16))
+        sizes = (
+            len(encode(tokens, header)),
+            _streamed_size(tokens, replace(header, table_id=tables.table_id), tables),
+            _streamed_size(tokens, header, tables),
+        )
+        cells = " | ".join(f"{size} ({100 * (size - payload) / payload:.2f} %)" for size in sizes)
+        rows.append(f"| {header.token_rate} | {header.semantic_vocab} | {payload:g} | {cells} |")
     return "\n".join(rows)
 
 
@@ -191,6 +230,8 @@ def main() -> None:
         print(f"{seconds:g} s of audio:\n")
         print(overhead_table(seconds))
         print()
+    print("### Streaming writer with entropy tables, 60 s of random tokens: file bytes (overhead)\n")
+    print(streaming_overhead_table(60.0))
 
 
 if __name__ == "__main__":

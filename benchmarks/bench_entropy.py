@@ -1,11 +1,12 @@
 """Entropy coding benchmark: .scdc sizes of held-out audio coded with the bundled model, what
-each context of the model buys, and coding speed.
+each context of the model buys, coding speed, and sizes of streams written as they arrive.
 
-    python -m benchmarks.bench_entropy --train TOKENS/ [--corpus DIR] [--cache DIR]
+    python -m benchmarks.bench_entropy [--train TOKENS/] [--corpus DIR] [--cache DIR]
 
 ``--train`` is a token dataset of the training split (``semanticodec tokenize``; never the
-benchmark files), ``--corpus`` the held-out benchmark corpus (default: the full one). Prints
-Markdown tables (the "Entropy coding" section of benchmarks/RESULTS.md):
+benchmark files; without it table 2 is left out), ``--corpus`` the held-out benchmark corpus
+(default: the full one). Prints Markdown tables (the "Entropy coding" section of
+benchmarks/RESULTS.md):
 
 1. Sizes per domain: every corpus file is encoded with the bundled model (as ``semanticodec
    compress`` does; tokens cached in ``--cache``) and written as a fixed-width stream
@@ -16,19 +17,27 @@ Markdown tables (the "Entropy coding" section of benchmarks/RESULTS.md):
    width, on the same held-out files.
 3. Speed: encode and decode of the held-out tokens, repeated to one hour of audio, coded and
    fixed width, in MB/s (of the stream) and tokens/s (both layers counted); best of 3 runs.
+4. Streaming: the held-out tokens written through a ``StreamWriter`` in chunks of 8, 16, 32
+   and 512 pairs at 100 tokens/s (``StreamingEncoder`` writes a 10.24 s window, 512 pairs, at
+   a time in exact mode and one block of 0.16, 0.32 or 0.64 s in low-latency mode), at the
+   default packet length and at 2 and 1 columns per packet: total size against fixed width,
+   with a header that names the tables at once and with the writer's default (the header
+   held back until the packets of the first write show whether coding pays).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import data
-from semanticodec.bitstream import EntropyTables, Header, decode, encode, learn_tables
+from semanticodec.bitstream import EntropyTables, Header, StreamWriter, decode, encode, learn_tables
 from semanticodec.bitstream.stream import coded_layers
 from semanticodec.bitstream.tables import CONTEXTS
 
@@ -128,6 +137,33 @@ def speed_table(items, tables: EntropyTables, repeats: int = 3) -> list[str]:
     return rows
 
 
+def streaming_table(items, tables: EntropyTables) -> list[str]:
+    rows = ["| packet columns | pairs per write | fixed width (bytes) | tables named at once | header held back (default) "
+            "| files the default writes at fixed width |", "|---:|---:|---:|---:|---:|---:|"]
+    for columns in (None, 2, 1):
+        for step in (8, 16, 32, 512):
+            fixed = named = held = uncoded = 0
+            for _, tokens, header in items:
+                header = header if columns is None else replace(header, packet_columns=columns)
+                fixed += len(encode(tokens, header))
+                named += len(_streamed(tokens, replace(header, table_id=tables.table_id), tables, step))
+                data = _streamed(tokens, header, tables, step)
+                held += len(data)
+                uncoded += data[4] == 1
+            rows.append(f"| {header.packet_columns} | {step} | {fixed} | {named} ({100 * (1 - named / fixed):.1f} % saved) "
+                        f"| {held} ({100 * (1 - held / fixed):.1f} % saved) | {uncoded} of {len(items)} |")
+    return rows
+
+
+def _streamed(tokens: np.ndarray, header: Header, tables: EntropyTables, step: int) -> bytes:
+    """The stream of ``tokens`` written through a StreamWriter ``step`` pairs per ``write``."""
+    buffer = io.BytesIO()
+    with StreamWriter(buffer, header, tables) as writer:
+        for start in range(0, len(tokens), step):
+            writer.write(tokens[start : start + step])
+    return buffer.getvalue()
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -139,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from semanticodec.weights import default_model_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=Path, required=True, help="token dataset of the training split")
+    parser.add_argument("--train", type=Path, help="token dataset of the training split (for the contexts table)")
     parser.add_argument("--corpus", type=Path, default=data.default_corpus_dir("full"), help="held-out corpus folder")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "semanticodec-bench" / "entropy-tokens",
                         help="where the held-out tokens are cached")
@@ -160,9 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {domain} | {pairs} | {fixed} | {coded} | {100 * coded / fixed:.1f} % | {100 * (1 - coded / fixed):.1f} % | "
               f"{8 * fixed / seconds:.0f} → {8 * coded / seconds:.0f} |")
     print()
-    print("\n".join(contexts_table(items, load_train(args.train), config.model_id)))
-    print()
+    if args.train is not None:
+        print("\n".join(contexts_table(items, load_train(args.train), config.model_id)))
+        print()
     print("\n".join(speed_table(items, tables)))
+    print()
+    print("\n".join(streaming_table(items, tables)))
     return 0
 
 

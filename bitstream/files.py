@@ -19,14 +19,16 @@ from semanticodec.bitstream.tables import EntropyTables
 def encode(tokens: ArrayLike, header: Header, tables: EntropyTables | None = None) -> bytes:
     """The .scdc bytes of tokens ``[T, 2]`` (semantic, acoustic ids) under ``header``.
 
-    With entropy ``tables``, each packet is range coded where that makes it smaller; when no
-    packet is, the stream is written without tables (version 1), so it never grows.
+    With entropy ``tables``, each packet is range coded where that makes it smaller, under a
+    header that names them (version 2); when no packet is, the stream is written without tables
+    (version 1), so incompressible tokens cost what fixed width costs.
     Raises ValueError for tokens of the wrong shape or dtype or with ids outside the
     vocabularies, and for a known sample count that does not fit T (see
     ``Header.sample_count_problem``).
     """
     buffer = io.BytesIO()
-    writer = StreamWriter(buffer, header, tables)
+    named = tables is not None and header.table_id == NO_TABLE
+    writer = StreamWriter(buffer, replace(header, table_id=tables.table_id) if named else header, tables)
     writer.write(tokens)
     writer.close()
     if tables is not None and not writer.coded_packets:

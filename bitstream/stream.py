@@ -126,15 +126,21 @@ def encode_packet(
 class StreamWriter:
     """Write a .scdc stream to a binary file object as tokens arrive.
 
-    The header is written at once; ``write`` takes token chunks ``[n, 2]`` of any n and
-    writes each packet as soon as it is full; ``close`` writes the final packet with the
-    remaining pairs and flushes. The file object is not closed. Used as a context manager,
-    the final packet is written only when the block ends without an exception, so an
-    interrupted stream stays detectably truncated.
+    The header is written at once (with entropy tables, maybe later: see below); ``write``
+    takes token chunks ``[n, 2]`` of any n and writes each packet as soon as it is full;
+    ``close`` writes the final packet with the remaining pairs and flushes. The file object is
+    not closed. Used as a context manager, the final packet is written only when the block ends
+    without an exception, so an interrupted stream stays detectably truncated (or empty).
 
-    With ``tables`` (entropy tables for the header's token rate and vocabularies) the header
-    names them (version 2, ``self.header.table_id``) and every packet is range coded when
-    that makes it smaller (``coded_packets`` counts them); without, the stream is version 1.
+    With ``tables`` (entropy tables for the header's token rate and vocabularies) every packet
+    is range coded when that makes it smaller (``coded_packets`` counts them), under a version 2
+    header that names them (``self.header.table_id``). A header that names them already is
+    written at once. Otherwise the writer holds the header back until the first ``write`` that
+    completes a packet, or ``close`` (no reader can use a header alone, so this delays nothing),
+    and names the tables only when one of the packets it then writes is coded; when none is
+    (e.g. incompressible ids), the stream is version 1, every packet fixed width, byte for byte
+    what a writer without tables writes, and ``self.tables`` becomes None. Without tables, the
+    stream is version 1.
     """
 
     def __init__(self, fileobj: BinaryIO, header: Header, tables: EntropyTables | None = None) -> None:
@@ -153,7 +159,6 @@ class StreamWriter:
                 )
             if header.table_id not in (NO_TABLE, tables.table_id):
                 raise ValueError(f"the header names entropy tables {header.table_id.hex()}, the tables given are {tables.table_id.hex()}")
-            header = replace(header, table_id=tables.table_id)
         elif header.table_id != NO_TABLE:
             raise ValueError(f"the header names entropy tables {header.table_id.hex()}: pass them as tables")
         self.header = header
@@ -164,7 +169,10 @@ class StreamWriter:
         self._file = fileobj
         self._seq = 0
         self._pending = np.zeros((0, 2), dtype=np.int64)
-        self._emit(header.to_bytes())
+        self._undecided = tables if tables is not None and header.table_id == NO_TABLE else None
+        """The tables while the header is held back (not yet decided whether it names them)."""
+        if self._undecided is None:
+            self._emit(header.to_bytes())
 
     def write(self, tokens: ArrayLike) -> None:
         """Append token pairs ``[n, 2]`` (semantic, acoustic ids); writes every full packet."""
@@ -174,18 +182,38 @@ class StreamWriter:
         pending = np.concatenate([self._pending, chunk]) if len(self._pending) else chunk
         size = self.header.packet_pairs
         full = len(pending) // size
-        packets = [
-            self._packet(self._seq + i, pending[i * size : (i + 1) * size], False) for i in range(full)
-        ]
-        self._seq += full
+        blocks = [pending[i * size : (i + 1) * size] for i in range(full)]
         self._pending = pending[full * size :].copy()
         self.pairs_written += len(chunk)
-        self._emit(b"".join(packets))
+        self._emit(self._packets(blocks, final=False))
 
-    def _packet(self, seq: int, tokens: np.ndarray, final: bool) -> bytes:
-        data, coded = encode_packet(self.header, seq, tokens, final, self.tables)
+    def _packets(self, blocks: list[np.ndarray], final: bool) -> bytes:
+        """The bytes of the next packets, one per token block ``[n, 2]`` (the last one final when
+        ``final``), preceded by the header when it was held back (see the class docstring)."""
+        if not blocks:
+            return b""
+        undecided = self._undecided
+        header = self.header if undecided is None else replace(self.header, table_id=undecided.table_id)
+        packets = self._encode(header, blocks, final, self.tables)
+        coded = sum(was_coded for _, was_coded in packets)
+        prefix = b""
+        if undecided is not None:
+            self._undecided = None
+            if coded:
+                self.header = header
+            else:  # no packet pays for the table id: version 1 throughout
+                self.tables = None
+                packets = self._encode(self.header, blocks, final, None)
+            prefix = self.header.to_bytes()
+        self._seq += len(blocks)
         self.coded_packets += coded
-        return data
+        return prefix + b"".join(data for data, _ in packets)
+
+    def _encode(
+        self, header: Header, blocks: list[np.ndarray], final: bool, tables: EntropyTables | None
+    ) -> list[tuple[bytes, bool]]:
+        last = len(blocks) - 1
+        return [encode_packet(header, self._seq + i, block, final and i == last, tables) for i, block in enumerate(blocks)]
 
     def close(self) -> None:
         """Write the final packet (the pairs not yet written, possibly none) and flush.
@@ -199,7 +227,7 @@ class StreamWriter:
         if problem is not None:
             raise ValueError(problem)
         self.closed = True
-        self._emit(self._packet(self._seq, self._pending, True))
+        self._emit(self._packets([self._pending], final=True))
         self._pending = self._pending[:0]
 
     def _emit(self, data: bytes) -> None:

@@ -166,6 +166,8 @@ class StreamingEncoder:
 
     @property
     def header(self) -> Header:
+        """The stream's header; with entropy tables it names them (version 2) only once the
+        first packets are out and one of them is coded (see ``bitstream.StreamWriter``)."""
         return self._writer.header
 
     @property
@@ -188,7 +190,8 @@ class StreamingEncoder:
     @torch.inference_mode()
     def push(self, chunk: np.ndarray | Tensor) -> bytes:
         """Add audio ``[n]`` or ``[C, n]`` (float in [-1, 1] or integer PCM) at ``sample_rate``;
-        returns the stream bytes now final (the header with the first call)."""
+        returns the stream bytes now final (the header with the first call; with entropy
+        tables, with the first packets)."""
         if self.finished:
             raise ValueError("push after finish")
         mono = to_mono(check_audio(chunk, "audio chunk", allow_empty=True))

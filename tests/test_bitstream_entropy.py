@@ -234,10 +234,60 @@ def test_incompressible_tokens_never_grow() -> None:
     header = Header(100, 64, 128, packet_columns=2)
     assert encode(tokens, header, tables) == encode(tokens, header)  # nothing coded: version 1
     buffer = io.BytesIO()
-    with StreamWriter(buffer, header, tables) as writer:  # a streaming writer keeps version 2
+    with StreamWriter(buffer, header, tables) as writer:  # no packet is coded: version 1, as without tables
+        writer.write(tokens)
+    assert writer.coded_packets == 0 and writer.header.version == 1 and buffer.getvalue() == encode(tokens, header)
+    buffer = io.BytesIO()
+    with StreamWriter(buffer, replace(header, table_id=tables.table_id), tables) as writer:  # named: version 2
         writer.write(tokens)
     assert writer.coded_packets == 0 and len(buffer.getvalue()) == len(encode(tokens, header)) + 8
     np.testing.assert_array_equal(decode(buffer.getvalue(), tables=tables)[1], tokens)
+
+
+def _streamed(writes: list[np.ndarray], header: Header, tables: EntropyTables) -> tuple[bytes, StreamWriter, list[bytes]]:
+    """The stream of ``writes`` (token chunks) through one StreamWriter, the writer, and the bytes
+    that each write and then ``close`` emitted."""
+    buffer = io.BytesIO()
+    writer = StreamWriter(buffer, header, tables)
+    emitted = []
+    for chunk in writes:
+        writer.write(chunk)
+        emitted.append(buffer.getvalue()[sum(map(len, emitted)) :])
+    writer.close()
+    emitted.append(buffer.getvalue()[sum(map(len, emitted)) :])
+    return buffer.getvalue(), writer, emitted
+
+
+def test_streaming_writer_names_the_tables_only_when_a_packet_of_its_first_write_is_coded() -> None:
+    tables = toy_tables()
+    rng = np.random.default_rng(5)
+    structured = structured_tokens(rng, 32, 64, 128)  # two coded packets of 16 pairs
+    random = np.stack([rng.integers(0, 64, 16), rng.integers(0, 128, 16)], axis=1)  # one fixed-width packet
+    header = Header(100, 64, 128, packet_columns=2)
+    named = replace(header, table_id=tables.table_id)
+    cases = (  # token chunks written, whether the stream names the tables
+        ([structured, random], True),
+        ([np.concatenate([random, structured])], True),  # decided on every packet of the first write
+        ([random, structured], False),  # the first write completes one packet, not coded
+        ([random[:15], random[15:], structured], False),
+        ([random[:15], np.concatenate([random[15:], structured])], True),
+        ([structured[:15]], True),  # no full packet: the final packet decides at close
+        ([random[:10]], False),
+        ([], False),
+    )
+    for writes, names in cases:
+        data, writer, emitted = _streamed(writes, header, tables)
+        tokens = np.concatenate(writes) if writes else np.zeros((0, 2), np.int64)
+        first = next(i for i, part in enumerate(emitted) if part)
+        assert first == next((i for i, w in enumerate(writes) if sum(map(len, writes[: i + 1])) >= 16), len(writes))
+        assert writer.header == (named if names else header) and (writer.tables is tables) == names
+        assert data.startswith(writer.header.to_bytes()) and (writer.coded_packets > 0) == names
+        if names:  # what a writer given a header that names the tables writes
+            assert data == _streamed(writes, named, tables)[0]
+            assert scan(io.BytesIO(data), tables).coded_packets == writer.coded_packets
+        else:  # what a writer without tables writes
+            assert data == encode(tokens, header)
+        np.testing.assert_array_equal(decode(data, tables=tables)[1], tokens)
 
 
 def test_packets_are_coded_one_by_one() -> None:

@@ -11,6 +11,7 @@ import torch
 from semanticodec import bitstream
 from semanticodec.audio import StreamResampler, resample
 from semanticodec.bitstream.stream import packet_size
+from semanticodec.bitstream.tables import LayerModel
 from semanticodec.codec import EncodedAudio, SemantiCodec
 from semanticodec.concealment import latent_gap
 from semanticodec.constants import HOP_SAMPLES, WINDOW_SAMPLES
@@ -287,6 +288,39 @@ def test_coded_stream_decodes_as_it_arrives(codec: SemantiCodec, coded_windows) 
     assert decoder.damage == [] and decoder.buffered_pairs <= 512 + 16
     with pytest.raises(ValueError, match="which are not available"):
         StreamingDecoder(codec, tables=lambda table_id: None).push(data)
+
+
+def _last_id_tables(vocab: int) -> LayerModel:
+    """A layer model that gives its last id nearly all the probability: any other id costs
+    about 16 bits, more than fixed width."""
+    base = np.zeros((1, vocab), np.uint32)
+    base[0, -1] = 1
+    return LayerModel(base, 1 << 16, 0, 0)
+
+
+def test_encoder_header_waits_for_the_first_packets(codec: SemantiCodec) -> None:
+    """With entropy tables the header comes with the first packets and names the tables only
+    when one of them is coded; tables that code none give the stream written without tables."""
+    audio = _noise(WINDOW_SAMPLES + 4000, 10)
+    tokens = codec.encode(audio, 16000).tokens
+    vocabs = (codec.config.semantic_vocab_size, codec.config.acoustic_vocab_size)
+    plain = StreamingEncoder(codec, 16000, packet_columns=2, tables=None)
+    head = plain.push(audio[: WINDOW_SAMPLES + 239])
+    assert len(head) == plain.header.size
+    plain_data = head + plain.push(audio[WINDOW_SAMPLES + 239 :]) + plain.finish()
+    own = bitstream.learn_tables([tokens], 100, *vocabs, codec.model_id)
+    peaked = bitstream.EntropyTables(100, *vocabs, codec.model_id, *(_last_id_tables(vocab) for vocab in vocabs))
+    for tables, version in ((own, 2), (peaked, 1)):
+        encoder = StreamingEncoder(codec, 16000, packet_columns=2, tables=tables)
+        assert encoder.push(audio[: WINDOW_SAMPLES + 239]) == b""  # no packet yet: the header waits
+        data = encoder.push(audio[WINDOW_SAMPLES + 239 :])
+        assert data.startswith(encoder.header.to_bytes()) and encoder.header.version == version
+        data += encoder.finish()
+        header, decoded = bitstream.decode(data, tables=tables)
+        np.testing.assert_array_equal(decoded, tokens)
+        assert (scan_coded(data, tables) > 0) == (version == 2)
+        if version == 1:
+            assert data == plain_data
 
 
 def test_lost_and_corrupt_coded_packets_are_concealed(codec: SemantiCodec, coded_windows) -> None:
