@@ -136,9 +136,9 @@ def _manifest_names(manifest: Path) -> list[str]:
     return names
 
 
-def shard_dtype(semantic_vocab: int, acoustic_vocab: int) -> np.dtype:
+def shard_dtype(semantic_vocab_size: int, acoustic_vocab_size: int) -> np.dtype:
     """Smallest storage dtype of the pairs: uint16 when both vocabularies fit, else int64."""
-    return np.dtype(np.uint16 if max(semantic_vocab, acoustic_vocab) <= 1 << 16 else np.int64)
+    return np.dtype(np.uint16 if max(semantic_vocab_size, acoustic_vocab_size) <= 1 << 16 else np.int64)
 
 
 def _meta(codec: SemantiCodec) -> dict[str, Any]:
@@ -147,8 +147,8 @@ def _meta(codec: SemantiCodec) -> dict[str, Any]:
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "token_rate": config.token_rate,
-        "semantic_vocab": config.semantic_vocab_size,
-        "acoustic_vocab": config.acoustic_vocab_size,
+        "semantic_vocab_size": config.semantic_vocab_size,
+        "acoustic_vocab_size": config.acoustic_vocab_size,
         "model_id": config.model_id.hex(),
         "model_name": config.name,
         "compat": codec.compat,
@@ -189,7 +189,7 @@ def _prepare_folder(root: Path, meta: dict[str, Any], rank: int | None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if (root / "meta.json").exists():
         old = read_meta(root)
-        for key in ("token_rate", "semantic_vocab", "acoustic_vocab", "model_id", "compat", "dtype"):
+        for key in ("token_rate", "semantic_vocab_size", "acoustic_vocab_size", "model_id", "compat", "dtype"):
             if old.get(key) != meta[key]:
                 raise ValueError(f"{root} was tokenized with {key}={old.get(key)!r}, not {meta[key]!r}; use another --out folder")
     else:

@@ -40,13 +40,18 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: not JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a {FORMAT_NAME} version {FORMAT_VERSION} dataset")
+    for old, new in _OLD_META_KEYS.items():  # datasets written before the keys were renamed
+        if new not in meta and old in meta:
+            meta[new] = meta.pop(old)
     _check_fields(meta, _META_FIELDS, str(path))
     if len(meta["model_id"]) != 32 or any(c not in "0123456789abcdefABCDEF" for c in meta["model_id"]):
         raise ValueError(f"{path}: model_id must be 32 hexadecimal digits")
     return meta
 
 
-_META_FIELDS = {"token_rate": int, "semantic_vocab": int, "acoustic_vocab": int, "model_id": str}
+_META_FIELDS = {"token_rate": int, "semantic_vocab_size": int, "acoustic_vocab_size": int, "model_id": str}
+_OLD_META_KEYS = {"semantic_vocab": "semantic_vocab_size", "acoustic_vocab": "acoustic_vocab_size"}
+"""Keys of ``meta.json`` files of the previous release, still read (written under the new names)."""
 _INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "num_samples": int, "sample_rate": int}
 
 
@@ -127,7 +132,7 @@ class TokenDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.meta = read_meta(root)
-        self.format = TokenFormat(format, self.meta["semantic_vocab"], self.meta["acoustic_vocab"])
+        self.format = TokenFormat(format, self.meta["semantic_vocab_size"], self.meta["acoustic_vocab_size"])
         if format == "pairs" and (bos or eos):
             raise ValueError("the pairs format has no BOS/EOS tokens")
         self.token_rate = int(self.meta["token_rate"])

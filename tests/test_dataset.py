@@ -182,3 +182,21 @@ def test_bad_datasets(tmp_path, made) -> None:
         TokenDataset(tmp_path)
     with pytest.raises(ValueError, match="no BOS/EOS"):
         TokenDataset(made[0], bos=True)
+
+
+def test_meta_of_the_previous_release_still_loads(made, tmp_path: Path) -> None:
+    """``meta.json`` written before the vocabulary keys were renamed (semantic_vocab,
+    acoustic_vocab) reads as the new keys."""
+    import json
+    import shutil
+
+    root, expected = made
+    old = tmp_path / "old"
+    shutil.copytree(root, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta["semantic_vocab"], meta["acoustic_vocab"] = meta.pop("semantic_vocab_size"), meta.pop("acoustic_vocab_size")
+    (old / "meta.json").write_text(json.dumps(meta))
+    data = TokenDataset(old, format="flat")
+    assert (data.meta["semantic_vocab_size"], data.meta["acoustic_vocab_size"]) == (V, A)
+    assert data.format == TokenFormat("flat", V, A)
+    np.testing.assert_array_equal(data[data.index_of("b.wav")].numpy(), data.format.encode(expected["b.wav"]))
