@@ -90,6 +90,6 @@ def test_the_readme_layout_lists_every_module() -> None:
             relative = path.relative_to(ROOT / folder).as_posix()
             where = sections.get(folder, package)
             name = relative if relative.startswith("nn/") else path.name
-            if name not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
+            if f"`{name}`" not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
                 missing.append(f"{folder}/{relative}")
     assert not missing, f"README.md's Layout section does not list {missing}"
