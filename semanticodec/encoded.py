@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from semanticodec.bitstream import EntropyTables, Header, read_file, write_file
 from semanticodec.constants import SAMPLE_RATE, token_samples
+from semanticodec.deprecation import renamed_attribute
 from semanticodec.entropy_tables import find_tables, tables_for_model
 
 
@@ -83,8 +83,4 @@ class EncodedAudio:
         """Duration of the original audio in seconds."""
         return self.sample_count / self.sample_rate
 
-    @property
-    def num_samples(self) -> int:
-        """Deprecated spelling of :attr:`sample_count` (removed in the next release)."""
-        warnings.warn("EncodedAudio.num_samples is deprecated, use sample_count", DeprecationWarning, stacklevel=2)
-        return self.sample_count
+    num_samples = renamed_attribute("EncodedAudio", "num_samples", "sample_count")
