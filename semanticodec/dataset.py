@@ -52,7 +52,15 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
 _META_FIELDS = {"token_rate": int, "semantic_vocab_size": int, "acoustic_vocab_size": int, "model_id": str}
 _OLD_META_KEYS = {"semantic_vocab": "semantic_vocab_size", "acoustic_vocab": "acoustic_vocab_size"}
 """Keys of ``meta.json`` files of the previous release, still read (written under the new names)."""
-_INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "num_samples": int, "sample_rate": int}
+_INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "sample_count": int, "sample_rate": int}
+
+
+def upgrade_index_entry(entry: Any) -> Any:
+    """An index line of the previous release (``num_samples``) under this release's key
+    (``sample_count``); other values are returned as they are."""
+    if isinstance(entry, dict) and "sample_count" not in entry and "num_samples" in entry:
+        entry["sample_count"] = entry.pop("num_samples")
+    return entry
 
 
 def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
@@ -67,7 +75,7 @@ def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
 
 
 def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Entries of ``index.jsonl`` (file, shard, offset, length, duration, num_samples, sample_rate)."""
+    """Entries of ``index.jsonl`` (file, shard, offset, length, duration, sample_count, sample_rate)."""
     path = Path(root) / "index.jsonl"
     if not path.exists():
         raise ValueError(f"{root} has no index.jsonl: the tokenize run did not finish (run it again to resume)")
@@ -76,7 +84,7 @@ def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
         for number, line in enumerate(file, 1):
             if line.strip():
                 try:
-                    entry = json.loads(line)
+                    entry = upgrade_index_entry(json.loads(line))
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path} line {number}: not JSON ({error})") from None
                 _check_fields(entry, _INDEX_FIELDS, f"{path} line {number}")

@@ -80,7 +80,7 @@ def test_round_trip_is_bit_identical_to_direct_encoding(setup) -> None:
     entries = {e["file"]: e for e in read_index(ref)}
     assert list(entries) == sorted(entries)
     c = entries["c.wav"]
-    assert c["sample_rate"] == 44100 and c["num_samples"] == 22050 and c["duration"] == 0.5
+    assert c["sample_rate"] == 44100 and c["sample_count"] == 22050 and c["duration"] == 0.5
     assert entries["b.flac"]["length"] == 600  # 12 s = 75 columns of 8
     assert not (ref / "failures.tsv").exists()
     assert not list(ref.glob(".*"))

@@ -97,7 +97,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
             item = EncodedAudio(
                 tokens=data.tokens(index), token_rate=meta["token_rate"], semantic_vocab_size=meta["semantic_vocab_size"],
                 acoustic_vocab_size=meta["acoustic_vocab_size"], model_id=bytes.fromhex(meta["model_id"]),
-                sample_count=entry["num_samples"], sample_rate=entry["sample_rate"],
+                sample_count=entry["sample_count"], sample_rate=entry["sample_rate"],
             )
             jobs.append((confined(out, name).with_suffix(".wav"), str(first / entry["shard"]), item))
     else:
