@@ -71,7 +71,7 @@ def test_the_format_and_the_light_commands_load_no_model_code(tmp_path: Path) ->
     heavy = {"torch", "faiss", "numba", "scipy", "huggingface_hub", "semanticodec.model", "semanticodec.codec"}
     assert not heavy & _imports("import semanticodec.cli; semanticodec.cli.build_parser()")
     pack = ["pack", str(tmp_path / "t.npy"), str(tmp_path / "p.scdc"), "--token-rate", "100", "--semantic-vocab-size", "16384"]
-    for argv in (["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
+    for argv in (["--help"], ["pack", "--help"], ["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
         loaded = _imports(f"from semanticodec.cli import main\nassert main({argv!r}) == 0")
         assert not heavy & loaded, f"semanticodec {argv[0]} loads {sorted(heavy & loaded)}"
 
