@@ -1,7 +1,7 @@
 """The .scdc bitstream: a packed, versioned, streamable container for SemantiCodec tokens.
 
 Tokens are ``[T, 2]`` int64 arrays in the official layout: column 0 the semantic id in
-[0, semantic_vocab), column 1 the acoustic id in [0, acoustic_vocab); row t is the t-th
+[0, semantic_vocab_size), column 1 the acoustic id in [0, acoustic_vocab_size); row t is the t-th
 token pair (at 100 tok/s, 8 consecutive rows are the 8 frequency patches of one 0.16 s
 column; at 50 tok/s 4 rows make a 0.16 s column, at 25 tok/s 4 rows a 0.32 s column).
 

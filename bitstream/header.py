@@ -30,6 +30,7 @@ from types import MappingProxyType
 
 from semanticodec.bitstream.errors import BitstreamError
 from semanticodec.constants import COLUMN_SECONDS, MAX_SAMPLE_RATE, PAIRS_PER_COLUMN, TOKEN_RATES
+from semanticodec.deprecation import renamed_attribute, renamed_keywords
 
 MAGIC = b"SCDC"
 VERSION = 2
@@ -56,7 +57,7 @@ _COMMON = struct.Struct(">4sBBBII16sIQ")
 FIXED_SIZE = _COMMON.size + 2
 """Bytes of a version 1 header before its metadata: 45 (version 2 adds the 8-byte table id)."""
 CRC_SIZE = 2
-_INT_FIELDS = ("token_rate", "semantic_vocab", "acoustic_vocab", "sample_count", "sample_rate", "packet_columns")
+_INT_FIELDS = ("token_rate", "semantic_vocab_size", "acoustic_vocab_size", "sample_count", "sample_rate", "packet_columns")
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % MAX_KEY_LENGTH)
 
 
@@ -110,7 +111,7 @@ class Header:
     """What a .scdc stream declares about its tokens.
 
     token_rate: tokens per second counting both streams (25, 50, 100); pairs/s = rate / 2.
-    semantic_vocab, acoustic_vocab: vocabulary sizes (ids lie in [0, vocab)).
+    semantic_vocab_size, acoustic_vocab_size: vocabulary sizes (ids lie in [0, size)).
     model_id: 16 raw bytes naming the model that made the tokens (zeros: unspecified).
     sample_count, sample_rate: length of the original audio in samples at its own rate in Hz
     (sample_count 0: unknown).
@@ -122,8 +123,8 @@ class Header:
     """
 
     token_rate: int
-    semantic_vocab: int
-    acoustic_vocab: int = 8192
+    semantic_vocab_size: int
+    acoustic_vocab_size: int = 8192
     model_id: bytes = UNSPECIFIED_MODEL
     sample_count: int = 0
     sample_rate: int = 16000
@@ -154,7 +155,7 @@ class Header:
             value = getattr(self, name)
             if type(value) is not int:
                 return f"{name} must be an int, got {type(value).__name__}"
-        for name in ("semantic_vocab", "acoustic_vocab"):
+        for name in ("semantic_vocab_size", "acoustic_vocab_size"):
             value = getattr(self, name)
             if not MIN_VOCAB <= value <= MAX_VOCAB:
                 return f"{name} must be in {MIN_VOCAB}..{MAX_VOCAB}, got {value}"
@@ -175,6 +176,9 @@ class Header:
     def __hash__(self) -> int:
         return hash(self.to_bytes())
 
+    semantic_vocab = renamed_attribute("Header", "semantic_vocab", "semantic_vocab_size")
+    acoustic_vocab = renamed_attribute("Header", "acoustic_vocab", "acoustic_vocab_size")
+
     @property
     def version(self) -> int:
         """Format version of the encoded header: 2 when it names entropy tables, else 1."""
@@ -182,13 +186,13 @@ class Header:
 
     @property
     def semantic_bits(self) -> int:
-        """Bits per semantic id: ceil(log2(semantic_vocab))."""
-        return bits_for(self.semantic_vocab)
+        """Bits per semantic id: ceil(log2(semantic_vocab_size))."""
+        return bits_for(self.semantic_vocab_size)
 
     @property
     def acoustic_bits(self) -> int:
-        """Bits per acoustic id: ceil(log2(acoustic_vocab))."""
-        return bits_for(self.acoustic_vocab)
+        """Bits per acoustic id: ceil(log2(acoustic_vocab_size))."""
+        return bits_for(self.acoustic_vocab_size)
 
     @property
     def pairs_per_second(self) -> float:
@@ -261,12 +265,15 @@ class Header:
         """The encoded header, CRC included."""
         block = encode_metadata(self.metadata)
         common = _COMMON.pack(
-            MAGIC, self.version, self.token_rate, self.packet_columns, self.semantic_vocab, self.acoustic_vocab,
+            MAGIC, self.version, self.token_rate, self.packet_columns, self.semantic_vocab_size, self.acoustic_vocab_size,
             self.model_id, self.sample_rate, self.sample_count,
         )
         table = self.table_id if self.version == 2 else b""
         body = common + table + struct.pack(">H", len(block)) + block
         return body + struct.pack(">H", crc16(body))
+
+
+Header.__init__ = renamed_keywords("Header", semantic_vocab="semantic_vocab_size", acoustic_vocab="acoustic_vocab_size")(Header.__init__)  # type: ignore[method-assign]
 
 
 def read_header(read: Callable[[int], bytes]) -> Header:
@@ -306,7 +313,7 @@ def read_header(read: Callable[[int], bytes]) -> Header:
     metadata = decode_metadata(block)
     try:
         return Header(
-            token_rate=token_rate, semantic_vocab=sem_vocab, acoustic_vocab=ac_vocab, model_id=model_id,
+            token_rate=token_rate, semantic_vocab_size=sem_vocab, acoustic_vocab_size=ac_vocab, model_id=model_id,
             sample_count=sample_count, sample_rate=sample_rate, packet_columns=columns, metadata=metadata,
             table_id=table_id,
         )

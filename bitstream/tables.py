@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from semanticodec.bitstream.header import DEFAULT_PACKET_COLUMNS, MAX_VOCAB, MIN_VOCAB, PAIRS_PER_COLUMN, TABLE_ID_BYTES, TOKEN_RATES
+from semanticodec.deprecation import renamed_attribute, renamed_keywords
 
 TABLE_PREFIX = "entropy."
 """Key prefix of the table arrays in a safetensors file."""
@@ -131,8 +132,8 @@ class EntropyTables:
     loaded from (not part of the tables). Invalid contents raise ValueError."""
 
     token_rate: int
-    semantic_vocab: int
-    acoustic_vocab: int
+    semantic_vocab_size: int
+    acoustic_vocab_size: int
     model_id: bytes
     semantic: LayerModel
     acoustic: LayerModel
@@ -141,14 +142,14 @@ class EntropyTables:
     def __post_init__(self) -> None:
         if self.token_rate not in TOKEN_RATES:
             raise ValueError(f"entropy tables: token rate must be one of {TOKEN_RATES}, got {self.token_rate}")
-        for vocab in (self.semantic_vocab, self.acoustic_vocab):
+        for vocab in (self.semantic_vocab_size, self.acoustic_vocab_size):
             if not MIN_VOCAB <= vocab <= MAX_VOCAB:
                 raise ValueError(f"entropy tables: vocabulary {vocab} outside {MIN_VOCAB}..{MAX_VOCAB}")
         if not isinstance(self.model_id, bytes) or len(self.model_id) != 16:
             raise ValueError("entropy tables: model id must be 16 bytes")
         rows = PAIRS_PER_COLUMN[self.token_rate]
-        for name, layer, vocab in (("semantic", self.semantic, self.semantic_vocab), ("acoustic", self.acoustic, self.acoustic_vocab)):
-            contexts = {"previous_column": vocab, "previous_band": vocab, "semantic": self.semantic_vocab}
+        for name, layer, vocab in (("semantic", self.semantic, self.semantic_vocab_size), ("acoustic", self.acoustic, self.acoustic_vocab_size)):
+            contexts = {"previous_column": vocab, "previous_band": vocab, "semantic": self.semantic_vocab_size}
             problem = _layer_problem(name, layer, rows, vocab, contexts)
             if problem is not None:
                 raise ValueError(f"entropy tables: {problem}")
@@ -165,7 +166,7 @@ class EntropyTables:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The named arrays that store these tables (keys ``entropy.*``)."""
         arrays = {
-            "entropy.info": np.array([TABLE_FORMAT, self.token_rate, self.semantic_vocab, self.acoustic_vocab], np.int64),
+            "entropy.info": np.array([TABLE_FORMAT, self.token_rate, self.semantic_vocab_size, self.acoustic_vocab_size], np.int64),
             "entropy.model_id": np.frombuffer(self.model_id, np.uint8).copy(),
         }
         for name in LAYERS:
@@ -239,10 +240,18 @@ class EntropyTables:
         """The (semantic, acoustic) models in the form the numba kernels take."""
         return _kernel_model(self.semantic), _kernel_model(self.acoustic)
 
-    def fits(self, token_rate: int, semantic_vocab: int, acoustic_vocab: int) -> bool:
-        """Whether these tables code tokens of this rate and these vocabularies."""
-        return (self.token_rate, self.semantic_vocab, self.acoustic_vocab) == (token_rate, semantic_vocab, acoustic_vocab)
+    semantic_vocab = renamed_attribute("EntropyTables", "semantic_vocab", "semantic_vocab_size")
+    acoustic_vocab = renamed_attribute("EntropyTables", "acoustic_vocab", "acoustic_vocab_size")
 
+    def fits(self, token_rate: int, semantic_vocab_size: int, acoustic_vocab_size: int) -> bool:
+        """Whether these tables code tokens of this rate and these vocabularies."""
+        return (self.token_rate, self.semantic_vocab_size, self.acoustic_vocab_size) == (token_rate, semantic_vocab_size, acoustic_vocab_size)
+
+
+
+EntropyTables.__init__ = renamed_keywords(  # type: ignore[method-assign]
+    "EntropyTables", semantic_vocab="semantic_vocab_size", acoustic_vocab="acoustic_vocab_size"
+)(EntropyTables.__init__)
 
 def _kernel_model(layer: LayerModel) -> tuple:
     """The tuple the kernels of :mod:`.entropy` take: (base cumulative counts [rows, V + 1],
@@ -300,7 +309,7 @@ def _sparse(keys: np.ndarray, symbols: np.ndarray, context_vocab: int, vocab: in
     return SparseContext(kind, 0, 0, offsets, (combined % vocab).astype(symbol_dtype), counts.astype(np.uint16))
 
 
-def _count_layer(files: Sequence[np.ndarray], ppc: int, layer: int, vocab: int, semantic_vocab: int, contexts: Sequence[str]) -> LayerModel:
+def _count_layer(files: Sequence[np.ndarray], ppc: int, layer: int, vocab: int, semantic_vocab_size: int, contexts: Sequence[str]) -> LayerModel:
     rows = ppc if "band" in contexts else 1
     base = np.zeros(rows * vocab, np.int64)
     for tokens in files:
@@ -314,7 +323,7 @@ def _count_layer(files: Sequence[np.ndarray], ppc: int, layer: int, vocab: int, 
         pairs = [_context_keys(tokens, ppc, kind, layer) for tokens in files]
         keys = np.concatenate([k for k, _ in pairs] + [np.zeros(0, np.int64)])
         following = np.concatenate([s for _, s in pairs] + [np.zeros(0, np.int64)])
-        context_vocab = semantic_vocab if kind == "semantic" else vocab
+        context_vocab = semantic_vocab_size if kind == "semantic" else vocab
         sparse.append(_sparse(keys.astype(np.int64), following.astype(np.int64), context_vocab, vocab, kind))
     return LayerModel(base.astype(np.uint32), 1 << 16, 0, 0, tuple(sparse))
 
@@ -363,8 +372,8 @@ def _packet_starts(lengths: Sequence[int], packet_pairs: int) -> np.ndarray:
 def learn_tables(
     files: Sequence[np.ndarray],
     token_rate: int,
-    semantic_vocab: int,
-    acoustic_vocab: int,
+    semantic_vocab_size: int,
+    acoustic_vocab_size: int,
     model_id: bytes,
     contexts: Sequence[str] = CONTEXTS,
     packet_pairs: int | None = None,
@@ -389,12 +398,12 @@ def learn_tables(
     for i, tokens in enumerate(files):
         if tokens.ndim != 2 or tokens.shape[1] != 2:
             raise ValueError(f"token file {i} must have shape [T, 2], got {list(tokens.shape)}")
-        if len(tokens) and (tokens.min() < 0 or tokens[:, 0].max() >= semantic_vocab or tokens[:, 1].max() >= acoustic_vocab):
-            raise ValueError(f"token file {i} holds ids outside the vocabularies ({semantic_vocab}, {acoustic_vocab})")
+        if len(tokens) and (tokens.min() < 0 or tokens[:, 0].max() >= semantic_vocab_size or tokens[:, 1].max() >= acoustic_vocab_size):
+            raise ValueError(f"token file {i} holds ids outside the vocabularies ({semantic_vocab_size}, {acoustic_vocab_size})")
     ppc = PAIRS_PER_COLUMN[token_rate]
     packet_pairs = packet_pairs or DEFAULT_PACKET_COLUMNS[token_rate] * ppc
     local = "local" in contexts
-    vocabs = (semantic_vocab, acoustic_vocab)
+    vocabs = (semantic_vocab_size, acoustic_vocab_size)
     fitted = [None, None]
     if len(files) >= VALIDATION_EVERY:
         held = files[::VALIDATION_EVERY]
@@ -402,7 +411,7 @@ def learn_tables(
         tokens = np.concatenate(held)
         starts = _packet_starts([len(f) for f in held], packet_pairs)
         for layer in (0, 1):
-            counted = _count_layer(rest, ppc, layer, vocabs[layer], semantic_vocab, contexts)
+            counted = _count_layer(rest, ppc, layer, vocabs[layer], semantic_vocab_size, contexts)
             semantic = tokens[:, 0] if layer else np.zeros(0, np.int64)
 
             def score(model: LayerModel, layer: int = layer, semantic: np.ndarray = semantic) -> float:
@@ -411,10 +420,10 @@ def learn_tables(
             fitted[layer] = _fit_layer(counted, local, score)
     layers = []
     for layer in (0, 1):
-        counted = _count_layer(files, ppc, layer, vocabs[layer], semantic_vocab, contexts)
+        counted = _count_layer(files, ppc, layer, vocabs[layer], semantic_vocab_size, contexts)
         weights = fitted[layer] or _default_weights(counted, local)
         layers.append(_with_weights(counted, weights))
-    return EntropyTables(token_rate, semantic_vocab, acoustic_vocab, bytes(model_id), layers[0], layers[1])
+    return EntropyTables(token_rate, semantic_vocab_size, acoustic_vocab_size, bytes(model_id), layers[0], layers[1])
 
 
 def _default_weights(layer: LayerModel, local: bool) -> list[int]:

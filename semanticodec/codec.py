@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 from semanticodec.audio import Downmix, prepare, read_audio
 from semanticodec.config import ModelConfig
 from semanticodec.constants import SAMPLE_RATE
+from semanticodec.deprecation import warn_deprecated
 from semanticodec.encoded import EncodedAudio
 from semanticodec.model import SemantiCodecModel
 from semanticodec.samplers import check_sampler
@@ -98,10 +98,10 @@ class SemantiCodec:
         **deprecated: Any,
     ) -> None:
         if "ddim_steps" in deprecated:
-            _warn("SemantiCodec(ddim_steps=...) is deprecated, use steps=...")
+            warn_deprecated("SemantiCodec(ddim_steps=...) is deprecated, use steps=...")
             steps = deprecated.pop("ddim_steps")
         if "cfg_scale" in deprecated:
-            _warn("SemantiCodec(cfg_scale=...) is deprecated, use guidance_scale=...")
+            warn_deprecated("SemantiCodec(cfg_scale=...) is deprecated, use guidance_scale=...")
             guidance_scale = deprecated.pop("cfg_scale")
         loading = {name: deprecated.pop(name) for name in _LOADING if name in deprecated}
         if deprecated:
@@ -111,7 +111,7 @@ class SemantiCodec:
             if len(positional) > len(_LOADING) or set(_LOADING[: len(positional)]) & set(loading):
                 raise TypeError("SemantiCodec(token_rate, semantic_vocab_size, checkpoint) got too many or repeated arguments")
             loading.update(zip(_LOADING, positional))
-            _warn(
+            warn_deprecated(
                 "SemantiCodec(token_rate, semantic_vocab_size, checkpoint, ...) is deprecated, use "
                 "SemantiCodec.from_pretrained(checkpoint, token_rate=..., semantic_vocab_size=..., ...)"
             )
@@ -190,7 +190,7 @@ class SemantiCodec:
     @classmethod
     def from_model(cls, model: SemantiCodecModel, **options: Any) -> SemantiCodec:
         """Deprecated spelling of ``SemantiCodec(model, **options)`` (removed in the next release)."""
-        _warn("SemantiCodec.from_model(model, ...) is deprecated, use SemantiCodec(model, ...)")
+        warn_deprecated("SemantiCodec.from_model(model, ...) is deprecated, use SemantiCodec(model, ...)")
         return cls(model, **options)
 
     @property
@@ -387,7 +387,3 @@ def semantic_feature_extractor(
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _warn(message: str) -> None:
-    warnings.warn(f"{message} (the old spelling is removed in the next release)", DeprecationWarning, stacklevel=3)

@@ -9,9 +9,10 @@ Layout of a dataset folder::
     index.jsonl                all ranks' lines merged, sorted by file (written at the end)
     failures.tsv               files that could not be tokenized, with the reason
 
-An index line is ``{"file", "shard", "offset", "length", "duration", "num_samples",
+An index line is ``{"file", "shard", "offset", "length", "duration", "sample_count",
 "sample_rate"}``: the file's tokens are rows ``offset : offset + length`` of ``shard``;
-``duration`` is in seconds, ``num_samples`` and ``sample_rate`` describe the original audio.
+``duration`` is in seconds, ``sample_count`` and ``sample_rate`` describe the original audio
+(lines of the previous release, with ``num_samples``, are still read).
 
 A shard is written to a temporary name, synced and renamed; then its index lines are
 appended (one write, synced). A killed run therefore leaves complete shards and index
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 from semanticodec.atomic import append_synced, atomic_write
 from semanticodec.audio import prepare, read_audio
 from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
-from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta
+from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta, upgrade_index_entry
 from semanticodec.safety import printable
 
 if TYPE_CHECKING:
@@ -136,9 +137,9 @@ def _manifest_names(manifest: Path) -> list[str]:
     return names
 
 
-def shard_dtype(semantic_vocab: int, acoustic_vocab: int) -> np.dtype:
+def shard_dtype(semantic_vocab_size: int, acoustic_vocab_size: int) -> np.dtype:
     """Smallest storage dtype of the pairs: uint16 when both vocabularies fit, else int64."""
-    return np.dtype(np.uint16 if max(semantic_vocab, acoustic_vocab) <= 1 << 16 else np.int64)
+    return np.dtype(np.uint16 if max(semantic_vocab_size, acoustic_vocab_size) <= 1 << 16 else np.int64)
 
 
 def _meta(codec: SemantiCodec) -> dict[str, Any]:
@@ -147,8 +148,8 @@ def _meta(codec: SemantiCodec) -> dict[str, Any]:
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "token_rate": config.token_rate,
-        "semantic_vocab": config.semantic_vocab_size,
-        "acoustic_vocab": config.acoustic_vocab_size,
+        "semantic_vocab_size": config.semantic_vocab_size,
+        "acoustic_vocab_size": config.acoustic_vocab_size,
         "model_id": config.model_id.hex(),
         "model_name": config.name,
         "compat": codec.compat,
@@ -163,7 +164,7 @@ def _read_index_part(path: Path, repair: bool) -> list[dict[str, Any]]:
     entries = []
     for line in data[:keep].decode("utf-8").splitlines():
         if line.strip():
-            entries.append(json.loads(line))
+            entries.append(upgrade_index_entry(json.loads(line)))
     if repair and keep < len(data):
         with open(path, "r+b") as file:
             file.truncate(keep)
@@ -189,7 +190,7 @@ def _prepare_folder(root: Path, meta: dict[str, Any], rank: int | None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if (root / "meta.json").exists():
         old = read_meta(root)
-        for key in ("token_rate", "semantic_vocab", "acoustic_vocab", "model_id", "compat", "dtype"):
+        for key in ("token_rate", "semantic_vocab_size", "acoustic_vocab_size", "model_id", "compat", "dtype"):
             if old.get(key) != meta[key]:
                 raise ValueError(f"{root} was tokenized with {key}={old.get(key)!r}, not {meta[key]!r}; use another --out folder")
     else:
@@ -225,14 +226,14 @@ class _ShardWriter:
         numbers = [int(m.group(2)) for p in self.root.iterdir() if (m := _SHARD.match(p.name)) and int(m.group(1)) == self.rank]
         self.number = max(numbers, default=-1) + 1
 
-    def add(self, name: str, tokens: np.ndarray, num_samples: int, sample_rate: int) -> None:
+    def add(self, name: str, tokens: np.ndarray, sample_count: int, sample_rate: int) -> None:
         self.pending.append(
             {
                 "file": name,
                 "offset": self.rows,
                 "length": int(tokens.shape[0]),
-                "duration": num_samples / sample_rate,
-                "num_samples": int(num_samples),
+                "duration": sample_count / sample_rate,
+                "sample_count": int(sample_count),
                 "sample_rate": int(sample_rate),
             }
         )

@@ -40,14 +40,27 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: not JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a {FORMAT_NAME} version {FORMAT_VERSION} dataset")
+    for old, new in _OLD_META_KEYS.items():  # datasets written before the keys were renamed
+        if new not in meta and old in meta:
+            meta[new] = meta.pop(old)
     _check_fields(meta, _META_FIELDS, str(path))
     if len(meta["model_id"]) != 32 or any(c not in "0123456789abcdefABCDEF" for c in meta["model_id"]):
         raise ValueError(f"{path}: model_id must be 32 hexadecimal digits")
     return meta
 
 
-_META_FIELDS = {"token_rate": int, "semantic_vocab": int, "acoustic_vocab": int, "model_id": str}
-_INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "num_samples": int, "sample_rate": int}
+_META_FIELDS = {"token_rate": int, "semantic_vocab_size": int, "acoustic_vocab_size": int, "model_id": str}
+_OLD_META_KEYS = {"semantic_vocab": "semantic_vocab_size", "acoustic_vocab": "acoustic_vocab_size"}
+"""Keys of ``meta.json`` files of the previous release, still read (written under the new names)."""
+_INDEX_FIELDS = {"file": str, "shard": str, "offset": int, "length": int, "sample_count": int, "sample_rate": int}
+
+
+def upgrade_index_entry(entry: Any) -> Any:
+    """An index line of the previous release (``num_samples``) under this release's key
+    (``sample_count``); other values are returned as they are."""
+    if isinstance(entry, dict) and "sample_count" not in entry and "num_samples" in entry:
+        entry["sample_count"] = entry.pop("num_samples")
+    return entry
 
 
 def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
@@ -62,7 +75,7 @@ def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
 
 
 def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
-    """Entries of ``index.jsonl`` (file, shard, offset, length, duration, num_samples, sample_rate)."""
+    """Entries of ``index.jsonl`` (file, shard, offset, length, duration, sample_count, sample_rate)."""
     path = Path(root) / "index.jsonl"
     if not path.exists():
         raise ValueError(f"{root} has no index.jsonl: the tokenize run did not finish (run it again to resume)")
@@ -71,7 +84,7 @@ def read_index(root: str | os.PathLike) -> list[dict[str, Any]]:
         for number, line in enumerate(file, 1):
             if line.strip():
                 try:
-                    entry = json.loads(line)
+                    entry = upgrade_index_entry(json.loads(line))
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path} line {number}: not JSON ({error})") from None
                 _check_fields(entry, _INDEX_FIELDS, f"{path} line {number}")
@@ -127,7 +140,7 @@ class TokenDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.meta = read_meta(root)
-        self.format = TokenFormat(format, self.meta["semantic_vocab"], self.meta["acoustic_vocab"])
+        self.format = TokenFormat(format, self.meta["semantic_vocab_size"], self.meta["acoustic_vocab_size"])
         if format == "pairs" and (bos or eos):
             raise ValueError("the pairs format has no BOS/EOS tokens")
         self.token_rate = int(self.meta["token_rate"])

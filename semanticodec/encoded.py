@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from semanticodec.bitstream import EntropyTables, Header, read_file, write_file
 from semanticodec.constants import SAMPLE_RATE, token_samples
+from semanticodec.deprecation import renamed_attribute
 from semanticodec.entropy_tables import find_tables, tables_for_model
 
 
@@ -38,8 +38,8 @@ class EncodedAudio:
         """The ``.scdc`` header of these tokens (``packet_columns``: None = the format's default)."""
         return Header(
             token_rate=self.token_rate,
-            semantic_vocab=self.semantic_vocab_size,
-            acoustic_vocab=self.acoustic_vocab_size,
+            semantic_vocab_size=self.semantic_vocab_size,
+            acoustic_vocab_size=self.acoustic_vocab_size,
             model_id=self.model_id,
             sample_count=self.sample_count,
             sample_rate=self.sample_rate,
@@ -71,7 +71,7 @@ class EncodedAudio:
         header, tokens = read_file(path, layers=layers, tables=find_tables)
         sample_count = header.sample_count or token_samples(len(tokens), header.token_rate)
         sample_rate = header.sample_rate if header.sample_count else SAMPLE_RATE
-        return cls(tokens, header.token_rate, header.semantic_vocab, header.acoustic_vocab, header.model_id, sample_count, sample_rate)
+        return cls(tokens, header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size, header.model_id, sample_count, sample_rate)
 
     @property
     def sample_count_16k(self) -> int:
@@ -83,8 +83,4 @@ class EncodedAudio:
         """Duration of the original audio in seconds."""
         return self.sample_count / self.sample_rate
 
-    @property
-    def num_samples(self) -> int:
-        """Deprecated spelling of :attr:`sample_count` (removed in the next release)."""
-        warnings.warn("EncodedAudio.num_samples is deprecated, use sample_count", DeprecationWarning, stacklevel=2)
-        return self.sample_count
+    num_samples = renamed_attribute("EncodedAudio", "num_samples", "sample_count")

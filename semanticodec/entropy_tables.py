@@ -84,10 +84,10 @@ def available_tables() -> list[EntropyTables]:
     return found
 
 
-def tables_for_model(model_id: bytes, token_rate: int, semantic_vocab: int, acoustic_vocab: int) -> EntropyTables | None:
+def tables_for_model(model_id: bytes, token_rate: int, semantic_vocab_size: int, acoustic_vocab_size: int) -> EntropyTables | None:
     """The first tables found for this model, rate and vocabularies, or None (fixed width)."""
     for tables in available_tables():
-        if tables.model_id == model_id and tables.fits(token_rate, semantic_vocab, acoustic_vocab):
+        if tables.model_id == model_id and tables.fits(token_rate, semantic_vocab_size, acoustic_vocab_size):
             return tables
     return None
 
@@ -109,14 +109,14 @@ def learn_from_datasets(roots: Sequence[str | os.PathLike], contexts: Sequence[s
     files, seconds, meta = [], 0.0, None
     for root in roots:
         data = TokenDataset(root)
-        key = {k: data.meta[k] for k in ("token_rate", "semantic_vocab", "acoustic_vocab", "model_id")}
+        key = {k: data.meta[k] for k in ("token_rate", "semantic_vocab_size", "acoustic_vocab_size", "model_id")}
         if meta is not None and key != meta:
             raise ValueError(f"{root} holds tokens of {key}, the first dataset {meta}: learn from one model's tokens")
         meta = key
         files += [data.tokens(i) for i in range(len(data))]
         seconds += sum(entry["duration"] for entry in data.entries)
     tables = learn_tables(
-        files, meta["token_rate"], meta["semantic_vocab"], meta["acoustic_vocab"], bytes.fromhex(meta["model_id"]), contexts,
+        files, meta["token_rate"], meta["semantic_vocab_size"], meta["acoustic_vocab_size"], bytes.fromhex(meta["model_id"]), contexts,
     )
     return tables, seconds / 3600
 

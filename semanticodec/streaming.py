@@ -150,8 +150,8 @@ class StreamingEncoder:
         self._sink = _ByteSink()
         header = Header(
             token_rate=config.token_rate,
-            semantic_vocab=config.semantic_vocab_size,
-            acoustic_vocab=config.acoustic_vocab_size,
+            semantic_vocab_size=config.semantic_vocab_size,
+            acoustic_vocab_size=config.acoustic_vocab_size,
             model_id=codec.model_id,
             sample_count=int(sample_count),
             sample_rate=self.sample_rate,
@@ -159,7 +159,7 @@ class StreamingEncoder:
             metadata=metadata or {},
         )
         if tables == "model":
-            tables = tables_for_model(codec.model_id, header.token_rate, header.semantic_vocab, header.acoustic_vocab)
+            tables = tables_for_model(codec.model_id, header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size)
         self._writer = StreamWriter(self._sink, header, tables)
         self._sample_count = int(sample_count)
         self.finished = False
@@ -429,13 +429,13 @@ class StreamingDecoder:
 
     def _start(self, header: Header) -> None:
         config = self.codec.config
-        if header.token_rate != config.token_rate or header.semantic_vocab != config.semantic_vocab_size:
+        if header.token_rate != config.token_rate or header.semantic_vocab_size != config.semantic_vocab_size:
             raise ValueError(
-                f"stream is {header.token_rate} tok/s with semantic vocabulary {header.semantic_vocab}; "
+                f"stream is {header.token_rate} tok/s with semantic vocabulary {header.semantic_vocab_size}; "
                 f"the model is {config.token_rate} tok/s, {config.semantic_vocab_size}"
             )
-        if header.acoustic_vocab != config.acoustic_vocab_size:
-            raise ValueError(f"acoustic vocabulary {header.acoustic_vocab} != the model's {config.acoustic_vocab_size}")
+        if header.acoustic_vocab_size != config.acoustic_vocab_size:
+            raise ValueError(f"acoustic vocabulary {header.acoustic_vocab_size} != the model's {config.acoustic_vocab_size}")
         if header.model_id not in (self.codec.model_id, bytes(16)):
             raise ValueError(f"stream was made by another model (id {header.model_id.hex()} != {self.codec.model_id.hex()})")
         self.header = header

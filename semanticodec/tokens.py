@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from semanticodec.constants import ACOUSTIC_VOCAB_SIZE, PAIRS_PER_COLUMN, stack_factor
+from semanticodec.deprecation import renamed_attribute, renamed_keywords
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -37,27 +38,29 @@ if TYPE_CHECKING:
     Array = np.ndarray | Tensor
 
 Format = Literal["pairs", "flat", "semantic"]
+_RENAMED = {"semantic_vocab": "semantic_vocab_size", "acoustic_vocab": "acoustic_vocab_size"}
+"""Keyword spellings of the previous release (DeprecationWarning, removed in the next one)."""
 FORMATS: tuple[str, ...] = ("pairs", "flat", "semantic")
 
 
 
 @dataclass(frozen=True)
 class TokenFormat:
-    """Ids of one LM format for semantic vocabulary ``semantic_vocab`` (V) and acoustic
-    vocabulary ``acoustic_vocab`` (A).
+    """Ids of one LM format for semantic vocabulary ``semantic_vocab_size`` (V) and acoustic
+    vocabulary ``acoustic_vocab_size`` (A).
 
     ``flat``: ids [0, V) semantic, [V, V + A) acoustic, then BOS, EOS, PAD.
     ``semantic``: ids [0, V) semantic, then BOS, EOS, PAD. ``pairs`` has no special ids.
     """
 
     kind: Format = "flat"
-    semantic_vocab: int = 16384
-    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE
+    semantic_vocab_size: int = 16384
+    acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE
 
     def __post_init__(self) -> None:
         if self.kind not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.kind!r}")
-        for name in ("semantic_vocab", "acoustic_vocab"):
+        for name in ("semantic_vocab_size", "acoustic_vocab_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
@@ -67,7 +70,7 @@ class TokenFormat:
         """Number of ordinary (non-special) ids: V + A for ``flat``, V for ``semantic``."""
         if self.kind == "pairs":
             raise ValueError("the pairs format has no single vocabulary and no special tokens")
-        return self.semantic_vocab + (self.acoustic_vocab if self.kind == "flat" else 0)
+        return self.semantic_vocab_size + (self.acoustic_vocab_size if self.kind == "flat" else 0)
 
     @property
     def bos(self) -> int:
@@ -94,25 +97,31 @@ class TokenFormat:
         """Sequence ids per token pair: 2 for ``flat``, 1 for ``semantic``."""
         return {"pairs": 2, "flat": 2, "semantic": 1}[self.kind]
 
+    semantic_vocab = renamed_attribute("TokenFormat", "semantic_vocab", "semantic_vocab_size")
+    acoustic_vocab = renamed_attribute("TokenFormat", "acoustic_vocab", "acoustic_vocab_size")
+
     def encode(self, pairs: Array, bos: bool = False, eos: bool = False) -> Array:
         """Pairs ``[T, 2]`` or ``[B, T, 2]`` → this format (``[L]`` or ``[B, L]``; pairs: a copy)."""
         if self.kind == "flat":
-            return flatten(pairs, self.semantic_vocab, self.acoustic_vocab, bos, eos)
+            return flatten(pairs, self.semantic_vocab_size, self.acoustic_vocab_size, bos, eos)
         if self.kind == "semantic":
-            return semantic_only(pairs, self.semantic_vocab, self.acoustic_vocab, bos, eos)
+            return semantic_only(pairs, self.semantic_vocab_size, self.acoustic_vocab_size, bos, eos)
         if bos or eos:
             raise ValueError("the pairs format has no BOS/EOS tokens")
-        return _wrap(check_pairs(pairs, self.semantic_vocab, self.acoustic_vocab).copy(), pairs)
+        return _wrap(check_pairs(pairs, self.semantic_vocab_size, self.acoustic_vocab_size).copy(), pairs)
 
     def decode(self, sequence: Array) -> Array:
         """This format → pairs ``[T, 2]`` (``flat``, ``pairs``) or semantic ids ``[T]``
         (``semantic``); special tokens are removed (a single sequence only)."""
         if self.kind == "flat":
-            return unflatten(sequence, self.semantic_vocab, self.acoustic_vocab)
+            return unflatten(sequence, self.semantic_vocab_size, self.acoustic_vocab_size)
         if self.kind == "semantic":
-            return strip_semantic(sequence, self.semantic_vocab)
-        return _wrap(check_pairs(sequence, self.semantic_vocab, self.acoustic_vocab).copy(), sequence)
+            return strip_semantic(sequence, self.semantic_vocab_size)
+        return _wrap(check_pairs(sequence, self.semantic_vocab_size, self.acoustic_vocab_size).copy(), sequence)
 
+
+
+TokenFormat.__init__ = renamed_keywords("TokenFormat", **_RENAMED)(TokenFormat.__init__)  # type: ignore[method-assign]
 
 def _is_tensor(x: object) -> bool:
     torch = sys.modules.get("torch")
@@ -139,13 +148,14 @@ def _check_range(ids: np.ndarray, low: int, high: int, what: str) -> None:
         raise ValueError(f"{what} ids must lie in [{low}, {high}), got min {ids.min()} max {ids.max()}")
 
 
-def check_pairs(pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> np.ndarray:
+@renamed_keywords("check_pairs", **_RENAMED)
+def check_pairs(pairs: Array, semantic_vocab_size: int, acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE) -> np.ndarray:
     """Validate pairs ``[T, 2]`` or ``[B, T, 2]`` and return them as int64 numpy."""
     array = _numpy(pairs, "pairs")
     if array.ndim not in (2, 3) or array.shape[-1] != 2:
         raise ValueError(f"pairs must have shape [T, 2] or [B, T, 2], got {list(array.shape)}")
-    _check_range(array[..., 0], 0, semantic_vocab, "semantic")
-    _check_range(array[..., 1], 0, acoustic_vocab, "acoustic")
+    _check_range(array[..., 0], 0, semantic_vocab_size, "semantic")
+    _check_range(array[..., 1], 0, acoustic_vocab_size, "acoustic")
     return array
 
 
@@ -160,16 +170,17 @@ def _add_specials(seq: np.ndarray, bos_id: int, bos: bool, eos: bool) -> np.ndar
     return np.concatenate(parts, axis=-1)
 
 
+@renamed_keywords("flatten", **_RENAMED)
 def flatten(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab_size: int, acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → flat stream ``[2T]`` / ``[B, 2T]`` (+1 with BOS, +1 with EOS).
 
     Position t becomes ``s_t, V + a_t``; BOS = V + A and EOS = V + A + 1.
     """
-    array = check_pairs(pairs, semantic_vocab, acoustic_vocab)
-    flat = (array + np.array([0, semantic_vocab], np.int64)).reshape(*array.shape[:-2], -1)
-    return _wrap(_add_specials(flat, semantic_vocab + acoustic_vocab, bos, eos), pairs)
+    array = check_pairs(pairs, semantic_vocab_size, acoustic_vocab_size)
+    flat = (array + np.array([0, semantic_vocab_size], np.int64)).reshape(*array.shape[:-2], -1)
+    return _wrap(_add_specials(flat, semantic_vocab_size + acoustic_vocab_size, bos, eos), pairs)
 
 
 def _strip(seq: np.ndarray, base: int, what: str) -> np.ndarray:
@@ -195,37 +206,40 @@ def _strip(seq: np.ndarray, base: int, what: str) -> np.ndarray:
     return body
 
 
-def unflatten(sequence: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE) -> Array:
+@renamed_keywords("unflatten", **_RENAMED)
+def unflatten(sequence: Array, semantic_vocab_size: int, acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE) -> Array:
     """Flat stream ``[L]`` (optionally with BOS, EOS, trailing PAD) → pairs ``[T, 2]``.
 
     Raises ValueError when the ids do not alternate semantic [0, V) / acoustic [V, V + A).
     """
-    body = _strip(_numpy(sequence, "flat sequence"), semantic_vocab + acoustic_vocab, "flat")
+    body = _strip(_numpy(sequence, "flat sequence"), semantic_vocab_size + acoustic_vocab_size, "flat")
     if body.size % 2:
         raise ValueError(f"flat sequence holds {body.size} ids without specials; a whole number of pairs needs an even count")
-    pairs = body.reshape(-1, 2) - np.array([0, semantic_vocab], np.int64)
-    wrong = np.flatnonzero((pairs[:, 0] >= semantic_vocab) | (pairs[:, 1] < 0))
+    pairs = body.reshape(-1, 2) - np.array([0, semantic_vocab_size], np.int64)
+    wrong = np.flatnonzero((pairs[:, 0] >= semantic_vocab_size) | (pairs[:, 1] < 0))
     if wrong.size:
         row = int(wrong[0])
         raise ValueError(
-            f"flat sequence is not interleaved at pair {row}: expected a semantic id < {semantic_vocab} "
-            f"then an acoustic id in [{semantic_vocab}, {semantic_vocab + acoustic_vocab}), "
+            f"flat sequence is not interleaved at pair {row}: expected a semantic id < {semantic_vocab_size} "
+            f"then an acoustic id in [{semantic_vocab_size}, {semantic_vocab_size + acoustic_vocab_size}), "
             f"got {int(body[2 * row])}, {int(body[2 * row + 1])}"
         )
     return _wrap(pairs, sequence)
 
 
+@renamed_keywords("semantic_only", **_RENAMED)
 def semantic_only(
-    pairs: Array, semantic_vocab: int, acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
+    pairs: Array, semantic_vocab_size: int, acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE, bos: bool = False, eos: bool = False
 ) -> Array:
     """Pairs ``[T, 2]`` / ``[B, T, 2]`` → semantic ids ``[T]`` / ``[B, T]`` (BOS = V, EOS = V + 1)."""
-    array = check_pairs(pairs, semantic_vocab, acoustic_vocab)
-    return _wrap(_add_specials(array[..., 0], semantic_vocab, bos, eos), pairs)
+    array = check_pairs(pairs, semantic_vocab_size, acoustic_vocab_size)
+    return _wrap(_add_specials(array[..., 0], semantic_vocab_size, bos, eos), pairs)
 
 
-def strip_semantic(sequence: Array, semantic_vocab: int) -> Array:
+@renamed_keywords("strip_semantic", **_RENAMED)
+def strip_semantic(sequence: Array, semantic_vocab_size: int) -> Array:
     """Semantic-only sequence ``[L]`` (optionally with BOS, EOS, trailing PAD) → semantic ids ``[T]``."""
-    return _wrap(_strip(_numpy(sequence, "semantic sequence"), semantic_vocab, "semantic").copy(), sequence)
+    return _wrap(_strip(_numpy(sequence, "semantic sequence"), semantic_vocab_size, "semantic").copy(), sequence)
 
 
 def merge(semantic: Array, acoustic: Array) -> Array:
@@ -240,20 +254,20 @@ def convert(
     sequence: Array,
     source: Format,
     target: Format,
-    semantic_vocab: int,
-    acoustic_vocab: int = ACOUSTIC_VOCAB_SIZE,
+    semantic_vocab_size: int,
+    acoustic_vocab_size: int = ACOUSTIC_VOCAB_SIZE,
     bos: bool = False,
     eos: bool = False,
 ) -> Array:
     """Convert one sequence between formats (through pairs). ``semantic`` → another format is
     impossible (the acoustic ids are missing; use :func:`merge`)."""
-    src = TokenFormat(source, semantic_vocab, acoustic_vocab)
-    dst = TokenFormat(target, semantic_vocab, acoustic_vocab)
+    src = TokenFormat(source, semantic_vocab_size, acoustic_vocab_size)
+    dst = TokenFormat(target, semantic_vocab_size, acoustic_vocab_size)
     if source == "semantic" and target != "semantic":
         raise ValueError("semantic-only tokens cannot be converted to pairs: the acoustic ids are missing (use merge)")
     decoded = src.decode(sequence)
     if source == "semantic":
-        return _wrap(_add_specials(_numpy(decoded, "semantic ids"), semantic_vocab, bos, eos), sequence)
+        return _wrap(_add_specials(_numpy(decoded, "semantic ids"), semantic_vocab_size, bos, eos), sequence)
     return dst.encode(decoded, bos, eos)
 
 

@@ -32,9 +32,9 @@ from semanticodec.bitstream.stream import packet_size
 OFFICIAL_VOCABS = (4096, 8192, 16384, 32768)
 
 
-def random_tokens(rng: np.random.Generator, pairs: int, semantic_vocab: int, acoustic_vocab: int = 8192) -> np.ndarray:
-    ids = np.stack([rng.integers(0, semantic_vocab, pairs), rng.integers(0, acoustic_vocab, pairs)], axis=1)
-    ids[: min(pairs, 1)] = [semantic_vocab - 1, acoustic_vocab - 1]
+def random_tokens(rng: np.random.Generator, pairs: int, semantic_vocab_size: int, acoustic_vocab_size: int = 8192) -> np.ndarray:
+    ids = np.stack([rng.integers(0, semantic_vocab_size, pairs), rng.integers(0, acoustic_vocab_size, pairs)], axis=1)
+    ids[: min(pairs, 1)] = [semantic_vocab_size - 1, acoustic_vocab_size - 1]
     return ids
 
 
@@ -95,13 +95,13 @@ def spec_decode(data: bytes) -> tuple[dict, list[tuple[int, int]]]:
 
     assert data[:5] == b"SCDC\x01"
     rate, columns = data[5], data[6]
-    semantic_vocab, acoustic_vocab = struct.unpack(">II", data[7:15])
+    semantic_vocab_size, acoustic_vocab_size = struct.unpack(">II", data[7:15])
     sample_rate, sample_count, meta_length = struct.unpack(">IQH", data[31:45])
     assert crc(data[: 45 + meta_length]) == int.from_bytes(data[45 + meta_length : 47 + meta_length], "big")
-    fields = {"token_rate": rate, "semantic_vocab": semantic_vocab, "acoustic_vocab": acoustic_vocab,
+    fields = {"token_rate": rate, "semantic_vocab_size": semantic_vocab_size, "acoustic_vocab_size": acoustic_vocab_size,
               "model_id": data[15:31], "sample_rate": sample_rate, "sample_count": sample_count,
               "metadata": data[45 : 45 + meta_length].decode("utf-8")}
-    semantic_bits, acoustic_bits = (semantic_vocab - 1).bit_length(), (acoustic_vocab - 1).bit_length()
+    semantic_bits, acoustic_bits = (semantic_vocab_size - 1).bit_length(), (acoustic_vocab_size - 1).bit_length()
     full = columns * (8 if rate == 100 else 4)
     position, seq, pairs = 47 + meta_length, 0, []
     while True:
@@ -126,27 +126,27 @@ def spec_decode(data: bytes) -> tuple[dict, list[tuple[int, int]]]:
 def test_a_decoder_written_from_the_spec_agrees(token_rate: int) -> None:
     rng = np.random.default_rng(token_rate)
     cases = [(4096, 8192, None, 700), (5, 1 << 20, 3, 77), (32768, 2, 1, 4)]
-    for semantic_vocab, acoustic_vocab, columns, pairs in cases:
-        header = Header(token_rate, semantic_vocab, acoustic_vocab, model_id=rng.bytes(16), packet_columns=columns,
+    for semantic_vocab_size, acoustic_vocab_size, columns, pairs in cases:
+        header = Header(token_rate, semantic_vocab_size, acoustic_vocab_size, model_id=rng.bytes(16), packet_columns=columns,
                         sample_rate=22050, metadata={"k": "v", "name": "ü=1"})
-        tokens = random_tokens(rng, pairs, semantic_vocab, acoustic_vocab)
+        tokens = random_tokens(rng, pairs, semantic_vocab_size, acoustic_vocab_size)
         fields, got = spec_decode(encode(tokens, header))
         assert got == [tuple(pair) for pair in tokens.tolist()]
-        assert fields == {"token_rate": token_rate, "semantic_vocab": semantic_vocab, "acoustic_vocab": acoustic_vocab,
+        assert fields == {"token_rate": token_rate, "semantic_vocab_size": semantic_vocab_size, "acoustic_vocab_size": acoustic_vocab_size,
                           "model_id": header.model_id, "sample_rate": 22050, "sample_count": 0,
                           "metadata": "k=v\nname=ü=1"}
 
 
 @pytest.mark.parametrize("token_rate", [25, 50, 100])
-@pytest.mark.parametrize("semantic_vocab", [2, 3, 1000, *OFFICIAL_VOCABS, 1 << 20])
-def test_round_trip_every_rate_and_vocabulary(token_rate: int, semantic_vocab: int) -> None:
-    rng = np.random.default_rng(semantic_vocab + token_rate)
-    for acoustic_vocab in (8192, 2, 5, 1 << 20):
+@pytest.mark.parametrize("semantic_vocab_size", [2, 3, 1000, *OFFICIAL_VOCABS, 1 << 20])
+def test_round_trip_every_rate_and_vocabulary(token_rate: int, semantic_vocab_size: int) -> None:
+    rng = np.random.default_rng(semantic_vocab_size + token_rate)
+    for acoustic_vocab_size in (8192, 2, 5, 1 << 20):
         for columns in (1, 2, None):
-            header = Header(token_rate, semantic_vocab, acoustic_vocab, packet_columns=columns)
+            header = Header(token_rate, semantic_vocab_size, acoustic_vocab_size, packet_columns=columns)
             size, ppc = header.packet_pairs, header.pairs_per_column
             for pairs in (0, 1, ppc // 2, size - 1, size, size + ppc // 2, 3 * size + ppc):
-                tokens = random_tokens(rng, pairs, semantic_vocab, acoustic_vocab)
+                tokens = random_tokens(rng, pairs, semantic_vocab_size, acoustic_vocab_size)
                 data = encode(tokens, header)
                 full = pairs // size
                 last = packet_size(header, pairs - full * size, True)
@@ -184,15 +184,15 @@ def test_official_token_counts_satisfy_the_sample_count_rule(token_rate: int, sa
 
 
 @pytest.mark.parametrize("token_rate", [25, 50, 100])
-@pytest.mark.parametrize("semantic_vocab", OFFICIAL_VOCABS)
-def test_nominal_bitrate_and_overhead(token_rate: int, semantic_vocab: int) -> None:
-    header = Header(token_rate, semantic_vocab, sample_count=60 * 16000)
-    assert header.nominal_bitrate == token_rate / 2 * (math.log2(semantic_vocab) + 13)
+@pytest.mark.parametrize("semantic_vocab_size", OFFICIAL_VOCABS)
+def test_nominal_bitrate_and_overhead(token_rate: int, semantic_vocab_size: int) -> None:
+    header = Header(token_rate, semantic_vocab_size, sample_count=60 * 16000)
+    assert header.nominal_bitrate == token_rate / 2 * (math.log2(semantic_vocab_size) + 13)
     pairs = token_rate // 2 * 60 if token_rate != 25 else 750
-    data = encode(random_tokens(np.random.default_rng(0), pairs, semantic_vocab), header)
+    data = encode(random_tokens(np.random.default_rng(0), pairs, semantic_vocab_size), header)
     payload = pairs * (header.semantic_bits + header.acoustic_bits) / 8
     overhead = (len(data) - payload) / payload
-    print(f"overhead 60 s, {token_rate} tok/s, V={semantic_vocab}: {len(data) - payload:g} B, {100 * overhead:.2f} %")
+    print(f"overhead 60 s, {token_rate} tok/s, V={semantic_vocab_size}: {len(data) - payload:g} B, {100 * overhead:.2f} %")
     assert overhead <= 0.03
     info = scan(io.BytesIO(data))
     assert info.ok and info.pairs == pairs and info.size == len(data)
@@ -201,7 +201,7 @@ def test_nominal_bitrate_and_overhead(token_rate: int, semantic_vocab: int) -> N
 
 def test_header_fields_round_trip() -> None:
     header = Header(
-        25, 5000, acoustic_vocab=1 << 20, model_id=bytes(range(100, 116)), sample_count=44100 * 3,
+        25, 5000, acoustic_vocab_size=1 << 20, model_id=bytes(range(100, 116)), sample_count=44100 * 3,
         sample_rate=44100, packet_columns=255, metadata={"title": "Ünïcödé = fine", "source.file": "a=b", "x": ""},
     )
     tokens = random_tokens(np.random.default_rng(1), 38, 5000, 1 << 20)
@@ -216,9 +216,9 @@ def test_header_fields_round_trip() -> None:
     [
         ({"token_rate": 30}, "token_rate must be one of"),
         ({"token_rate": 100.0}, "token_rate must be one of"),
-        ({"semantic_vocab": 1}, "semantic_vocab must be in 2"),
-        ({"acoustic_vocab": (1 << 20) + 1}, "acoustic_vocab must be in"),
-        ({"semantic_vocab": 4096.0}, "semantic_vocab must be an int"),
+        ({"semantic_vocab_size": 1}, "semantic_vocab_size must be in 2"),
+        ({"acoustic_vocab_size": (1 << 20) + 1}, "acoustic_vocab_size must be in"),
+        ({"semantic_vocab_size": 4096.0}, "semantic_vocab_size must be an int"),
         ({"model_id": b"short"}, "model_id must be 16 bytes"),
         ({"sample_rate": 0}, "sample_rate must be in"),
         ({"sample_rate": 10**7}, "sample_rate must be in"),
@@ -233,7 +233,7 @@ def test_header_fields_round_trip() -> None:
     ],
 )
 def test_invalid_header_fields_raise_value_error(kwargs: dict, message: str) -> None:
-    arguments = {"token_rate": 100, "semantic_vocab": 4096, **kwargs}
+    arguments = {"token_rate": 100, "semantic_vocab_size": 4096, **kwargs}
     with pytest.raises(ValueError, match=message):
         Header(**arguments)
 
@@ -527,3 +527,13 @@ def test_valid_checksum_but_invalid_content_loses_that_packet(stream) -> None:
     reader, packets = read_resilient(forged, layers="semantic")
     assert last in packets and not reader.damage
     check_packets(packets, tokens[:, 0])
+
+
+def test_old_vocabulary_spellings_warn_and_work() -> None:
+    with pytest.warns(DeprecationWarning, match=r"Header\(semantic_vocab=\.\.\.\) is deprecated, use semantic_vocab_size"):
+        header = Header(100, semantic_vocab=4096, acoustic_vocab_size=64)
+    assert header == Header(100, semantic_vocab_size=4096, acoustic_vocab_size=64)
+    with pytest.warns(DeprecationWarning, match=r"Header.acoustic_vocab is deprecated, use acoustic_vocab_size"):
+        assert header.acoustic_vocab == 64
+    with pytest.raises(TypeError, match="both acoustic_vocab= and acoustic_vocab_size="):
+        Header(100, 4096, acoustic_vocab=64, acoustic_vocab_size=64)

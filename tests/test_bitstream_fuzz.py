@@ -26,7 +26,7 @@ from semanticodec.bitstream.header import FIXED_SIZE, MAGIC, crc16
 from semanticodec.bitstream.stream import SYNC, packet_size
 
 CORPUS_SPECS = [
-    # token_rate, semantic_vocab, acoustic_vocab, packet_columns, pairs, metadata, entropy coded
+    # token_rate, semantic_vocab_size, acoustic_vocab_size, packet_columns, pairs, metadata, entropy coded
     (100, 4096, 8192, 1, 43, {}, False),
     (50, 10000, 8192, 2, 37, {"title": "fuzz", "k": "v"}, False),
     (25, 3, 5, 1, 18, {}, False),
@@ -108,8 +108,8 @@ def fix_packet_crcs(data: bytearray, header: Header) -> None:
 
 
 FIELDS = {  # offset, size of header fields (FORMAT.md §2)
-    "version": (4, 1), "token_rate": (5, 1), "packet_columns": (6, 1), "semantic_vocab": (7, 4),
-    "acoustic_vocab": (11, 4), "sample_rate": (31, 4), "sample_count": (35, 8), "metadata_length": (43, 2),
+    "version": (4, 1), "token_rate": (5, 1), "packet_columns": (6, 1), "semantic_vocab_size": (7, 4),
+    "acoustic_vocab_size": (11, 4), "sample_rate": (31, 4), "sample_count": (35, 8), "metadata_length": (43, 2),
 }
 FIELDS_V2 = {**FIELDS, "table_id": (43, 8), "metadata_length": (51, 2)}
 
@@ -261,8 +261,8 @@ def test_named_problems(data: bytes, message: str) -> None:
     [
         ("token_rate", 30, "token_rate must be one of"),
         ("packet_columns", 0, "packet_columns must be in"),
-        ("semantic_vocab", 1, "semantic_vocab must be in"),
-        ("acoustic_vocab", 1 << 21, "acoustic_vocab must be in"),
+        ("semantic_vocab_size", 1, "semantic_vocab_size must be in"),
+        ("acoustic_vocab_size", 1 << 21, "acoustic_vocab_size must be in"),
         ("sample_rate", 0, "sample_rate must be in"),
         ("sample_count", 1 << 63, "sample_count must be in"),
         ("sample_count", 1 << 40, "does not match 43 token pairs"),

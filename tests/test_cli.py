@@ -65,6 +65,8 @@ def test_pack_info_unpack(capsys, tmp_path: Path, tokens_file) -> None:
     assert record["nominal_bitrate_bps"] == 1350 and record["actual_bitrate_bps"] == pytest.approx(size * 8 / 10)
     assert record["model_id"] == "00112233445566778899aabbccddeeff" and record["metadata"] == {"title": "x"}
     assert record["duration_seconds"] == 10 and record["token_seconds"] == pytest.approx(10.08)
+    assert record["semantic_vocab_size"] == 16384 and record["acoustic_vocab_size"] == 8192
+    assert (record["semantic_vocab"], record["acoustic_vocab"]) == (16384, 8192)  # the previous release's keys
     code, out, _ = run(capsys, "info", str(packed))
     assert code == 0
     assert "integrity     ok" in out and "nominal 1350.0 bps" in out and "semantic 16384 (14 bit)" in out
@@ -85,7 +87,7 @@ def test_pack_accepts_the_official_batch_layout(capsys, tmp_path: Path) -> None:
     assert run(capsys, *args, "--acoustic-vocab-size", "7")[0] == 0
     header, got = decode((tmp_path / "t.scdc").read_bytes())
     np.testing.assert_array_equal(got, tokens[0])
-    assert header.sample_count == 3 * 16000 * 2 // 25 and header.acoustic_vocab == 7
+    assert header.sample_count == 3 * 16000 * 2 // 25 and header.acoustic_vocab_size == 7
 
 
 def test_info_reports_damage_and_reads_stdin(capsys, monkeypatch, tmp_path: Path) -> None:
@@ -159,7 +161,7 @@ def test_user_errors_are_one_line(capsys, tmp_path: Path, tokens_file) -> None:
         (["pack", str(wide), out, *pack], "shape [T, 2] or [1, T, 2]"),
         (["pack", str(truncated), out, *pack], "is truncated"),
         (["pack", str(source), out, "--token-rate", "100", "--semantic-vocab-size", "1000"], "outside [0, 1000)"),
-        (["pack", str(source), out, *pack, "--semantic-vocab-size", "1"], "semantic_vocab must be in 2"),
+        (["pack", str(source), out, *pack, "--semantic-vocab-size", "1"], "semantic_vocab_size must be in 2"),
         (["pack", str(source), out, *pack, "--sample-rate", "0"], "sample_rate must be in"),
         (["pack", str(source), out, *pack, "--sample-count", "99999999"], "does not match 504 token pairs"),
         (["pack", str(source), out, *pack, "--meta", "bad key=1"], "metadata key"),
@@ -224,7 +226,7 @@ def test_old_option_spellings_still_work_with_a_warning(capsys, tmp_path: Path) 
                        "--acoustic-vocab", "8192")
     assert code == 0
     assert "--semantic-vocab is deprecated" in err and "use --semantic-vocab-size" in err and "--acoustic-vocab is deprecated" in err
-    assert decode(packed.read_bytes())[0].semantic_vocab == 16384
+    assert decode(packed.read_bytes())[0].semantic_vocab_size == 16384
     assert run(capsys, "unpack", str(packed), str(unpacked))[0] == 0
     code, _, err = run(capsys, "pack", str(EXAMPLE_TOKENS), str(packed), "--token-rate", "100", "--force")
     assert_user_error(code, err, "pack needs --semantic-vocab-size")

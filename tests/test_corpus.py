@@ -73,14 +73,14 @@ def test_round_trip_is_bit_identical_to_direct_encoding(setup) -> None:
     ref = setup["reference"]
     _assert_same(ref, setup["direct"])
     meta = json.loads((ref / "meta.json").read_text())
-    assert meta["token_rate"] == 100 and meta["semantic_vocab"] == 100 and meta["acoustic_vocab"] == 64
+    assert meta["token_rate"] == 100 and meta["semantic_vocab_size"] == 100 and meta["acoustic_vocab_size"] == 64
     assert meta["dtype"] == "uint16" and meta["model_id"] == setup["codec"].model_id.hex()
     shards = sorted(p.name for p in ref.glob("shard_*.npy"))
     assert len(shards) >= 2 and np.load(ref / shards[0]).dtype == np.uint16
     entries = {e["file"]: e for e in read_index(ref)}
     assert list(entries) == sorted(entries)
     c = entries["c.wav"]
-    assert c["sample_rate"] == 44100 and c["num_samples"] == 22050 and c["duration"] == 0.5
+    assert c["sample_rate"] == 44100 and c["sample_count"] == 22050 and c["duration"] == 0.5
     assert entries["b.flac"]["length"] == 600  # 12 s = 75 columns of 8
     assert not (ref / "failures.tsv").exists()
     assert not list(ref.glob(".*"))

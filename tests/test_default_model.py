@@ -104,7 +104,7 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, capsys):
     scdc, wav = tmp_path / "example.scdc", tmp_path / "example.wav"
     assert main(["compress", str(clip), str(scdc), "--no-progress"]) == 0
     header, tokens = read_file(scdc, tables=find_tables)
-    assert header.model_id == weights.default_model_config().model_id and header.semantic_vocab == 4096
+    assert header.model_id == weights.default_model_config().model_id and header.semantic_vocab_size == 4096
     fixed = tmp_path / "fixed.scdc"
     assert main(["compress", str(clip), str(fixed), "--no-progress", "--no-entropy"]) == 0
     fixed_header, fixed_tokens = read_file(fixed)
@@ -118,7 +118,7 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, capsys):
     assert distance < ROUND_TRIP_MEL, f"round trip mel distance {distance:.3f} >= {ROUND_TRIP_MEL}"
     codec = SemantiCodec.from_pretrained(sampler="ddim", steps=4, seed=0, device="cpu")
     wrong = tokens.copy()
-    wrong[:, 0] = np.random.default_rng(0).integers(0, header.semantic_vocab, len(tokens))
+    wrong[:, 0] = np.random.default_rng(0).integers(0, header.semantic_vocab_size, len(tokens))
     control = mel_distance(original, codec.decode(wrong)[: len(original)])
     assert distance < control - CONTROL_MARGIN, f"round trip {distance:.3f} is not better than random semantic ids ({control:.3f})"
 

@@ -71,7 +71,7 @@ def test_the_format_and_the_light_commands_load_no_model_code(tmp_path: Path) ->
     heavy = {"torch", "faiss", "numba", "scipy", "huggingface_hub", "semanticodec.model", "semanticodec.codec"}
     assert not heavy & _imports("import semanticodec.cli; semanticodec.cli.build_parser()")
     pack = ["pack", str(tmp_path / "t.npy"), str(tmp_path / "p.scdc"), "--token-rate", "100", "--semantic-vocab-size", "16384"]
-    for argv in (["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
+    for argv in (["--help"], ["pack", "--help"], ["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
         loaded = _imports(f"from semanticodec.cli import main\nassert main({argv!r}) == 0")
         assert not heavy & loaded, f"semanticodec {argv[0]} loads {sorted(heavy & loaded)}"
 
@@ -90,6 +90,6 @@ def test_the_readme_layout_lists_every_module() -> None:
             relative = path.relative_to(ROOT / folder).as_posix()
             where = sections.get(folder, package)
             name = relative if relative.startswith("nn/") else path.name
-            if name not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
+            if f"`{name}`" not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
                 missing.append(f"{folder}/{relative}")
     assert not missing, f"README.md's Layout section does not list {missing}"

@@ -80,7 +80,7 @@ def test_vectorised_scan_follows_the_rule(seed: int, coded: bool) -> None:
         assert header.version == 2
     else:
         header = Header(100, int(rng.choice([100, 4096, 16384])), packet_columns=int(rng.integers(1, 4)))
-        tokens = np.stack([rng.integers(0, header.semantic_vocab, 200), rng.integers(0, header.acoustic_vocab, 200)], 1)
+        tokens = np.stack([rng.integers(0, header.semantic_vocab_size, 200), rng.integers(0, header.acoustic_vocab_size, 200)], 1)
         stream = encode(tokens, header)
     packets = stream[header.size :]
     junk = bytearray(rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes())

@@ -57,7 +57,7 @@ def _offline_decode(codec: SemantiCodec, data: bytes) -> np.ndarray:
     header, tokens = bitstream.decode(data)
     count = header.sample_count or len(tokens) * 2 * 16000 // header.token_rate
     rate = header.sample_rate if header.sample_count else 16000
-    item = EncodedAudio(tokens, header.token_rate, header.semantic_vocab, header.acoustic_vocab, header.model_id, count, rate)
+    item = EncodedAudio(tokens, header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size, header.model_id, count, rate)
     return codec.decode(item)
 
 
@@ -271,7 +271,7 @@ def coded_windows(codec: SemantiCodec) -> tuple[bytes, np.ndarray, bitstream.Ent
     np.testing.assert_array_equal(decoded, tokens)
     assert header.version == 2 and scan_coded(data, tables) > 20
     count = header.sample_count
-    item = EncodedAudio(decoded, 100, header.semantic_vocab, header.acoustic_vocab, header.model_id, count, 22050)
+    item = EncodedAudio(decoded, 100, header.semantic_vocab_size, header.acoustic_vocab_size, header.model_id, count, 22050)
     return data, codec.decode(item), tables, bitstream.packet_offsets(data, tables)
 
 

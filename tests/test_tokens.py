@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from semanticodec.tokens import (
     TokenFormat,
+    check_pairs,
     convert,
     flatten,
     merge,
@@ -115,7 +116,7 @@ def test_bad_inputs() -> None:
         convert(np.array([1, 2]), "semantic", "pairs", V)
     with pytest.raises(ValueError, match="format must be one of"):
         TokenFormat("interleaved", V)
-    with pytest.raises(ValueError, match="semantic_vocab must be an integer >= 2"):
+    with pytest.raises(ValueError, match="semantic_vocab_size must be an integer >= 2"):
         TokenFormat("flat", 1)
     with pytest.raises(ValueError, match="same shape"):
         merge(np.zeros(3, np.int64), np.zeros(4, np.int64))
@@ -123,3 +124,19 @@ def test_bad_inputs() -> None:
         rows_per_column(40)
     with pytest.raises(ValueError, match="no BOS/EOS"):
         TokenFormat("pairs", V).encode(_pairs(2), bos=True)
+
+
+def test_old_keyword_spellings_warn_and_work() -> None:
+    pairs = np.array([[3, 5], [0, 7]])
+    with pytest.warns(DeprecationWarning, match=r"TokenFormat\(semantic_vocab=\.\.\.\) is deprecated, use semantic_vocab_size"):
+        old = TokenFormat("flat", semantic_vocab=10, acoustic_vocab_size=8)
+    assert old == TokenFormat("flat", semantic_vocab_size=10, acoustic_vocab_size=8)
+    with pytest.warns(DeprecationWarning, match=r"TokenFormat.semantic_vocab is deprecated"):
+        assert old.semantic_vocab == 10
+    with pytest.warns(DeprecationWarning, match=r"flatten\(acoustic_vocab="):
+        flat = flatten(pairs, 10, acoustic_vocab=8)
+    np.testing.assert_array_equal(flat, flatten(pairs, 10, 8))
+    with pytest.warns(DeprecationWarning, match=r"unflatten\(semantic_vocab="):
+        np.testing.assert_array_equal(unflatten(flat, semantic_vocab=10, acoustic_vocab_size=8), pairs)
+    with pytest.raises(TypeError, match="both semantic_vocab= and semantic_vocab_size="):
+        check_pairs(pairs, semantic_vocab=10, semantic_vocab_size=10)

@@ -316,7 +316,7 @@ def _decompress_stream(args: argparse.Namespace, fmt: str) -> int:
     with contextlib.ExitStack() as stack:
         source = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
         header, head = _read_header(source)
-        codec = load_codec(args, header.token_rate, header.semantic_vocab, header.model_id, **decoder_options(args))
+        codec = load_codec(args, header.token_rate, header.semantic_vocab_size, header.model_id, **decoder_options(args))
         decoder = StreamingDecoder(
             codec, on_damage=lambda d: print(f"{args.input}: {d} (concealed)", file=sys.stderr), concealment=args.concealment,
             semantic_only=args.semantic_only,

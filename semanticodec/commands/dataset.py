@@ -90,14 +90,14 @@ def run_detokenize(args: argparse.Namespace) -> int:
             raise ValueError("give one dataset folder, or .npy token files")
         data = TokenDataset(first)
         meta = data.meta
-        codec = load_codec(args, meta["token_rate"], meta["semantic_vocab"], bytes.fromhex(meta["model_id"]), **options)
+        codec = load_codec(args, meta["token_rate"], meta["semantic_vocab_size"], bytes.fromhex(meta["model_id"]), **options)
         for name in args.files or [e["file"] for e in data.entries]:
             index = data.index_of(name)
             entry = data.entries[index]
             item = EncodedAudio(
-                tokens=data.tokens(index), token_rate=meta["token_rate"], semantic_vocab_size=meta["semantic_vocab"],
-                acoustic_vocab_size=meta["acoustic_vocab"], model_id=bytes.fromhex(meta["model_id"]),
-                sample_count=entry["num_samples"], sample_rate=entry["sample_rate"],
+                tokens=data.tokens(index), token_rate=meta["token_rate"], semantic_vocab_size=meta["semantic_vocab_size"],
+                acoustic_vocab_size=meta["acoustic_vocab_size"], model_id=bytes.fromhex(meta["model_id"]),
+                sample_count=entry["sample_count"], sample_rate=entry["sample_rate"],
             )
             jobs.append((confined(out, name).with_suffix(".wav"), str(first / entry["shard"]), item))
     else:

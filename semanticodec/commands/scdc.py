@@ -49,9 +49,9 @@ def info_record(path: str, info: StreamInfo) -> dict[str, Any]:
         "format_version": header.version,
         "token_rate": header.token_rate,
         "pairs_per_second": header.pairs_per_second,
-        "semantic_vocab": header.semantic_vocab,
+        "semantic_vocab_size": header.semantic_vocab_size,
         "semantic_bits": header.semantic_bits,
-        "acoustic_vocab": header.acoustic_vocab,
+        "acoustic_vocab_size": header.acoustic_vocab_size,
         "acoustic_bits": header.acoustic_bits,
         "model_id": header.model_id.hex(),
         "weights": weights_name(header.model_id),
@@ -73,6 +73,9 @@ def info_record(path: str, info: StreamInfo) -> dict[str, Any]:
         "entropy_tables_source": None if info.tables is None else info.tables.source,
         "coded_packets": info.coded_packets,
         "metadata": dict(header.metadata),
+        # The previous release's keys, written until the next one:
+        "semantic_vocab": header.semantic_vocab_size,
+        "acoustic_vocab": header.acoustic_vocab_size,
         "integrity": {
             "ok": info.ok,
             "damage": [
@@ -106,8 +109,8 @@ def _info_text(record: dict[str, Any], info: StreamInfo) -> str:
         ("model id", model),
         ("weights", record["weights"]),
         ("token rate", f"{record['token_rate']} tok/s ({record['pairs_per_second']:g} pairs/s)"),
-        ("vocabularies", f"semantic {record['semantic_vocab']} ({record['semantic_bits']} bit), "
-                         f"acoustic {record['acoustic_vocab']} ({record['acoustic_bits']} bit)"),
+        ("vocabularies", f"semantic {record['semantic_vocab_size']} ({record['semantic_bits']} bit), "
+                         f"acoustic {record['acoustic_vocab_size']} ({record['acoustic_bits']} bit)"),
         ("duration", original),
         ("tokens", tokens),
         ("bitrate", f"nominal {record['nominal_bitrate_bps']:.1f} bps, "
@@ -177,7 +180,7 @@ def run_pack(args: argparse.Namespace) -> int:
     if len(metadata) != len(args.meta):
         raise ValueError("a metadata key is given twice")
     header = Header(
-        token_rate=args.token_rate, semantic_vocab=args.semantic_vocab_size, acoustic_vocab=args.acoustic_vocab_size,
+        token_rate=args.token_rate, semantic_vocab_size=args.semantic_vocab_size, acoustic_vocab_size=args.acoustic_vocab_size,
         model_id=args.model_id, sample_count=sample_count, sample_rate=args.sample_rate,
         packet_columns=args.packet_columns, metadata=metadata,
     )
@@ -197,7 +200,7 @@ def _entropy_tables(args: argparse.Namespace, header: Header) -> EntropyTables |
 
     if args.no_entropy:
         return None
-    return tables_for_model(header.model_id, header.token_rate, header.semantic_vocab, header.acoustic_vocab)
+    return tables_for_model(header.model_id, header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size)
 
 
 def configure_unpack(parser: argparse.ArgumentParser) -> None:

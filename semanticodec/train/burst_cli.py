@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from semanticodec.constants import WINDOW_SAMPLES
-from semanticodec.train.cli import _codebook, _domain_weights, _load, _resolve, _sampler, _setting
+from semanticodec.train.options import codebook_tensor, crop_sampler, domain_weights, load_weights, resolve, setting
 
 MIB = 1 << 20
 
@@ -42,11 +42,11 @@ def _configure_pack(parser: argparse.ArgumentParser) -> None:
         "(a run's run.json, a JSON object of preset fields, or exported ldm weights)",
     )
     parser.add_argument(
-        "--set", dest="settings", metavar="FIELD=VALUE", type=_setting, action="append", default=[],
+        "--set", dest="settings", metavar="FIELD=VALUE", type=setting, action="append", default=[],
         help="set any preset field, VALUE in JSON; repeatable",
     )
     parser.add_argument("--seed", type=int, help="seed (overrides the preset; the crops are drawn with seed + 1)")
-    parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
+    parser.add_argument("--domain-weights", type=domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
     parser.add_argument("--vae", required=True, type=Path, help="VAE with its encoder: vae.safetensors or checkpoint.pt of the vae stage")
     parser.add_argument("--mae", type=Path, help="AudioMAE weights (default: the bundled model's, which travels with the package)")
     parser.add_argument("--codebook", type=Path, help="semantic codebook .npy or model .safetensors (default: the bundled model's)")
@@ -66,14 +66,14 @@ def _run_pack(args: argparse.Namespace) -> int:
     from semanticodec.train.pack import PackConfig, check_pack_target, is_bundled, ldm_start_weights, pack_weights, write_pack
     from semanticodec.weights import DEFAULT_MODEL
 
-    config, preset = _resolve("ldm", ldm, args)
+    config, preset = resolve("ldm", ldm, args)
     pack_config = PackConfig(round(args.max_mib * MIB), args.bitrate, preset.seed + 1)
     check_pack_target(args.out, args.force)
     sources = {"mae": args.mae or DEFAULT_MODEL, "codebook": args.codebook or DEFAULT_MODEL}
     bundled = tuple(part for part, path in (("audiomae", sources["mae"]), ("codebook", sources["codebook"])) if is_bundled(path))
     start = ldm_start_weights(args.init) if args.init else None
     weights = pack_weights(
-        config, _load(args.vae, "VAE", "vae"), _load(sources["mae"], "AudioMAE", "audiomae"), _codebook(sources["codebook"]), start, bundled
+        config, load_weights(args.vae, "VAE", "vae"), load_weights(sources["mae"], "AudioMAE", "audiomae"), codebook_tensor(sources["codebook"]), start, bundled
     )
     info = {
         "preset": args.preset,
@@ -82,7 +82,7 @@ def _run_pack(args: argparse.Namespace) -> int:
         "bundled_sha256": sha256_file(DEFAULT_MODEL) if bundled else None,
         "sources": {"data": str(args.data), "vae": str(args.vae), "init": args.init and str(args.init), **{k: str(v) for k, v in sources.items()}},
     }
-    sampler = _sampler(args, WINDOW_SAMPLES, 1, pack_config.seed, 0)
+    sampler = crop_sampler(args, WINDOW_SAMPLES, 1, pack_config.seed, 0)
     summary = write_pack(args.out, sampler, weights, config, preset, info, pack_config, args.force, not args.no_progress)
     print(json.dumps(summary))
     return 0

@@ -18,44 +18,10 @@ from pathlib import Path
 
 from semanticodec.commands import deprecated_alias
 from semanticodec.constants import WINDOW_SAMPLES
+from semanticodec.train.options import codebook_tensor, crop_sampler, domain_weights, load_weights, model_config, resolve, setting
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)
-CONFIGS = ("small", "official")
-
-
-def model_config(spec: str):
-    """``small``, ``official`` (100 tok/s, 16384) or a JSON file of a ModelConfig."""
-    from semanticodec.config import ModelConfig
-
-    if spec == "small":
-        return ModelConfig.small()
-    if spec == "official":
-        return ModelConfig.official()
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--config must be one of {CONFIGS} or a ModelConfig JSON file, got {spec!r}")
-    try:
-        return ModelConfig.from_json(path.read_text())
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"{path}: not a ModelConfig JSON file ({err})") from None
-
-
-def _domain_weights(text: str) -> dict[str, float]:
-    try:
-        pairs = [item.split("=") for item in text.split(",")]
-        return {name.strip(): float(value) for name, value in pairs}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"domain weights must look like speech=0.5,music=0.3,sound=0.2, got {text!r}") from None
-
-
-def _setting(text: str) -> tuple[str, object]:
-    from semanticodec.train.runconfig import parse_setting
-
-    try:
-        return parse_setting(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
@@ -71,13 +37,13 @@ def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
         "a JSON object of preset fields, or a stage's exported .safetensors",
     )
     parser.add_argument(
-        "--set", dest="settings", metavar="FIELD=VALUE", type=_setting, action="append", default=[],
+        "--set", dest="settings", metavar="FIELD=VALUE", type=setting, action="append", default=[],
         help="set any preset field, VALUE in JSON (e.g. --set betas=[0.9,0.95] --set discriminator.width=0.5); repeatable",
     )
     parser.add_argument("--batch-size", type=int, help="crops per step and process (sets batch_size)")
     parser.add_argument("--seed", type=int, help="data and noise seed (sets seed)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--domain-weights", type=_domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
+    parser.add_argument("--domain-weights", type=domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if loop:
         steps = parser.add_argument("--train-steps", dest="steps", type=int, help="total optimizer steps (sets steps)")
@@ -114,30 +80,8 @@ def _configure(stage: str):
     return configure
 
 
-SHORTCUTS = {
-    "steps": "steps", "batch_size": "batch_size", "crop_seconds": "crop_seconds", "lr": "learning_rate", "seed": "seed",
-    "decay_steps": "decay_steps", "windows": "windows", "niter": "niter",
-}
-"""Options that set one preset field each (option dest -> field); ``--set`` sets any field."""
 INPUTS = ("data", "domain_weights", "init", "mae", "vae", "codebook")
 """Options naming a run's inputs, recorded in its run.json (those the stage takes)."""
-
-
-def _resolve(stage: str, module, args: argparse.Namespace):
-    """The run's model config and preset: ``--preset`` (name or file), then the shortcut
-    options and ``--set`` (a field given twice is an error); ``--config`` wins over a preset
-    file's model config."""
-    from semanticodec.train.runconfig import override, read_preset
-
-    name = args.preset or (args.config if args.config in CONFIGS else "small")
-    preset, recorded = read_preset(name, stage, module.PRESETS)
-    settings = {field: getattr(args, dest) for dest, field in SHORTCUTS.items() if getattr(args, dest, None) is not None}
-    for key, value in args.settings:
-        if key in settings:
-            raise ValueError(f"the training-config field {key} is set twice")
-        settings[key] = value
-    config = model_config(args.config) if args.config else recorded or model_config("small")
-    return config, override(preset, settings)
 
 
 def _document(stage: str, args: argparse.Namespace, config, preset) -> dict[str, object]:
@@ -151,70 +95,31 @@ def _document(stage: str, args: argparse.Namespace, config, preset) -> dict[str,
     return document
 
 
-def _sampler(args: argparse.Namespace, crop_samples: int, batch_size: int, seed: int, rank: int):
-    from semanticodec.train.data import CropSampler, read_clips
-
-    return CropSampler(read_clips(args.data), crop_samples, batch_size, seed=seed, rank=rank, domain_weights=args.domain_weights)
-
-
-def _load(path: Path, what: str, prefix: str | None = None):
-    """Weights of ``path``; with ``prefix`` (e.g. ``"vae"``) its ``prefix.*`` entries alone, from
-    exported stage weights, a model file, or the training ``checkpoint.pt`` of the stage whose
-    module ``prefix`` holds them."""
-    import torch
-
-    from semanticodec.weights import load_state_dict
-
-    if not path.is_file():
-        raise ValueError(f"{what} weights not found: {path}")
-    if prefix is None:
-        return load_state_dict(path)
-    if path.suffix == ".pt":
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if isinstance(state, dict) and isinstance(state.get("modules"), dict) and prefix in state["modules"]:
-            return {f"{prefix}.{k}": v for k, v in state["modules"][prefix].items()}
-    state = {k: v for k, v in load_state_dict(path).items() if k.startswith(f"{prefix}.")}
-    if not state:
-        raise ValueError(f"{path}: holds no {what} weights ({prefix}.*)")
-    return state
-
-
-def _codebook(path: Path):
-    """The semantic codebook ``[V, D]`` of a ``.npy`` file or of a model ``.safetensors``."""
-    import torch
-
-    from semanticodec.kmeans.codebook import load_codebook
-
-    if path.suffix == ".safetensors" and path.is_file():
-        return _load(path, "semantic codebook", "semantic")["semantic.codebook"].float()
-    return torch.from_numpy(load_codebook(path))
-
-
 def _run(stage: str):
     def run(args: argparse.Namespace) -> int:
         from semanticodec.train.loop import setup_distributed, train
         from semanticodec.train.runconfig import write_run
 
         module = importlib.import_module(f"semanticodec.train.{stage}")
-        config, preset = _resolve(stage, module, args)
+        config, preset = resolve(stage, module, args)
         document = _document(stage, args, config, preset)
         distributed = setup_distributed(args.device)
         progress = not args.no_progress
         if stage == "codebook":
-            sampler = _sampler(args, WINDOW_SAMPLES, preset.batch_size, preset.seed, 0)
-            audiomae = _load(args.mae, "AudioMAE")
+            sampler = crop_sampler(args, WINDOW_SAMPLES, preset.batch_size, preset.seed, 0)
+            audiomae = load_weights(args.mae, "AudioMAE")
             if distributed.is_main:
                 write_run(args.out, document)
             path = module.train_codebook(config, audiomae, sampler, preset, args.out, distributed.device, progress)
             print(f"codebook: {path}")
             return 0
-        init = _load(args.init, "initial") if args.init else None
+        init = load_weights(args.init, "initial") if args.init else None
         if stage == "ldm":
-            codebook = _codebook(args.codebook)
+            codebook = codebook_tensor(args.codebook)
             sampler = _windows(args, config, preset, codebook, distributed, progress)
             trainer = module.LDMStage(config, preset, distributed, init, codebook=codebook, windows=sampler.windows)
         else:
-            sampler = _sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
+            sampler = crop_sampler(args, preset.crop_samples, preset.batch_size, preset.seed, distributed.rank)
             trainer = getattr(module, STAGE_CLASSES[stage])(config, preset, distributed, init)
         if distributed.is_main:
             write_run(args.out, document)
@@ -239,11 +144,11 @@ def _windows(args: argparse.Namespace, config, preset, codebook, distributed, pr
     if distributed.is_main and not path.is_file():
         args.out.mkdir(parents=True, exist_ok=True)
         model = SemantiCodecModel(config, codebook, with_vae_encoder=True)
-        model.load_weights(_load(args.mae, "AudioMAE", "audiomae"), ("audiomae.",))
-        model.load_weights(_load(args.vae, "VAE", "vae"), ("vae.",))
+        model.load_weights(load_weights(args.mae, "AudioMAE", "audiomae"), ("audiomae.",))
+        model.load_weights(load_weights(args.vae, "VAE", "vae"), ("vae.",))
         model.to(distributed.device).eval()
         with torch.no_grad():
-            windows = encode_windows(model, _sampler(args, WINDOW_SAMPLES, 8, preset.seed + 1, 0), count, progress=progress)
+            windows = encode_windows(model, crop_sampler(args, WINDOW_SAMPLES, 8, preset.seed + 1, 0), count, progress=progress)
         save_windows(windows, path)
     distributed.barrier()
     return CachedWindows(load_windows(path), preset.batch_size, preset.seed, distributed.rank)

@@ -210,12 +210,8 @@ def compact_checkpoint(source: Path, target: Path) -> None:
                 entry["exp_avg_sq_log2"], entry["exp_avg_sq_range"] = _log_quantize(entry.pop("exp_avg_sq"))
             per_param[index] = entry
         optimizers[name] = {**optimizer, "state": per_param}
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target, overwrite=True) as temp:
         torch.save({"step": state["step"], "compact": True, "modules": modules, "optimizers": optimizers}, temp)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def compact_tensor(value: Tensor) -> Tensor:
