@@ -178,7 +178,7 @@ def overhead_table(seconds: float) -> str:
     for header, (tokens,), payload in _random_streams(seconds, (4096, 8192, 16384, 32768)):
         size = len(encode(tokens, header))
         rows.append(
-            f"| {header.token_rate} | {header.packet_seconds:.2f} s | {header.semantic_vocab} | {len(tokens)} | "
+            f"| {header.token_rate} | {header.packet_seconds:.2f} s | {header.semantic_vocab_size} | {len(tokens)} | "
             f"{payload:g} | {size} | {size - payload:g} | {100 * (size - payload) / payload:.2f} % | "
             f"{header.nominal_bitrate:g} | {size * 8 / seconds:.1f} |"
         )
@@ -201,14 +201,14 @@ def streaming_overhead_table(seconds: float) -> str:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for header, (tokens, other), payload in _random_streams(seconds, (4096, 16384), files=2):
-        tables = learn_tables([other], header.token_rate, header.semantic_vocab, 8192, bytes(16))
+        tables = learn_tables([other], header.token_rate, header.semantic_vocab_size, 8192, bytes(16))
         sizes = (
             len(encode(tokens, header)),
             _streamed_size(tokens, replace(header, table_id=tables.table_id), tables),
             _streamed_size(tokens, header, tables),
         )
         cells = " | ".join(f"{size} ({100 * (size - payload) / payload:.2f} %)" for size in sizes)
-        rows.append(f"| {header.token_rate} | {header.semantic_vocab} | {payload:g} | {cells} |")
+        rows.append(f"| {header.token_rate} | {header.semantic_vocab_size} | {payload:g} | {cells} |")
     return "\n".join(rows)
 
 

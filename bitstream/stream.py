@@ -71,7 +71,7 @@ def check_tokens(tokens: ArrayLike, header: Header) -> np.ndarray:
         return np.zeros((0, 2), dtype=np.int64)
     if array.dtype.kind not in "iu":
         raise ValueError(f"tokens must be integers, got dtype {array.dtype}")
-    for column, (name, vocab) in enumerate((("semantic", header.semantic_vocab), ("acoustic", header.acoustic_vocab))):
+    for column, (name, vocab) in enumerate((("semantic", header.semantic_vocab_size), ("acoustic", header.acoustic_vocab_size))):
         ids = array[:, column]
         bad = np.flatnonzero((ids < 0) | (ids >= vocab))
         if bad.size:
@@ -151,11 +151,11 @@ class StreamWriter:
         if tables is not None:
             if not isinstance(tables, EntropyTables):
                 raise ValueError(f"tables must be bitstream.EntropyTables, got {type(tables).__name__}")
-            if not tables.fits(header.token_rate, header.semantic_vocab, header.acoustic_vocab):
+            if not tables.fits(header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size):
                 raise ValueError(
-                    f"entropy tables for {tables.token_rate} tok/s, vocabularies {tables.semantic_vocab} + "
-                    f"{tables.acoustic_vocab} cannot code a {header.token_rate} tok/s, "
-                    f"{header.semantic_vocab} + {header.acoustic_vocab} stream"
+                    f"entropy tables for {tables.token_rate} tok/s, vocabularies {tables.semantic_vocab_size} + "
+                    f"{tables.acoustic_vocab_size} cannot code a {header.token_rate} tok/s, "
+                    f"{header.semantic_vocab_size} + {header.acoustic_vocab_size} stream"
                 )
             if header.table_id not in (NO_TABLE, tables.table_id):
                 raise ValueError(f"the header names entropy tables {header.table_id.hex()}, the tables given are {tables.table_id.hex()}")
@@ -573,11 +573,11 @@ class StreamReader:
             if coded:
                 semantic, acoustic = self._decode_coded(body, lengths, pairs)
             else:
-                semantic = _layer(body, pairs, header.semantic_bits, header.semantic_vocab, "semantic")
+                semantic = _layer(body, pairs, header.semantic_bits, header.semantic_vocab_size, "semantic")
                 acoustic = None
                 if self.layers == "both":
                     skip = packed_size(pairs, header.semantic_bits)
-                    acoustic = _layer(body[skip:], pairs, header.acoustic_bits, header.acoustic_vocab, "acoustic")
+                    acoustic = _layer(body[skip:], pairs, header.acoustic_bits, header.acoustic_vocab_size, "acoustic")
         except _Bad as bad:
             raise _Bad(bad.reason, framed=True, index=index, size=size, final=final, pairs=pairs) from None
         self._in.consume(size)
@@ -649,7 +649,7 @@ def resolve_tables(header: Header, tables: TableSource) -> EntropyTables | None:
         raise BitstreamError(f"the stream is entropy coded with tables {name}, which are not available")
     if found.table_id != header.table_id:
         raise BitstreamError(f"the stream is entropy coded with tables {name}; the tables given are {found.table_id.hex()}")
-    if not found.fits(header.token_rate, header.semantic_vocab, header.acoustic_vocab):
+    if not found.fits(header.token_rate, header.semantic_vocab_size, header.acoustic_vocab_size):
         raise BitstreamError(f"invalid header: entropy tables {name} are for another token rate or vocabulary")
     return found
 
