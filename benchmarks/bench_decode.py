@@ -11,7 +11,7 @@ numerical figure, not a quality one).
 Weights are the deterministic ``benchmarks.fill`` values (every op is dense: the cost is that
 of the real checkpoints).
 
-    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 --rounds 3   # the issue-17 ratio
+    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 dpmpp-2m:3:mixed --rounds 3   # the issue-17 ratio
     python -m benchmarks.bench_decode --stages --rounds 5 --threads 1 --clock cpu
 """
 
@@ -35,11 +35,12 @@ def decode_rounds(model, settings, rounds: int, clock) -> dict[str, list[tuple[f
     rng = np.random.default_rng(0)
     tokens = np.stack([rng.integers(0, model.config.semantic_vocab_size, 512),
                        rng.integers(0, model.config.acoustic_vocab_size, 512)], axis=-1)
-    codecs = {f"{s} {n}": SemantiCodec(model, device="cpu", sampler=s, steps=n, precision=p, seed=0)
-              for s, n, p in settings}
+    codecs = {f"{s} {n}" + ("" if p == "float32" else f" {p}"): SemantiCodec(
+        model, device="cpu", sampler=s, steps=n, precision=p, seed=0) for s, n, p in settings}
     results: dict[str, list] = {label: [] for label in codecs}
     for codec in codecs.values():  # warm-up: first-call allocations and kernel choices
-        SemantiCodec(model, device="cpu", sampler=codec.sampler, steps=1, seed=0).decode(tokens[:8])
+        SemantiCodec(model, device="cpu", sampler=codec.sampler, steps=1, precision=codec.precision, seed=0).decode(
+            tokens[:8])
     for _ in range(rounds):
         for label, codec in codecs.items():
             TIMES.clear()
