@@ -4,18 +4,21 @@ Decodes one 10.24 s window of random tokens with each ``--decode`` setting (UNet
 VAE decoder and vocoder: the whole of ``SemantiCodec.decode``), rounds alternating between
 the settings so that a shared machine's load falls on all of them alike, and prints the
 median seconds per window, the speed-up over the first setting and the per-stage split.
-``--stages`` instead times the VAE decoder and the HiFi-GAN alone, with the inference
-shortcuts of ``semanticodec.nn.fastconv`` against the direct convolutions (``fastconv.direct``).
+``--stages`` instead times the VAE decoder and the HiFi-GAN alone: float32 direct convolutions
+(``fastconv.direct``), float32 with the inference shortcuts of ``semanticodec.nn.fastconv``, and
+bfloat16 autocast (``--precision bfloat16``, with its deviation from float32: fill weights, so a
+numerical figure, not a quality one).
 Weights are the deterministic ``benchmarks.fill`` values (every op is dense: the cost is that
 of the real checkpoints).
 
-    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 --rounds 3   # the issue-17 ratio
+    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 dpmpp-2m:3:mixed --rounds 3   # the issue-17 ratio
     python -m benchmarks.bench_decode --stages --rounds 5 --threads 1 --clock cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 
 import numpy as np
@@ -32,11 +35,12 @@ def decode_rounds(model, settings, rounds: int, clock) -> dict[str, list[tuple[f
     rng = np.random.default_rng(0)
     tokens = np.stack([rng.integers(0, model.config.semantic_vocab_size, 512),
                        rng.integers(0, model.config.acoustic_vocab_size, 512)], axis=-1)
-    codecs = {f"{s} {n}": SemantiCodec(model, device="cpu", sampler=s, steps=n, precision=p, seed=0)
-              for s, n, p in settings}
+    codecs = {f"{s} {n}" + ("" if p == "float32" else f" {p}"): SemantiCodec(
+        model, device="cpu", sampler=s, steps=n, precision=p, seed=0) for s, n, p in settings}
     results: dict[str, list] = {label: [] for label in codecs}
     for codec in codecs.values():  # warm-up: first-call allocations and kernel choices
-        SemantiCodec(model, device="cpu", sampler=codec.sampler, steps=1, seed=0).decode(tokens[:8])
+        SemantiCodec(model, device="cpu", sampler=codec.sampler, steps=1, precision=codec.precision, seed=0).decode(
+            tokens[:8])
     for _ in range(rounds):
         for label, codec in codecs.items():
             TIMES.clear()
@@ -46,25 +50,42 @@ def decode_rounds(model, settings, rounds: int, clock) -> dict[str, list[tuple[f
     return results
 
 
-def stage_rounds(model, rounds: int, clock) -> dict[str, list[float]]:
-    """Seconds of the VAE decode and the vocoder of one window, fast against direct."""
+STAGE_VARIANTS = ("direct", "fast", "bfloat16")
+"""``--stages`` variants: float32 direct convolutions (``fastconv.direct``), float32 with the
+inference shortcuts, and the shortcuts under bfloat16 autocast (``--precision bfloat16``)."""
+
+
+def _variant(name: str) -> contextlib.AbstractContextManager:
+    if name == "direct":
+        return fastconv.direct()
+    if name == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def stage_rounds(model, rounds: int, clock) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds of the VAE decode and the vocoder of one window per :data:`STAGE_VARIANTS` entry,
+    and each stage's relative L2 deviation of bfloat16 from float32 (fast) output."""
     latent = torch.randn(1, 8, 256, 16, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         mel = model.vae.decode(latent)
         jobs = {"vae": lambda: model.vae.decode(latent), "vocoder": lambda: model.vocoder.mel_to_waveform(mel)}
-        times: dict[str, list[float]] = {f"{s} {m}": [] for s in jobs for m in ("direct", "fast")}
-        for job in jobs.values():
-            job()
+        times: dict[str, list[float]] = {f"{s} {v}": [] for s in jobs for v in STAGE_VARIANTS}
+        deviation = {}
+        for stage, job in jobs.items():  # warm-up, and the bfloat16 deviation
+            outputs = {}
+            for variant in STAGE_VARIANTS:
+                with _variant(variant):
+                    outputs[variant] = job().float()
+            deviation[stage] = float((outputs["bfloat16"] - outputs["fast"]).norm() / outputs["fast"].norm())
         for _ in range(rounds):
             for stage, job in jobs.items():
-                with fastconv.direct():
-                    start = clock()
-                    job()
-                    times[f"{stage} direct"].append(clock() - start)
-                start = clock()
-                job()
-                times[f"{stage} fast"].append(clock() - start)
-    return times
+                for variant in STAGE_VARIANTS:
+                    with _variant(variant):
+                        start = clock()
+                        job()
+                        times[f"{stage} {variant}"].append(clock() - start)
+    return times, deviation
 
 
 def main() -> None:
@@ -83,11 +104,13 @@ def main() -> None:
     print(f"machine: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"clock {args.clock}, {args.rounds} rounds, official 100 tok/s architecture, one 10.24 s window")
     if args.stages:
-        times = stage_rounds(model, args.rounds, clock)
-        print("\n| stage | direct s | fast s | speed-up |\n|---|---:|---:|---:|")
+        times, deviation = stage_rounds(model, args.rounds, clock)
+        print("\n| stage | direct s | fast s | speed-up | bfloat16 s | speed-up | bfloat16 rel. L2 |"
+              "\n|---|---:|---:|---:|---:|---:|---:|")
         for stage in ("vae", "vocoder"):
-            slow, fast = statistics.median(times[f"{stage} direct"]), statistics.median(times[f"{stage} fast"])
-            print(f"| {stage} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}× |")
+            slow, fast, half = (statistics.median(times[f"{stage} {v}"]) for v in STAGE_VARIANTS)
+            print(f"| {stage} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}× | {half:.2f} | {slow / half:.2f}× "
+                  f"| {deviation[stage]:.1e} |")
         return
     instrument(model)
     results = decode_rounds(model, args.decode, args.rounds, clock)

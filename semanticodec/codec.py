@@ -43,8 +43,16 @@ from semanticodec.model import SemantiCodecModel
 from semanticodec.samplers import check_sampler
 from semanticodec.windows import Compat, encoder_windows, join_windows, split_windows, target_token_length, window_generator
 
-PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-"""Decoder precisions: None runs float32, else autocast to the type."""
+PRECISIONS: dict[str, tuple[torch.dtype | None, torch.dtype | None]] = {
+    "float32": (None, None),
+    "bfloat16": (torch.bfloat16, torch.bfloat16),
+    "float16": (torch.float16, torch.float16),
+    "mixed": (None, torch.bfloat16),
+}
+"""Decoder precisions: the types of (the UNet's sampling, the VAE decoder and vocoder); None runs
+float32, else autocast to the type. ``mixed`` keeps the UNet in float32 and runs only the VAE
+decoder and vocoder in bfloat16, the part whose deviation from float32 is measured on real audio
+(``benchmarks/RESULTS.md``, "Faster VAE decoder and HiFi-GAN")."""
 
 AudioInput = str | os.PathLike | np.ndarray | Tensor
 
@@ -70,7 +78,8 @@ class SemantiCodec:
         eta: DDIM η (official 1.0: stochastic; 0: deterministic given the start noise); DDIM only.
         precision: ``"float32"`` (exact), or ``"bfloat16"`` / ``"float16"``: the decoder runs under
             autocast to that type (about twice as fast on CPUs with AVX-512 BF16 and on GPUs;
-            the audio differs slightly, see ``benchmarks/RESULTS.md``); encoding is float32.
+            the audio differs slightly, see ``benchmarks/RESULTS.md``), or ``"mixed"``: only the
+            VAE decoder and vocoder run in bfloat16 (:data:`PRECISIONS`); encoding is float32.
         seed: seed of the decoder noise; None draws fresh noise at every call.
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
@@ -148,9 +157,15 @@ class SemantiCodec:
         self.progress = progress
 
     def decoder_precision(self) -> contextlib.AbstractContextManager:
-        """The context the decoder runs in: autocast to :attr:`precision` (nothing for float32)."""
-        dtype = PRECISIONS[self.precision]
+        """The context the decoder runs in: autocast to the UNet's type of :attr:`precision`
+        (nothing for float32); the VAE decoder and vocoder take :attr:`waveform_dtype`."""
+        dtype = PRECISIONS[self.precision][0]
         return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def waveform_dtype(self) -> torch.dtype | None:
+        """Autocast type of the VAE decoder and vocoder (None: float32), from :attr:`precision`."""
+        return PRECISIONS[self.precision][1]
 
     @classmethod
     def from_pretrained(
@@ -345,7 +360,7 @@ class SemantiCodec:
                 out = self.model.decode_windows(
                     tok, valid, self.steps, self.guidance_scale, self.eta, generators=generators, sampler=self.sampler,
                     semantic_only=semantic_only,
-                    valid_only=True,
+                    valid_only=True, waveform_dtype=self.waveform_dtype,
                 )
             return out.float().cpu()
 

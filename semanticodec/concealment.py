@@ -79,7 +79,7 @@ def decode_window(
         if not bool(missing.any()):
             return model.decode_windows(
                 tok, valid_len, codec.steps, codec.guidance_scale, codec.eta, generators=[generator],
-                sampler=codec.sampler, valid_only=True, semantic_only=semantic_only,
+                sampler=codec.sampler, valid_only=True, semantic_only=semantic_only, waveform_dtype=codec.waveform_dtype,
             )[0]
         cond, uncond = model.context(tok, valid_len, semantic_only)
         width = 2 * codec.config.feature_dim
@@ -96,7 +96,7 @@ def decode_window(
             if codec.sampler != "ddim":  # replacement needs DDIM's fresh noise to blend the gap in
                 options.update(steps=ddim_steps_at_least(codec.steps), eta=1.0)
             latent = DDIMSampler(model.schedule).sample(model.unet, x_T, unknown, uncond, known=(latent, known), **options)
-        return model.latent_to_waveform(latent, valid_len)[0]
+        return model.latent_to_waveform(latent, valid_len, codec.waveform_dtype)[0]
 
 
 def latent_gap(missing: Tensor, frames: int, token_rate: int) -> Tensor:

@@ -163,6 +163,7 @@ class SemantiCodecModel(nn.Module):
         sampler: str = "ddim",
         valid_only: bool = False,
         semantic_only: bool = False,
+        waveform_dtype: torch.dtype | None = None,
     ) -> Tensor:
         """Waveforms of token windows.
 
@@ -177,6 +178,7 @@ class SemantiCodecModel(nn.Module):
             valid_only: compute only the samples of each window's valid tokens (the vocoder skips
                 the mel frames it does not need for them); the rest of the waveform is zero.
             semantic_only: decode the semantic ids alone (see :meth:`context`).
+            waveform_dtype: see :meth:`latent_to_waveform`.
 
         Returns:
             ``[W, 160 * 1024 + 32]`` float32 waveforms at 16 kHz.
@@ -195,15 +197,19 @@ class SemantiCodecModel(nn.Module):
             latent = sample_latent(
                 sampler, self.schedule, self.unet, x_T, cond, uncond, steps, guidance_scale, eta, generators
             )
-        return self.latent_to_waveform(latent, valid_len if valid_only else None)
+        return self.latent_to_waveform(latent, valid_len if valid_only else None, waveform_dtype)
 
-    def latent_to_waveform(self, latent: Tensor, valid_len: Tensor | None = None) -> Tensor:
+    def latent_to_waveform(self, latent: Tensor, valid_len: Tensor | None = None, dtype: torch.dtype | None = None) -> Tensor:
         """``[W, 8, 256, 16]`` diffusion latent → VAE mel → vocoder → ``[W, samples]``.
 
         ``valid_len``: ``[W]`` valid tokens per window; only their samples are computed (the
         vocoder leaves out the mel frames it does not need for them) and the rest is zero.
-        None: all samples.
+        None: all samples. ``dtype``: run the VAE decoder and vocoder under autocast to it
+        (None: as the caller runs them).
         """
+        if dtype is not None:
+            with torch.autocast(latent.device.type, dtype=dtype):
+                return self.latent_to_waveform(latent, valid_len).float()
         mel = self.vae.decode(latent / self.schedule.scale_factor)
         if valid_len is None:
             return self.vocoder.mel_to_waveform(mel)[:, 0]

@@ -95,6 +95,18 @@ def test_samplers_and_precision_options(codec: SemantiCodec, sampler: str) -> No
     reduced = half.decode(tokens)
     assert reduced.dtype == np.float32 and not np.array_equal(reduced, first)
     assert np.abs(reduced - first).max() < 0.1 * np.abs(first).max()
+    mixed = SemantiCodec(codec.model, device="cpu", sampler=sampler, steps=4, seed=0, precision="mixed")
+    latents = []
+    original = codec.model.latent_to_waveform
+    codec.model.latent_to_waveform = lambda latent, *args: latents.append(latent) or original(latent, *args)
+    try:
+        partly = mixed.decode(tokens)
+        fast.decode(tokens)
+    finally:
+        codec.model.latent_to_waveform = original
+    torch.testing.assert_close(latents[0], latents[1], rtol=0, atol=0)  # the UNet stays float32
+    assert partly.dtype == np.float32 and not np.array_equal(partly, first)
+    assert np.abs(partly - first).max() < 0.1 * np.abs(first).max()
 
 
 def test_default_sampling_and_bad_options(codec: SemantiCodec) -> None:

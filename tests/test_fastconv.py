@@ -62,6 +62,8 @@ def test_errors_and_switches() -> None:
         with fastconv.direct():
             assert not fastconv.worth_it(torch.zeros(1, 512, 8), w)
         assert not fastconv.worth_it(torch.zeros(1, 256, 8), w[:256, :256])
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # --precision bfloat16: direct bfloat16 products
+            assert not fastconv.worth_it(torch.zeros(1, 512, 8), w)
     assert not fastconv.worth_it(torch.zeros(1, 512, 8), w)  # autograd: the direct path
 
 
@@ -99,3 +101,15 @@ def test_hifigan_fast_equals_direct() -> None:
     actual = vocoder(mel)
     assert not torch.equal(actual, expected)  # the shortcuts ran
     assert rel_l2(actual, expected) < 1e-5
+
+
+@torch.inference_mode()
+def test_vae_decoder_bfloat16_autocast_close_to_float32() -> None:
+    """``--precision bfloat16``: the decoder runs under autocast (upsample shortcut included,
+    Toom-Cook off) and stays within bfloat16 rounding of float32."""
+    vae = _wide(AutoencoderKL(VAEConfig(channels=512, channel_mult=(1, 1), num_res_blocks=1), with_encoder=False), 1)
+    z = torch.randn(1, 8, 12, 4, generator=torch.Generator().manual_seed(2))
+    expected = vae.decode(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        actual = vae.decode(z).float()
+    assert 1e-4 < rel_l2(actual, expected) < 3e-2  # bfloat16 ran, with 8-bit-mantissa error only

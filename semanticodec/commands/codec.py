@@ -84,7 +84,8 @@ def add_decoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
     parser.add_argument(
         "--precision", choices=tuple(PRECISIONS), default="float32",
-        help="decoder arithmetic: float32 (default, exact) or autocast to bfloat16 / float16 (faster, slightly different audio)",
+        help="decoder arithmetic: float32 (default, exact), autocast to bfloat16 / float16 (faster, slightly different audio), "
+        "or mixed (only the VAE decoder and vocoder in bfloat16)",
     )
 
 

@@ -84,10 +84,16 @@ def _matrices(m: int, r: int) -> tuple[Tensor, Tensor, Tensor]:
 
 def worth_it(x: Tensor, weight: Tensor) -> bool:
     """Whether the Toom-Cook convolution beats the direct one for ``x`` and ``weight``:
-    float32 on the CPU, :func:`enabled`, at least :data:`MIN_CHANNELS` in and out."""
+    float32 on the CPU outside autocast, :func:`enabled`, at least :data:`MIN_CHANNELS` in and out.
+
+    Under autocast (``--precision bfloat16``) the direct convolution runs: the transforms'
+    values would be rounded to 8 significant bits before the products, and a bfloat16
+    convolution is already about twice as fast as the float32 Toom-Cook products.
+    """
     return (
         enabled()
         and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
         and x.dtype == weight.dtype == torch.float32
         and min(weight.shape[0], weight.shape[1]) >= MIN_CHANNELS
     )
