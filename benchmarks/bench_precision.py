@@ -7,7 +7,9 @@ autocast (``--precision bfloat16``): both, the VAE alone, the vocoder alone. Pri
 and variant, the waveform SNR against float32 and the multi-scale mel distance to float32. For
 scale: the codec's own mel distance (float32 decode against the input), and the distance
 between two float32 decodes of the same tokens with different seeds (the spread of the
-generative decoder itself, row "seed 1").
+generative decoder itself, row "seed 1"). Every row also gives ViSQOL (speech mode, against
+the input) and, for speech, DNSMOS P.835 OVRL of its waveform, so that the quality cost of
+bfloat16 reads on the metrics the sampler table uses (row "float32": the float32 decode).
 
 The bundled model is a real trained one (VAE of width 32-128, Vocos vocoder); the official
 HiFi-GAN has no trained weights here, so its bfloat16 deviation is only the numerical figure
@@ -67,13 +69,15 @@ def main() -> None:
     latents: list[torch.Tensor] = []
     original = model.latent_to_waveform
 
-    def capture(latent, valid_len=None):
+    def capture(latent, valid_len=None, dtype=None):
         latents.append(latent.clone())
-        return original(latent, valid_len)
+        return original(latent, valid_len, dtype)
 
     model.latent_to_waveform = capture
     print(f"bundled model, sampler {codec.sampler} {codec.steps}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("\n| clip | codec mel dist. (fp32 vs input) | variant | SNR vs fp32 dB | mel dist. vs fp32 |\n|---|---:|---|---:|---:|")
+    visqol, dnsmos = metrics.Visqol("speech"), metrics.DNSMOS()
+    print("\n| clip | codec mel dist. (fp32 vs input) | variant | SNR vs fp32 dB | mel dist. vs fp32 | ViSQOL | DNSMOS OVRL |"
+          "\n|---|---:|---|---:|---:|---:|---:|")
     for domain in ("speech", "music", "sound"):
         for path in sorted((AUDIO / domain).glob("*.*"))[: args.per_domain]:
             audio = load_audio(path)[: int(10.24 * SAMPLE_RATE)]
@@ -83,14 +87,17 @@ def main() -> None:
             other_seed.decode(tokens)
             model.latent_to_waveform = original
             reference = waveform(model, latents[0], ())
-            others = {variant: waveform(model, latents[0], stages) for variant, stages in VARIANTS.items()}
+            others = {"float32": reference} | {variant: waveform(model, latents[0], stages) for variant, stages in VARIANTS.items()}
             others["seed 1"] = waveform(model, latents[1], ())
             model.latent_to_waveform = capture
             n = min(len(audio), len(decoded))
             own = metrics.mel_distance(audio[:n], decoded[:n])
             for variant, other in others.items():
-                print(f"| {domain}/{path.name} | {own:.3f} | {variant} | {snr_db(reference, other):.1f} "
-                      f"| {metrics.mel_distance(reference, other):.4f} |", flush=True)
+                m = min(len(audio), len(other))
+                quality = dnsmos(np.clip(other, -1, 1))["ovrl"] if domain == "speech" else float("nan")
+                snr = snr_db(reference, other) if variant != "float32" else float("inf")
+                print(f"| {domain}/{path.name} | {own:.3f} | {variant} | {snr:.1f} | {metrics.mel_distance(reference, other):.4f} "
+                      f"| {visqol(audio[:m], other[:m]):.2f} | {quality:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
