@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from semanticodec.constants import WINDOW_SAMPLES
-from semanticodec.train.options import codebook_tensor, crop_sampler, domain_weights, load_weights, resolve, setting
+from semanticodec.train.options import add_preset_options, codebook_tensor, crop_sampler, domain_weights, load_weights, resolve
 
 MIB = 1 << 20
 
@@ -32,18 +32,10 @@ def _configure_pack(parser: argparse.ArgumentParser) -> None:
     default = PackConfig()
     parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
     parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="pack folder to write")
-    parser.add_argument(
-        "--config", default=None,
-        help="model sizes: small, official, or a ModelConfig JSON file (default: the --preset file's, else small)",
-    )
-    parser.add_argument(
-        "--preset", default=None,
-        help="training preset of the ldm stage: small, official, tiny (default: as --config), or a file "
+    add_preset_options(
+        parser,
+        "training preset of the ldm stage: small, official, tiny (default: as --config), or a file "
         "(a run's run.json, a JSON object of preset fields, or exported ldm weights)",
-    )
-    parser.add_argument(
-        "--set", dest="settings", metavar="FIELD=VALUE", type=setting, action="append", default=[],
-        help="set any preset field, VALUE in JSON; repeatable",
     )
     parser.add_argument("--seed", type=int, help="seed (overrides the preset; the crops are drawn with seed + 1)")
     parser.add_argument("--domain-weights", type=domain_weights, help="sampling weight per domain, e.g. speech=0.5,music=0.3,sound=0.2")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from semanticodec.commands import deprecated_alias
 from semanticodec.constants import WINDOW_SAMPLES
-from semanticodec.train.options import codebook_tensor, crop_sampler, domain_weights, load_weights, model_config, resolve, setting
+from semanticodec.train.options import add_preset_options, codebook_tensor, crop_sampler, domain_weights, load_weights, model_config, resolve
 
 STAGE_CLASSES = {"mae": "MAEStage", "vae": "VAEStage", "vocoder": "VocoderStage", "ldm": "LDMStage"}
 LOOP_STAGES = tuple(STAGE_CLASSES)
@@ -27,18 +27,10 @@ LOOP_STAGES = tuple(STAGE_CLASSES)
 def _common(parser: argparse.ArgumentParser, loop: bool) -> None:
     parser.add_argument("--data", required=True, help="training manifest (corpus manifest.json, its folder, or a list of audio paths)")
     parser.add_argument("-o", "--output", dest="out", metavar="OUTPUT", required=True, type=Path, help="output folder (run.json, checkpoint, log, weights)")
-    parser.add_argument(
-        "--config", default=None,
-        help="model sizes: small, official, or a ModelConfig JSON file (default: the --preset file's, else small)",
-    )
-    parser.add_argument(
-        "--preset", default=None,
-        help="training preset: small, official, tiny (default: as --config), or a file: the run.json of a run, "
+    add_preset_options(
+        parser,
+        "training preset: small, official, tiny (default: as --config), or a file: the run.json of a run, "
         "a JSON object of preset fields, or a stage's exported .safetensors",
-    )
-    parser.add_argument(
-        "--set", dest="settings", metavar="FIELD=VALUE", type=setting, action="append", default=[],
-        help="set any preset field, VALUE in JSON (e.g. --set betas=[0.9,0.95] --set discriminator.width=0.5); repeatable",
     )
     parser.add_argument("--batch-size", type=int, help="crops per step and process (sets batch_size)")
     parser.add_argument("--seed", type=int, help="data and noise seed (sets seed)")

@@ -47,6 +47,20 @@ def setting(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def add_preset_options(parser: argparse.ArgumentParser, preset_help: str) -> None:
+    """``--config``, ``--preset`` (described by ``preset_help``) and ``--set``: what
+    :func:`resolve` reads."""
+    parser.add_argument(
+        "--config", default=None,
+        help="model sizes: small, official, or a ModelConfig JSON file (default: the --preset file's, else small)",
+    )
+    parser.add_argument("--preset", default=None, help=preset_help)
+    parser.add_argument(
+        "--set", dest="settings", metavar="FIELD=VALUE", type=setting, action="append", default=[],
+        help="set any preset field, VALUE in JSON (e.g. --set betas=[0.9,0.95] --set discriminator.width=0.5); repeatable",
+    )
+
+
 SHORTCUTS = {
     "steps": "steps", "batch_size": "batch_size", "crop_seconds": "crop_seconds", "lr": "learning_rate", "seed": "seed",
     "decay_steps": "decay_steps", "windows": "windows", "niter": "niter",
