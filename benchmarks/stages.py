@@ -19,8 +19,8 @@ Rows (each clip's reference is the input at 16 kHz):
   trained for it (``config.semantic_only_decoding``).
 
 Metrics: ViSQOL speech mode at 16 kHz (the paper's) and the DAC mel distance on every domain;
-for speech also DNSMOS P.835 OVRL (with its SIG and BAK parts) and P.808 (no reference: they hear phase artefacts that
-ViSQOL misses), PESQ-wb and STOI. The ``## Stage report`` section of ``benchmarks/RESULTS.md``
+for speech also DNSMOS P.835 OVRL (with its SIG and BAK parts) and P.808 (no reference: they
+hear phase artefacts that ViSQOL misses), PESQ-wb and STOI. The ``## Stage report`` section of ``benchmarks/RESULTS.md``
 is rewritten; per-clip figures go to ``benchmarks/results/stages_<size>.json`` and, for the
 first ``--plots`` clips of each domain, the mel spectrograms of the input and of every row to
 ``benchmarks/results/stages/<clip>.png``.
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", help="sampler of the decoder rows (default: the model's default)")
     parser.add_argument("--steps", type=int, help="diffusion steps of the decoder rows (default: the model's default)")
     parser.add_argument("--guidance-scale", type=float, default=2.0, help="classifier-free guidance of the decoder rows (default %(default)g, official)")
-    parser.add_argument("--no-decoder", action="store_true", help="skip the two decoder rows (the costly part)")
+    parser.add_argument("--no-decoder", action="store_true", help="skip the decoder rows (the costly part)")
     parser.add_argument("--plots", type=int, default=2, help="spectrogram PNGs for the first N clips of each domain")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON and the PNGs")
