@@ -29,12 +29,12 @@ import torch
 
 from benchmarks.fill import fill, fill_module
 from benchmarks.report import cpu_model
-from semanticodec.codec import SemantiCodec
+from semanticodec.codec import SemantiCodec, native_bfloat16
 from semanticodec.config import ModelConfig
 from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.model import SemantiCodecModel
 from semanticodec.nn.vit import audiomae_pos_embed
-from semanticodec.weights import save_safetensors
+from semanticodec.weights import BUNDLED_PRECISION, BUNDLED_SAMPLING, save_safetensors
 from semanticodec.windows import split_windows
 
 TIMES: dict[str, float] = defaultdict(float)
@@ -80,11 +80,18 @@ def build(token_rate: int = 100, vocab: int = 16384) -> SemantiCodecModel:
 
 
 def parse_setting(text: str) -> tuple[str, int, str]:
-    """``SAMPLER:STEPS[:PRECISION]`` -> (sampler, steps, precision)."""
+    """``SAMPLER:STEPS[:PRECISION]`` -> (sampler, steps, precision); ``default``: the package's
+    default decoding (the bundled model's sampler and steps, and its precision on this CPU)."""
+    if text == "default":
+        return DEFAULT_SETTING
     parts = text.split(":")
     if len(parts) not in (2, 3):
         raise argparse.ArgumentTypeError(f"decode setting must be SAMPLER:STEPS[:PRECISION], got {text!r}")
     return parts[0], int(parts[1]), parts[2] if len(parts) == 3 else "float32"
+
+
+DEFAULT_SETTING = (*BUNDLED_SAMPLING, BUNDLED_PRECISION if native_bfloat16(torch.device("cpu")) else "float32")
+"""``--decode default``: what ``SemantiCodec`` decodes the bundled model with on this CPU."""
 
 
 def compress_peak_rss(model: SemantiCodecModel, seconds: float, folder: Path) -> float:
@@ -123,8 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="seconds of audio")
     parser.add_argument(
-        "--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), ("dpmpp-2m", 3, "float32")],
-        metavar="SAMPLER:STEPS[:PRECISION]", help="decode settings; the first is the baseline of the speed-up column",
+        "--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), DEFAULT_SETTING],
+        metavar="SAMPLER:STEPS[:PRECISION] or default", help="decode settings (default: the package default decoding); the first is the baseline of the speed-up column",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     parser.add_argument("--vocab", type=int, default=16384)

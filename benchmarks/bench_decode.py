@@ -11,7 +11,7 @@ numerical figure, not a quality one).
 Weights are the deterministic ``benchmarks.fill`` values (every op is dense: the cost is that
 of the real checkpoints).
 
-    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 dpmpp-2m:3:mixed --rounds 3   # the issue-17 ratio
+    python -m benchmarks.bench_decode --decode ddim:50 dpmpp-2m:3 default --rounds 3   # the issue-17 ratio
     python -m benchmarks.bench_decode --stages --rounds 5 --threads 1 --clock cpu
 """
 
@@ -24,7 +24,7 @@ import statistics
 import numpy as np
 import torch
 
-from benchmarks.bench_codec import CLOCK, TIMES, build, instrument, parse_setting
+from benchmarks.bench_codec import CLOCK, DEFAULT_SETTING, TIMES, build, instrument, parse_setting
 from benchmarks.report import cpu_model
 from semanticodec.codec import SemantiCodec
 from semanticodec.nn import fastconv
@@ -90,8 +90,8 @@ def stage_rounds(model, rounds: int, clock) -> tuple[dict[str, list[float]], dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), ("dpmpp-2m", 3, "float32")],
-                        metavar="SAMPLER:STEPS[:PRECISION]", help="settings; the first is the baseline of the speed-up")
+    parser.add_argument("--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), DEFAULT_SETTING],
+                        metavar="SAMPLER:STEPS[:PRECISION] or default", help="settings (default: the package default decoding); the first is the baseline of the speed-up")
     parser.add_argument("--stages", action="store_true", help="time the VAE and vocoder alone, fast against direct")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())

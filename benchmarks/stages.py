@@ -107,21 +107,18 @@ def load_vocoder(model: SemantiCodecModel, path: Path, config_json: Path | None)
     from the model's."""
     from semanticodec.config import ModelConfig
     from semanticodec.nn.vocoder import build_vocoder
+    from semanticodec.train.vocoder import checkpoint_weights
     from semanticodec.weights import load_state_dict
 
     vocoder_config = ModelConfig.from_json(config_json.read_text()).vocoder if config_json else model.config.vocoder
-    vocoder = build_vocoder(vocoder_config)
     if path.suffix == ".pt":
-        state = torch.load(path, map_location="cpu", weights_only=True)["modules"]["generator"]
-        if any("parametrizations" in key for key in state):  # HiFi-GAN trains with weight norm
-            vocoder.apply_weight_norm()
-            vocoder.load_state_dict(state)
-            vocoder.remove_weight_norm()
-        else:
-            vocoder.load_state_dict(state)
+        state = checkpoint_weights(torch.load(path, map_location="cpu", weights_only=True, mmap=True), vocoder_config)
+        if state is None:
+            raise SystemExit(f"{path}: not the checkpoint.pt of a vocoder run")
     else:
         state = load_state_dict(path)
-        vocoder.load_state_dict({k[len("vocoder."):]: v.float() for k, v in state.items() if k.startswith("vocoder.")})
+    vocoder = build_vocoder(vocoder_config)
+    vocoder.load_state_dict({k[len("vocoder."):]: v.float() for k, v in state.items() if k.startswith("vocoder.")})
     model.vocoder = vocoder.eval()
     model.config = replace(model.config, vocoder=vocoder_config)
     return model

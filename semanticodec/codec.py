@@ -80,6 +80,9 @@ class SemantiCodec:
             autocast to that type (about twice as fast on CPUs with AVX-512 BF16 and on GPUs;
             the audio differs slightly, see ``benchmarks/RESULTS.md``), or ``"mixed"``: only the
             VAE decoder and vocoder run in bfloat16 (:data:`PRECISIONS`); encoding is float32.
+            None: the model's default where bfloat16 is native (:func:`native_bfloat16`;
+            ``"mixed"`` for the bundled model, :func:`~semanticodec.weights.default_precision`),
+            else float32.
         seed: seed of the decoder noise; None draws fresh noise at every call.
         compat: ``"official"`` reproduces the official quirks (see the module docstring).
         batch_size: windows per forward pass (memory grows linearly with it).
@@ -99,7 +102,7 @@ class SemantiCodec:
         steps: int | None = None,
         guidance_scale: float = 2.0,
         eta: float = 1.0,
-        precision: str = "float32",
+        precision: str | None = None,
         seed: int | None = None,
         compat: Compat = "default",
         batch_size: int = 4,
@@ -129,7 +132,7 @@ class SemantiCodec:
             model = load_model(**loading)
         elif args or loading:
             raise TypeError("SemantiCodec(model) takes no token_rate, semantic_vocab_size or checkpoint")
-        from semanticodec.weights import default_sampling
+        from semanticodec.weights import default_precision, default_sampling
 
         if compat not in ("default", "official"):
             raise ValueError(f"compat must be 'default' or 'official', got {compat!r}")
@@ -139,11 +142,13 @@ class SemantiCodec:
         check_sampler(sampler)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-        if precision not in PRECISIONS:
+        if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
+        if precision is None:
+            precision = default_precision(model.config, compat) if native_bfloat16(self.device) else "float32"
         self.model = model.to(self.device).eval()
         self.config: ModelConfig = model.config
         self.sampler = sampler
@@ -402,3 +407,14 @@ def semantic_feature_extractor(
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AVX512-BF16 or AMX. Elsewhere bfloat16 is emulated and slower than float32, so the
+    default precision stays float32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -39,6 +39,11 @@ BUNDLED_SAMPLING = ("dpmpp-2m", 3)
 setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
 of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
 is retrained)."""
+BUNDLED_PRECISION = "mixed"
+"""Decoder precision of the bundled default model where bfloat16 is native
+(:func:`semanticodec.codec.native_bfloat16`): the VAE decoder and vocoder in bfloat16 move
+ViSQOL by at most 0.01 and speech DNSMOS OVRL by -0.07 against float32 and decode 1.6x faster
+(``python -m benchmarks.bench_precision``, ``benchmarks/RESULTS.md``, "Measured in one run")."""
 CODEBOOK_KEY = "semantic.codebook"
 ENCODER_PARTS = ("audiomae.", "acoustic.")
 """State-dict prefixes of the parts that encoding needs."""
@@ -239,14 +244,25 @@ def default_model_config() -> ModelConfig | None:
     return file_config(DEFAULT_MODEL)
 
 
+def _bundled_defaults(config: ModelConfig, compat: str) -> bool:
+    """Whether ``config`` decodes with the bundled default model's measured defaults: it is that
+    model, outside ``compat="official"``."""
+    bundled = default_model_config()
+    return compat == "default" and bundled is not None and config.model_id == bundled.model_id
+
+
 def default_sampling(config: ModelConfig, compat: str = "default") -> tuple[str, int]:
     """``(sampler, steps)`` of a model unless the user chooses: :data:`BUNDLED_SAMPLING` for
     the bundled default model, else (official checkpoints, ``compat="official"``) the
     official DDIM with 50 steps."""
-    bundled = default_model_config()
-    if compat == "default" and bundled is not None and config.model_id == bundled.model_id:
-        return BUNDLED_SAMPLING
-    return OFFICIAL_SAMPLING
+    return BUNDLED_SAMPLING if _bundled_defaults(config, compat) else OFFICIAL_SAMPLING
+
+
+def default_precision(config: ModelConfig, compat: str = "default") -> str:
+    """Decoder precision of a model unless the user chooses, where bfloat16 is native:
+    :data:`BUNDLED_PRECISION` for the bundled default model, else (official checkpoints,
+    ``compat="official"``) float32 as in the official code."""
+    return BUNDLED_PRECISION if _bundled_defaults(config, compat) else "float32"
 
 
 def checkpoint_for(model_id: bytes) -> Path | None:

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from benchmarks.metrics import mel_distance
+from semanticodec import codec as codec_module
 from semanticodec import hub, weights
 from semanticodec.bitstream import read_file
 from semanticodec.cli import main
@@ -134,6 +136,28 @@ def test_bundled_model_decodes_with_its_measured_default_sampling(bundled):
     assert (official.sampler, official.steps) == OFFICIAL_SAMPLING == ("ddim", 50)
     other = SemantiCodec(tiny_model(50, 100), device="cpu")
     assert (other.sampler, other.steps) == OFFICIAL_SAMPLING
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bundled_model_decodes_in_mixed_precision_only_where_bfloat16_is_native(bundled, monkeypatch, native):
+    """BUNDLED_PRECISION where bfloat16 is native, float32 elsewhere, for other models, under
+    compat="official" and when the user says float32."""
+    monkeypatch.setattr(codec_module, "native_bfloat16", lambda device: native)
+    model = weights.load_model()
+    assert SemantiCodec(model, device="cpu").precision == (weights.BUNDLED_PRECISION if native else "float32")
+    assert weights.BUNDLED_PRECISION == "mixed"
+    assert SemantiCodec(model, device="cpu", compat="official").precision == "float32"
+    assert SemantiCodec(model, device="cpu", precision="float32").precision == "float32"
+    assert SemantiCodec(tiny_model(50, 100), device="cpu").precision == "float32"
+
+
+def test_native_bfloat16_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not codec_module.native_bfloat16(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert codec_module.native_bfloat16(torch.device("cpu"))
+    assert not codec_module.native_bfloat16(torch.device("meta"))
 
 
 def test_the_readme_python_example_runs_on_the_bundled_model(tmp_path, monkeypatch, capsys):

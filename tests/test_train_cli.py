@@ -128,15 +128,17 @@ def test_assemble_on_a_base_model_replaces_the_retrained_modules_only(trained, s
     assert any(not torch.equal(based[k], got[k]) for k in got if k.startswith("vocoder."))
 
 
-def test_assemble_takes_a_running_ldm_checkpoint_as_its_export(trained, setup, tmp_path):
-    """An ldm run's checkpoint.pt assembles to the same model as the weights the run exported
-    (its weight average); another stage's checkpoint is refused in one line."""
+def test_assemble_takes_running_ldm_and_vocoder_checkpoints_as_their_exports(trained, setup, tmp_path):
+    """The checkpoint.pt of an ldm run (its weight average) and of a vocoder run (its generator,
+    weight norm folded) assemble to the same model as the weights the runs exported; another
+    stage's checkpoint is refused in one line."""
     codebook = str(trained["codebook"] / "codebook_50_0.npy")
     common = ["train", "assemble", "--config", str(setup[1]), "--codebook", codebook]
     stages = [str(trained[s] / f"{s}.safetensors") for s in STAGES]
     exported, running = tmp_path / "exported.safetensors", tmp_path / "running.safetensors"
     assert main([*common, *stages, str(trained["ldm"] / "ldm.safetensors"), "-o", str(exported)]) == 0
-    assert main([*common, *stages, str(trained["ldm"] / "checkpoint.pt"), "-o", str(running)]) == 0
+    checkpoints = [*stages[:2], str(trained["vocoder"] / "checkpoint.pt"), str(trained["ldm"] / "checkpoint.pt")]
+    assert main([*common, *checkpoints, "-o", str(running)]) == 0
     expected, got = load_safetensors_part(exported), load_safetensors_part(running)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected)

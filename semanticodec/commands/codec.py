@@ -83,9 +83,10 @@ def add_decoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0; ddim only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (default 0)")
     parser.add_argument(
-        "--precision", choices=tuple(PRECISIONS), default="float32",
-        help="decoder arithmetic: float32 (default, exact), autocast to bfloat16 / float16 (faster, slightly different audio), "
-        "or mixed (only the VAE decoder and vocoder in bfloat16)",
+        "--precision", choices=tuple(PRECISIONS),
+        help="decoder arithmetic: float32 (exact), autocast to bfloat16 / float16 (faster, slightly different audio), "
+        "or mixed (only the VAE decoder and vocoder in bfloat16); default: mixed for the bundled model on CPUs with "
+        "AVX512-BF16 or AMX and on GPUs, else float32",
     )
 
 

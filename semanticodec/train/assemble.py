@@ -27,7 +27,7 @@ def assemble(
     base: str | os.PathLike | None = None,
 ) -> SemantiCodecModel:
     """Merge the ``*.safetensors`` written by the stages (mae, vae, vocoder, ldm; for the ldm
-    stage also the ``checkpoint.pt`` of a run still training) and the semantic ``codebook``
+    and vocoder stages also the ``checkpoint.pt`` of a run still training) and the semantic ``codebook``
     ``.npy`` into ``out``; the latent scale the LDM stage measured
     becomes ``config.schedule.scale_factor``. Returns the assembled model.
 
@@ -39,7 +39,7 @@ def assemble(
     ``semanticodec learn-tables``)."""
     state = {}
     for path in stage_files:
-        part = _stage_weights(path)
+        part = _stage_weights(path, model_config)
         clash = sorted(set(part) & set(state))
         if clash:
             raise CheckpointError(f"{path}: keys also given by another stage file, e.g. {clash[:3]}")
@@ -68,16 +68,21 @@ def assemble(
     return model
 
 
-def _stage_weights(path: str | os.PathLike) -> dict:
-    """A stage file's weights: exported ``.safetensors``, or an ldm run's ``checkpoint.pt``
-    (its weight average, as the stage exports it)."""
+def _stage_weights(path: str | os.PathLike, model_config: ModelConfig) -> dict:
+    """A stage file's weights: exported ``.safetensors``, or the ``checkpoint.pt`` of an ldm run
+    (its weight average) or of a vocoder run (its generator), as those stages export them."""
     if str(path).endswith(".pt"):
         import torch
 
-        from semanticodec.train.ldm import checkpoint_weights
+        from semanticodec.train import ldm, vocoder
 
-        weights = checkpoint_weights(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        weights = ldm.checkpoint_weights(state)
         if weights is None:
-            raise CheckpointError(f"{path}: not the checkpoint.pt of an ldm run (pass other stages' exported .safetensors)")
+            weights = vocoder.checkpoint_weights(state, model_config.vocoder)
+        if weights is None:
+            raise CheckpointError(
+                f"{path}: not the checkpoint.pt of an ldm or vocoder run (pass other stages' exported .safetensors)"
+            )
         return weights
     return load_state_dict(path)

@@ -149,7 +149,10 @@ def _windows(args: argparse.Namespace, config, preset, codebook, distributed, pr
 def _configure_assemble(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="small", help="model sizes: small, official, or a ModelConfig JSON file")
     parser.add_argument("--codebook", type=Path, help="semantic codebook .npy (default: the --base model's)")
-    parser.add_argument("stages", nargs="+", type=Path, help="the .safetensors of the mae, vae, vocoder and ldm stages")
+    parser.add_argument(
+        "stages", nargs="+", type=Path,
+        help="the .safetensors of the mae, vae, vocoder and ldm stages (for ldm and vocoder also a running checkpoint.pt)",
+    )
     parser.add_argument(
         "--base", type=Path,
         help="an assembled model (.safetensors) giving the modules no stage file gives, e.g. the bundled model with a retrained vocoder",

@@ -41,7 +41,7 @@ from semanticodec.nn.discriminators import (
     generator_adversarial_loss,
 )
 from semanticodec.nn.hifigan import HiFiGAN
-from semanticodec.nn.vocoder import Vocoder, build_vocoder
+from semanticodec.nn.vocoder import Vocoder, VocoderConfig, build_vocoder
 from semanticodec.train.data import Batch
 from semanticodec.train.loop import Distributed, TrainConfig, clip_and_step
 
@@ -233,13 +233,30 @@ class VocoderStage:
         """Inference weights (HiFi-GAN: weight norm folded in) as ``vocoder.*`` keys of
         :class:`~semanticodec.model.SemantiCodecModel`; training is not disturbed."""
         state = {k: v.detach().cpu() for k, v in self.generator.state_dict().items()}
-        if isinstance(self.generator, HiFiGAN):
-            copy = HiFiGAN(self.generator.config)
-            copy.apply_weight_norm()
-            copy.load_state_dict(state)
-            copy.remove_weight_norm()
-            state = copy.state_dict()
-        return {PREFIX + k: v.detach().clone() for k, v in state.items()}
+        return inference_weights(self.generator.config, state)
+
+
+def inference_weights(config: VocoderConfig, generator: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A training generator's state (HiFi-GAN with weight norm, or Vocos) as inference weights:
+    ``vocoder.*`` keys of :class:`~semanticodec.model.SemantiCodecModel`, weight norm folded in."""
+    vocoder = build_vocoder(config)
+    if any("parametrizations" in key for key in generator):
+        vocoder.apply_weight_norm()
+        vocoder.load_state_dict(generator)
+        vocoder.remove_weight_norm()
+    else:
+        vocoder.load_state_dict(generator)
+    return {PREFIX + k: v.detach().clone() for k, v in vocoder.state_dict().items()}
+
+
+def checkpoint_weights(state: dict, config: VocoderConfig) -> dict[str, Tensor] | None:
+    """What :meth:`VocoderStage.export` would write, from a loaded ``checkpoint.pt`` of a
+    vocoder run with sizes ``config`` (so that a run can be assembled and measured while it
+    trains on); None when ``state`` is not a vocoder run's checkpoint."""
+    modules = state.get("modules") if isinstance(state, dict) else None
+    if not isinstance(modules, dict) or not {"generator", "discriminator"} <= modules.keys():
+        return None
+    return inference_weights(config, modules["generator"])
 
 
 def multi_resolution_stft_loss(fake: Tensor, real: Tensor, resolutions: tuple[tuple[int, int], ...]) -> Tensor:
