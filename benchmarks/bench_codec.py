@@ -131,7 +131,8 @@ def main() -> None:
     parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="seconds of audio")
     parser.add_argument(
         "--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), DEFAULT_SETTING],
-        metavar="SAMPLER:STEPS[:PRECISION] or default", help="decode settings (default: the package default decoding); the first is the baseline of the speed-up column",
+        metavar="SAMPLER:STEPS[:PRECISION] or default",
+        help="decode settings (default: the package default decoding); the first is the baseline of the speed-up column",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     parser.add_argument("--vocab", type=int, default=16384)

@@ -91,7 +91,8 @@ def stage_rounds(model, rounds: int, clock) -> tuple[dict[str, list[float]], dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), DEFAULT_SETTING],
-                        metavar="SAMPLER:STEPS[:PRECISION] or default", help="settings (default: the package default decoding); the first is the baseline of the speed-up")
+                        metavar="SAMPLER:STEPS[:PRECISION] or default",
+                        help="settings (default: the package default decoding); the first is the baseline of the speed-up")
     parser.add_argument("--stages", action="store_true", help="time the VAE and vocoder alone, fast against direct")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
