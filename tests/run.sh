@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests need into .venv, lint with ruff (settings in pyproject.toml) and run
-# the default test suite. Extra pytest arguments are passed through (e.g. `bash scripts/test.sh -m slow`).
+# the default test suite. Extra pytest arguments are passed through (e.g. `bash tests/run.sh -m slow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Classic codecs and audio tools of the benchmark tests (Debian); skipped where apt is unavailable.

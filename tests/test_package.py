@@ -93,3 +93,13 @@ def test_the_readme_layout_lists_every_module() -> None:
             if f"`{name}`" not in where and not (path.name.startswith("bench_") and "bench_*.py" in where):
                 missing.append(f"{folder}/{relative}")
     assert not missing, f"README.md's Layout section does not list {missing}"
+
+
+def test_the_readme_names_scripts_that_exist_and_ci_runs_its_test_command() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\bbash ([\w./-]+\.sh)\b", text))
+    assert named, "README.md names no script"
+    assert not [name for name in named if not (ROOT / name).is_file()], f"README.md names missing scripts: {sorted(named)}"
+    ci = re.findall(r"^bash (\S+)$", (ROOT / ".ci" / "run").read_text(encoding="utf-8"), re.M)
+    first_block = text[text.index("```bash\n") : text.index("```\n", text.index("```bash\n"))]
+    assert len(ci) == 1 and f"bash {ci[0]}" in first_block, f".ci/run runs {ci}, not the README's test command"
