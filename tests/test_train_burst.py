@@ -292,11 +292,11 @@ def test_burst_argument_errors(pack, tmp_path, capsys):
 
 
 def test_prepared_script_runs_the_burst_from_the_checkout(pack, tmp_path):
-    """scripts/gpu_burst.sh run, as the device machine runs it (there: no install of the package,
+    """semanticodec/train/gpu_burst.sh run, as the device machine runs it (there: no install of the package,
     wheels from .burst/wheels); here on CPU with the tiny pack."""
     out = tmp_path / "out"
     env = {**os.environ, "PACK": str(pack), "DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    command = ["bash", str(ROOT / "scripts" / "gpu_burst.sh"), "run", str(out), "0.0001", "--batch-size", "1", "--windows", "1"]
+    command = ["bash", str(ROOT / "semanticodec" / "train" / "gpu_burst.sh"), "run", str(out), "0.0001", "--batch-size", "1", "--windows", "1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     first = done.stdout.splitlines()[0]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The ldm stage on a GPU lent for minutes (the `device` tool): `prepare` here, `run` there.
 #
-#   bash scripts/gpu_burst.sh prepare TRAIN_PACK_OPTIONS...   # here: .burst/pack and .burst/wheels
-#   bash scripts/gpu_burst.sh run OUT [MINUTES] [TRAIN_BURST_OPTIONS...]   # there (default 8 minutes)
+#   bash semanticodec/train/gpu_burst.sh prepare TRAIN_PACK_OPTIONS...   # here: .burst/pack and .burst/wheels
+#   bash semanticodec/train/gpu_burst.sh run OUT [MINUTES] [TRAIN_BURST_OPTIONS...]   # there (default 8 minutes)
 #
 # prepare: writes the travel pack .burst/pack (`semanticodec train pack`, options passed through,
 # e.g. those of the `train ldm` run to continue plus --init RUN/checkpoint.pt) and downloads, for
@@ -13,7 +13,7 @@
 # as pyproject.toml's package-dir does), and trains (`semanticodec train burst`) into OUT.
 # PACK (default .burst/pack), PYTHON (default python3) and DEVICE (default cuda) may be set.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 verb="${1:-}"
 shift || true
 case "$verb" in
@@ -28,7 +28,7 @@ prepare)
   du -sh .burst/pack .burst/wheels
   ;;
 run)
-  [ $# -ge 1 ] || { echo "usage: bash scripts/gpu_burst.sh run OUT [MINUTES] [options]" >&2; exit 2; }
+  [ $# -ge 1 ] || { echo "usage: bash semanticodec/train/gpu_burst.sh run OUT [MINUTES] [options]" >&2; exit 2; }
   out="$1"
   minutes="${2:-8}"
   shift $(($# >= 2 ? 2 : 1))
@@ -49,7 +49,7 @@ run)
     --no-progress "$@" 2>&1 | tee "$out/burst.log"
   ;;
 *)
-  echo "usage: bash scripts/gpu_burst.sh prepare|run ..." >&2
+  echo "usage: bash semanticodec/train/gpu_burst.sh prepare|run ..." >&2
   exit 2
   ;;
 esac

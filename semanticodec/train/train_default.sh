@@ -2,10 +2,10 @@
 # Train the small default model from scratch on the Debian training corpus, stage by stage,
 # exactly as the bundled semanticodec/data/default_model.safetensors was made (see
 # semanticodec/data/MODEL_CARD.md for the times measured on 2 CPU cores).
-# Usage: bash scripts/train_default.sh [RUN_DIR]   (default runs/default; resumable: rerun it)
+# Usage: bash semanticodec/train/train_default.sh [RUN_DIR]   (default runs/default; resumable: rerun it)
 # Set DEVICE=cuda to train on a GPU; multi-GPU: prefix a stage with `torchrun --nproc_per_node N -m`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 run="${1:-runs/default}"
 data="${SEMANTICODEC_TRAIN_DATA:-$HOME/.cache/semanticodec-bench/corpus-train}"
