@@ -1,7 +1,7 @@
 """Model selection: explicit checkpoint > official weights (cached or fetched) > the bundled default
 model when nothing is named, and streams of the bundled model decode with it even where official
-weights are present; the bundled model's round trip meets a quality floor, and the README's Python
-example runs on it. Every test runs offline with an empty cache (conftest)."""
+weights are present; the bundled model's round trip meets a quality floor, and the README's demo
+command and Python example run on it. Every test runs offline with an empty cache (conftest)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.metrics import mel_distance
 from semanticodec import codec as codec_module
-from semanticodec import hub, weights
+from semanticodec import demo, hub, weights
 from semanticodec.bitstream import read_file
 from semanticodec.cli import main
 from semanticodec.codec import SemantiCodec
@@ -123,6 +123,29 @@ def test_cli_round_trip_with_the_bundled_model(tmp_path, capsys):
     wrong[:, 0] = np.random.default_rng(0).integers(0, header.semantic_vocab_size, len(tokens))
     control = mel_distance(original, codec.decode(wrong)[: len(original)])
     assert distance < control - CONTROL_MARGIN, f"round trip {distance:.3f} is not better than random semantic ids ({control:.3f})"
+
+
+def test_the_readme_demo_command_runs_the_main_job(tmp_path, capsys):
+    """The README's first set-up command installs torch==2.13.0, then the package, then runs
+    ``python -m semanticodec.demo`` (here in-process), which writes only into its output folder."""
+    readme = (Path(weights.__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("```bash\n") : readme.index("```\n", readme.index("```bash\n"))]
+    command = next(line for line in block.splitlines() if line.startswith("python3 -m venv .venv && "))
+    steps = ("pip install -q torch==2.13.0 && ", "pip install -q -e . && ", "python -m semanticodec.demo")
+    positions = [command.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions) and command.endswith(steps[-1]), command
+    out = tmp_path / "demo"
+    assert demo.main([str(out)]) == 0
+    assert list(tmp_path.iterdir()) == [out]
+    assert sorted(p.name for p in out.iterdir()) == ["example.scdc", "example.wav", "example_tokens.npy"]
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in printed if line.startswith("$ semanticodec ")] == ["compress", "info", "decompress", "unpack"]
+    clip = weights.DEFAULT_MODEL.with_name("example.flac")
+    assert sf.info(out / "example.wav").frames == sf.info(clip).frames
+    tokens = np.load(out / "example_tokens.npy")
+    assert tokens.shape == (360, 2) and printed[-2] == "tokens: (360, 2) token pairs (semantic, acoustic)"
+    assert demo.main([str(out / "example.wav" / "x")]) == 2
+    assert "python -m semanticodec.demo: error: cannot create" in capsys.readouterr().err
 
 
 def test_bundled_model_decodes_with_its_measured_default_sampling(bundled):
