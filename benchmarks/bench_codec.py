@@ -30,6 +30,7 @@ import torch
 from benchmarks.fill import fill, fill_module
 from benchmarks.report import cpu_model
 from semanticodec.codec import SemantiCodec, native_bfloat16
+from semanticodec.commands import deprecated_alias
 from semanticodec.config import ModelConfig
 from semanticodec.constants import WINDOW_SAMPLES
 from semanticodec.model import SemantiCodecModel
@@ -126,7 +127,8 @@ def compress_rss(seconds: float, folder: Path, options: list[str], env: dict[str
     return peak_kb / 1024
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (``--vocab`` is the deprecated spelling of ``--semantic-vocab-size``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="seconds of audio")
     parser.add_argument(
@@ -135,18 +137,23 @@ def main() -> None:
         help="decode settings (default: the package default decoding); the first is the baseline of the speed-up column",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
-    parser.add_argument("--vocab", type=int, default=16384)
+    vocab = parser.add_argument("--semantic-vocab-size", type=int, default=16384, help="semantic vocabulary size (default 16384)")
+    deprecated_alias(parser, "--vocab", vocab)
     parser.add_argument("--compress-rss", type=float, metavar="SECONDS", help="also measure a compress process on this much audio")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument(
         "--split-clock", choices=sorted(CLOCK), default="wall",
         help="clock of the per-stage split (cpu with --threads 1: the work of each stage, whatever the machine's load)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     global clock
     clock = CLOCK[args.split_clock]
 
-    model = build(100, args.vocab)
+    model = build(100, args.semantic_vocab_size)
     torch.set_num_threads(args.threads)  # after build: numba's fill resets the OpenMP thread count
     rss = None
     if args.compress_rss:

@@ -22,8 +22,8 @@ from unittest import mock
 import numpy as np
 
 from semanticodec import audio
-from semanticodec.bitstream import Header, resync, scan
-from semanticodec.bitstream.stream import SYNC
+from semanticodec.bitstream import Header, scan, stream
+from semanticodec.bitstream.packet import SYNC
 
 PATTERNS = ("d3c30000", "d3c30001d3c3", "d3c3800000")
 
@@ -32,7 +32,7 @@ def _resync(megabytes: float, pattern: str, vectorised: bool) -> float:
     junk = bytes.fromhex(pattern)
     data = Header(100, 16384).to_bytes() + junk * int(megabytes * 1e6 / len(junk))
     plain = lambda data, *_: bytes(data).find(SYNC)  # noqa: E731  (the old scan)
-    with mock.patch.object(resync, "next_candidate", resync.next_candidate if vectorised else plain):
+    with mock.patch.object(stream, "next_candidate", stream.next_candidate if vectorised else plain):
         start = time.process_time()
         scan(io.BytesIO(data))
         return len(data) / 1e6 / (time.process_time() - start)

@@ -1,9 +1,12 @@
 """k-means benchmarks: engines at equal iterations, the sgemm floor, and scaling in N and k.
 
-    python benchmarks/bench_kmeans.py engines [--n 100000 --dim 768 --k 4096 --iters 3]
-    python benchmarks/bench_kmeans.py scale-n [--sizes 50000,100000,200000,500000,1000000 --k 1024]
-    python benchmarks/bench_kmeans.py scale-k [--n 65536 --ks 1024,4096,16384,32768]
-    python benchmarks/bench_kmeans.py gpu     [--n 1000000 --k 16384]   (needs a GPU)
+    python benchmarks/bench_kmeans.py engines [--n 100000 --dim 768 --semantic-vocab-size 4096 --iters 3]
+    python benchmarks/bench_kmeans.py scale-n [--sizes 50000,100000,200000,500000,1000000 --semantic-vocab-size 1024]
+    python benchmarks/bench_kmeans.py scale-k [--n 65536 --semantic-vocab-sizes 1024,4096,16384,32768]
+    python benchmarks/bench_kmeans.py gpu     [--n 1000000 --semantic-vocab-size 16384]   (needs a GPU)
+
+The number of centroids k is the semantic vocabulary size (``--k`` and ``--ks`` are the
+deprecated spellings of ``--semantic-vocab-size`` and ``--semantic-vocab-sizes``).
 
 Each command prints a Markdown table. Data are a seeded Gaussian mixture (2048 centres,
 unit noise) in float32. Every engine starts from k random training vectors (FAISS's
@@ -29,6 +32,7 @@ import faiss
 import numpy as np
 import torch
 
+from semanticodec.commands import deprecated_alias
 from semanticodec.kmeans import assign, fit
 
 MIXTURE_CENTRES = 2048
@@ -95,7 +99,7 @@ def broadcast_seconds_per_row(x: np.ndarray, k: int, rows: int, block: int = 8) 
 def cmd_engines(args: argparse.Namespace) -> None:
     from sklearn.cluster import MiniBatchKMeans
 
-    n, dim, k, iters = args.n, args.dim, args.k, args.iters
+    n, dim, k, iters = args.n, args.dim, args.semantic_vocab_size, args.iters
     load_before = os.getloadavg()[0]
     x = mixture(n, dim)
     flops = 2.0 * n * k * dim
@@ -158,11 +162,11 @@ def cmd_point(args: argparse.Namespace) -> None:
     paths = sorted(Path(args.shards).glob("shard_*.npy"))[: args.shard_count]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    r = fit(paths, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None,
+    r = fit(paths, args.semantic_vocab_size, niter=args.iters, seed=0, init="random", max_points_per_centroid=None,
               chunk_size=65536, engine=args.engine, progress=False)
     total = time.perf_counter() - start
     print(json.dumps({
-        "n": r.n_train, "k": args.k, "seconds_per_iteration": float(np.median(r.iteration_seconds)),
+        "n": r.n_train, "k": args.semantic_vocab_size, "seconds_per_iteration": float(np.median(r.iteration_seconds)),
         "total_seconds": total, "objective": float(r.objective[-1] / r.n_train),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "engine": r.engine,
         "load": [load_before, os.getloadavg()[0]],
@@ -171,7 +175,7 @@ def cmd_point(args: argparse.Namespace) -> None:
 
 def run_point(shards: Path, shard_count: int, k: int, iters: int, engine: str) -> dict:
     command = [sys.executable, __file__, "point", "--shards", str(shards), "--shard-count", str(shard_count),
-               "--k", str(k), "--iters", str(iters), "--engine", engine]
+               "--semantic-vocab-size", str(k), "--iters", str(iters), "--engine", engine]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -194,15 +198,15 @@ def cmd_scale_n(args: argparse.Namespace) -> None:
     write_shards(shards, max(sizes), args.dim, unit)
     points = []
     for n in sizes:
-        points.append(run_point(shards, n // unit, args.k, args.iters, args.engine))
+        points.append(run_point(shards, n // unit, args.semantic_vocab_size, args.iters, args.engine))
         print(f"  N={n}: {points[-1]['seconds_per_iteration']:.2f} s/iter, {points[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    print(f"\nD={args.dim}, k={args.k}, {args.iters} iterations per point, all vectors streamed from {unit}-row .npy shards, "
+    print(f"\nD={args.dim}, k={args.semantic_vocab_size}, {args.iters} iterations per point, all vectors streamed from {unit}-row .npy shards, "
           f"engine {points[0]['engine']}\n")
     scaling_table(points, args.dim)
 
 
 def cmd_scale_k(args: argparse.Namespace) -> None:
-    ks = [int(s) for s in args.ks.split(",")]
+    ks = [int(s) for s in args.semantic_vocab_sizes.split(",")]
     shards = Path(args.workdir) / f"mixture_{args.dim}_{args.n}"
     write_shards(shards, args.n, args.dim, args.n)
     points = []
@@ -217,20 +221,28 @@ def cmd_gpu(args: argparse.Namespace) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: the GPU figure is not measured")
     x = mixture(args.n, args.dim)
-    r = fit(x, args.k, niter=args.iters, seed=0, init="random", max_points_per_centroid=None, engine=args.engine, progress=False)
+    r = fit(x, args.semantic_vocab_size, niter=args.iters, seed=0, init="random", max_points_per_centroid=None, engine=args.engine, progress=False)
     per_iter = float(np.median(r.iteration_seconds))
-    print(f"| {args.n} | {args.dim} | {args.k} | {r.engine} | {per_iter:.2f} | "
-          f"{2.0 * args.n * args.k * args.dim / per_iter / 1e12:.1f} | {r.objective[-1] / args.n:.4f} |")
+    print(f"| {args.n} | {args.dim} | {args.semantic_vocab_size} | {r.engine} | {per_iter:.2f} | "
+          f"{2.0 * args.n * args.semantic_vocab_size * args.dim / per_iter / 1e12:.1f} | {r.objective[-1] / args.n:.4f} |")
 
 
-def main() -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+def _add_vocab_size(parser: argparse.ArgumentParser, **options) -> None:
+    """``--semantic-vocab-size`` (k, the number of centroids), with ``--k`` its deprecated spelling
+    (not for a required option: argparse would not count the old spelling as given)."""
+    option = parser.add_argument("--semantic-vocab-size", type=int, metavar="K", help="centroids k (the semantic vocabulary size)", **options)
+    if not option.required:
+        deprecated_alias(parser, "--k", option)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the benchmark's commands."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("engines")
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=768)
-    p.add_argument("--k", type=int, default=4096)
+    _add_vocab_size(p, default=4096)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--broadcast-rows", type=int, default=1000)
     p.set_defaults(func=cmd_engines)
@@ -242,26 +254,32 @@ def main() -> None:
         p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "kmeans_bench"))
         if name == "scale-n":
             p.add_argument("--sizes", default="50000,100000,200000,500000,1000000")
-            p.add_argument("--k", type=int, default=1024)
+            _add_vocab_size(p, default=1024)
         else:
             p.add_argument("--n", type=int, default=65536)
-            p.add_argument("--ks", default="1024,4096,16384,32768")
+            sizes = p.add_argument("--semantic-vocab-sizes", default="1024,4096,16384,32768", metavar="K,K,...", help="values of k")
+            deprecated_alias(p, "--ks", sizes)
         p.set_defaults(func=func)
     p = sub.add_parser("point")
     p.add_argument("--shards", required=True)
     p.add_argument("--shard-count", type=int, required=True)
-    p.add_argument("--k", type=int, required=True)
+    _add_vocab_size(p, required=True)
     p.add_argument("--iters", type=int, required=True)
     p.add_argument("--engine", default="faiss-cpu")
     p.set_defaults(func=cmd_point)
     p = sub.add_parser("gpu")
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=768)
-    p.add_argument("--k", type=int, default=16384)
+    _add_vocab_size(p, default=16384)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--engine", default="auto")
     p.set_defaults(func=cmd_gpu)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    args = build_parser().parse_args()
     args.func(args)
 
 

@@ -7,7 +7,7 @@ An official-layout repository of full size is written from the deterministic ``f
 (:mod:`benchmarks.standin_hub`); each measurement then runs in a fresh process with its own
 ``HF_HOME``:
 
-- ``first use``: :func:`semanticodec.hub.official_model` on an empty cache: fetch the three
+- ``first use``: :func:`semanticodec.weights.official_model` on an empty cache: fetch the three
   files, check their hashes, build the model from the pickles, write the converted file;
 - ``converted``: the same call again, offline: the converted safetensors file is read;
 - ``official pickles``: :func:`semanticodec.weights.load_official` on the repository folder
@@ -56,7 +56,7 @@ def build_repository(root: Path, token_rate: int, vocab: int) -> None:
 def measure(phase: str, repo: Path, token_rate: int, vocab: int) -> dict:
     """Run one phase in this process and return its timings (seconds) and peak RSS (MiB)."""
     from semanticodec import hub
-    from semanticodec.weights import load_official, save_safetensors
+    from semanticodec.weights import load_official, official_model, save_safetensors
 
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def measure(phase: str, repo: Path, token_rate: int, vocab: int) -> dict:
         times["write"] = time.perf_counter() - start - sum(times.values())
         times["converted_bytes"] = target.stat().st_size
     elif phase == "converted":
-        model = hub.official_model(token_rate, vocab, offline=True)
+        model = official_model(token_rate, vocab, offline=True)
     else:
         model = load_official(repo, token_rate, vocab)
     times["total"] = time.perf_counter() - start

@@ -42,6 +42,7 @@ import torch
 from benchmarks import data, metrics
 from benchmarks.report import cpu_model, replace_section
 from semanticodec.codec import SemantiCodec
+from semanticodec.commands import deprecated_alias
 from semanticodec.diffusion import ddim_timesteps
 from semanticodec.encoded import EncodedAudio
 from semanticodec.model import SemantiCodecModel
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         help="settings decoded at once, each in a worker process with one thread (faster than threads on a busy machine)",
     )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the per-clip JSON")
+    output = parser.add_argument("-o", "--output", dest="out", type=Path, default=HERE / "results", help="folder for the per-clip JSON")
+    deprecated_alias(parser, "--out", output)
     parser.add_argument("--fresh", action="store_true", help="do not reuse the rows of an earlier run")
     parser.add_argument(
         "--report-only", action="store_true", help="measure nothing: write the table of the rows measured so far"

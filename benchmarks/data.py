@@ -69,6 +69,7 @@ import numpy as np
 import soundfile as sf
 
 from semanticodec.audio import load_audio
+from semanticodec.commands import deprecated_alias
 from semanticodec.constants import SAMPLE_RATE
 
 DOMAINS = ("speech", "music", "sound")
@@ -773,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes for the train split")
     parser.add_argument("--hours", type=float, default=TrainPlan.hours, help="cap of the train split in hours")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="corpus folder (default: $SEMANTICODEC_BENCH_DATA/<size> or ~/.cache)")
+    output = parser.add_argument("-o", "--output", dest="out", type=Path, help="corpus folder (default: $SEMANTICODEC_BENCH_DATA/<size> or ~/.cache)")
+    deprecated_alias(parser, "--out", output)
     parser.add_argument("--fixture", type=Path, help="build from this audio fixture instead (no network)")
     args = parser.parse_args(argv)
     if args.hours <= 0:

@@ -33,6 +33,7 @@ import soundfile as sf
 from benchmarks import data, metrics
 from benchmarks.report import cpu_model, replace_section
 from benchmarks.systems import PAPER_TABLE, System, default_systems, peak_rss_mb
+from semanticodec.commands import deprecated_alias
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Quality"
@@ -275,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="SemantiCodec weights (default: $SEMANTICODEC_CHECKPOINT / HF cache)")
     parser.add_argument("--asr", choices=("auto", "whisper", "pocketsphinx"), default="auto")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON and the plots")
+    output = parser.add_argument("-o", "--output", dest="out", type=Path, default=HERE / "results", help="folder for the JSON and the plots")
+    deprecated_alias(parser, "--out", output)
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--section", default=SECTION[3:], help="title of the RESULTS.md section to write (default Quality)")
     parser.add_argument("--only", action="append", metavar="PREFIX", help="run only systems whose name starts with PREFIX (repeatable)")

@@ -44,6 +44,7 @@ import torch
 
 from benchmarks import data, metrics
 from benchmarks.report import cpu_model, replace_section
+from semanticodec.commands import deprecated_alias
 from semanticodec.features import MEL_HOP, MEL_N_FFT, mel64
 from semanticodec.model import SemantiCodecModel
 
@@ -271,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-decoder", action="store_true", help="skip the decoder rows (the costly part)")
     parser.add_argument("--plots", type=int, default=2, help="spectrogram PNGs for the first N clips of each domain")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON and the PNGs")
+    output = parser.add_argument("-o", "--output", dest="out", type=Path, default=HERE / "results", help="folder for the JSON and the PNGs")
+    deprecated_alias(parser, "--out", output)
     parser.add_argument("--section", default=SECTION[3:], help="title of the RESULTS.md section to write")
     raw_args = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(raw_args)

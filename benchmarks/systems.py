@@ -52,8 +52,8 @@ class System(ABC):
         """Compressed bytes (container included) of 16 kHz mono float32 audio ``[N]``."""
 
     @abstractmethod
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
-        """16 kHz mono float32 audio ``[num_samples]`` of :meth:`encode`'s bytes."""
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
+        """16 kHz mono float32 audio ``[sample_count]`` of :meth:`encode`'s bytes."""
 
     def child_peak_rss_mb(self) -> float | None:
         """Peak resident memory in MiB of the last external process run (None: in-process)."""
@@ -69,10 +69,10 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def _fit(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Trim or zero-pad ``audio`` to ``num_samples``."""
-    out = np.zeros(num_samples, np.float32)
-    n = min(num_samples, audio.size)
+def _fit(audio: np.ndarray, sample_count: int) -> np.ndarray:
+    """Trim or zero-pad ``audio`` to ``sample_count``."""
+    out = np.zeros(sample_count, np.float32)
+    n = min(sample_count, audio.size)
     out[:n] = audio[:n]
     return out
 
@@ -134,13 +134,13 @@ class Codec2(_ExternalTool):
             self._run(["c2enc", self.mode, str(raw), str(coded)])
             return coded.read_bytes()
 
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
         with tempfile.TemporaryDirectory() as tmp:
             coded, raw = Path(tmp, "in.c2"), Path(tmp, "out.raw")
             coded.write_bytes(data)
             self._run(["c2dec", self.mode, str(coded), str(raw)])
             pcm = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
-        return _fit(resample(pcm, 8000, SAMPLE_RATE), num_samples)
+        return _fit(resample(pcm, 8000, SAMPLE_RATE), sample_count)
 
 
 class Opus(_ExternalTool):
@@ -165,7 +165,7 @@ class Opus(_ExternalTool):
             self._run(["opusenc", "--quiet", "--bitrate", str(self.nominal_kbps), str(wav), str(coded)])
             return coded.read_bytes()
 
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
         with tempfile.TemporaryDirectory() as tmp:
             coded, wav = Path(tmp, "in.opus"), Path(tmp, "out.wav")
             coded.write_bytes(data)
@@ -173,7 +173,7 @@ class Opus(_ExternalTool):
             audio, rate = sf.read(wav, dtype="float32")
         if rate != SAMPLE_RATE:
             raise RuntimeError(f"opusdec wrote {rate} Hz, expected {SAMPLE_RATE}")
-        return _fit(audio if audio.ndim == 1 else audio.mean(axis=1), num_samples)
+        return _fit(audio if audio.ndim == 1 else audio.mean(axis=1), sample_count)
 
 
 SEMANTICODEC_VOCABS = (32768, 16384, 8192, 4096)
@@ -255,14 +255,14 @@ class SemantiCodecSystem(System):
         encoded = codec.encode(_check_audio(audio), sample_rate=SAMPLE_RATE)
         return bitstream.encode(encoded.tokens, encoded.header())
 
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
         from semanticodec import bitstream
 
         codec = self._load()
         if codec is None:
             raise RuntimeError(f"{self.name}: {self._error}")
         _, tokens = bitstream.decode(data)
-        return _fit(np.asarray(codec.decode(tokens), dtype=np.float32), num_samples)
+        return _fit(np.asarray(codec.decode(tokens), dtype=np.float32), sample_count)
 
 
 def _weights_path(variable: str) -> Path | None:
@@ -322,7 +322,7 @@ class Encodec(System):
         header = np.array(codes.shape, dtype="<u4").tobytes()
         return header + pack_bits(codes.reshape(-1), 10)
 
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
         import torch
 
         from semanticodec.bitstream import unpack_bits
@@ -332,7 +332,7 @@ class Encodec(System):
         codes = unpack_bits(data[8:], 10, num_codebooks * frames).reshape(1, num_codebooks, frames)
         with torch.inference_mode():
             wav = model.decode([(torch.from_numpy(codes), None)])[0, 0].numpy()
-        return _fit(resample(wav, 24000, SAMPLE_RATE), num_samples)
+        return _fit(resample(wav, 24000, SAMPLE_RATE), sample_count)
 
 
 class DAC(System):
@@ -377,7 +377,7 @@ class DAC(System):
         fields = {name: getattr(compressed, name) for name in DAC_FILE_FIELDS}
         return pack_dac_file(compressed.codes.numpy(), compressed.input_db.numpy(), fields)
 
-    def decode(self, data: bytes, num_samples: int) -> np.ndarray:
+    def decode(self, data: bytes, sample_count: int) -> np.ndarray:
         import torch
         from dac.model.base import SUPPORTED_VERSIONS, DACFile
 
@@ -388,7 +388,7 @@ class DAC(System):
             dac_version=SUPPORTED_VERSIONS[-1], **fields,
         )
         signal = model.decompress(compressed)
-        return _fit(signal.audio_data[0, 0].cpu().numpy().astype(np.float32), num_samples)
+        return _fit(signal.audio_data[0, 0].cpu().numpy().astype(np.float32), sample_count)
 
 
 def _baseline_unavailable(system: Encodec | DAC, module: str, variable: str) -> str | None:

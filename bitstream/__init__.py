@@ -12,10 +12,14 @@ column; at 50 tok/s 4 rows make a 0.16 s column, at 25 tok/s 4 rows a 0.32 s col
 - ``pack_bits`` / ``unpack_bits``: the vectorised fixed-width bit packer.
 - ``EntropyTables`` / ``learn_tables``: the statistics of a model's tokens; given to the
   writer, packets are range coded (format version 2) where that makes them smaller.
+  ``learn_tables`` (:mod:`.learn`) is imported on first use: it loads numba, which reading and
+  writing fixed-width streams never do.
 
 Every malformed stream raises ``BitstreamError`` (a ValueError). The byte format is
 specified in FORMAT.md beside this file.
 """
+
+import importlib
 
 from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
 from semanticodec.bitstream.errors import BitstreamError
@@ -32,7 +36,7 @@ from semanticodec.bitstream.header import (
     bits_for,
 )
 from semanticodec.bitstream.stream import Damage, Packet, StreamReader, StreamWriter, TableSource, check_tokens
-from semanticodec.bitstream.tables import EntropyTables, learn_tables
+from semanticodec.bitstream.tables import EntropyTables
 
 __all__ = [
     "DEFAULT_PACKET_COLUMNS",
@@ -65,3 +69,9 @@ __all__ = [
     "unpack_bits",
     "write_file",
 ]
+
+
+def __getattr__(name: str):
+    if name == "learn_tables":
+        return importlib.import_module("semanticodec.bitstream.learn").learn_tables
+    raise AttributeError(f"module 'semanticodec.bitstream' has no attribute {name!r}")

@@ -18,8 +18,9 @@ The range coder keeps a 48-bit interval, emits bytes MSB-first when the range fa
 2**40 and propagates carries into the bytes already written; it ends with the fewest bytes
 that pin a value inside the final interval and drops trailing zero bytes (a decoder reads
 zeros past the end). Every kernel is numba-compiled: no Python runs per id. This is the only
-module of the format that imports numba (through :mod:`semanticodec.jit`); the others import it when they code or decode a
-range-coded packet, so fixed-width streams never load it.
+module of the format that imports numba (through :mod:`semanticodec.jit`); :mod:`.stream` imports
+it when it codes or decodes a range-coded packet and :mod:`.learn` (learning tables) at its top,
+so fixed-width streams never load it.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from semanticodec.bitstream.header import Header
-from semanticodec.bitstream.stream import CODED_FLAG, CRC_SIZE, FINAL_FLAG, SYNC, packet_size, seq_modulus
+from semanticodec.bitstream.header import CRC_SIZE, Header
+from semanticodec.bitstream.packet import CODED_FLAG, FINAL_FLAG, SYNC, packet_size, seq_modulus
 
 
 def _byte_table() -> np.ndarray:
@@ -115,7 +115,7 @@ def next_candidate(data: bytes | bytearray | memoryview, header: Header, expecte
 
     A candidate is ruled out when its final packet's count is not below ``packet_pairs``, its
     sequence number lies half the sequence modulus or more after ``expected`` (the reader's
-    limit, :func:`~semanticodec.bitstream.stream.seq_modulus`), an entropy-coded packet's
+    limit, :func:`~semanticodec.bitstream.packet.seq_modulus`), an entropy-coded packet's
     layer lengths are malformed or make it no smaller than its fixed-width form, or its whole
     packet is in ``data`` and fails the CRC. A candidate whose packet runs past the end of
     ``data`` is returned (the caller reads on to decide). A returned candidate therefore fails,

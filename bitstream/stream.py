@@ -1,22 +1,5 @@
-"""Incremental .scdc writing and reading over binary file objects (files, pipes, sockets).
-
-Packet layout (FORMAT.md §3), big-endian::
-
-    0  2  sync marker D3 C3
-    2  2  bit 15: FINAL flag; version 1: bits 14..0 sequence number mod 32768;
-          version 2: bit 14 CODED flag, bits 13..0 sequence number mod 16384
-    4  2  pair count n, present only in the FINAL packet (0 <= n < packet_pairs)
-    fixed width (CODED clear):
-    .. S  semantic layer: n ids of semantic_bits bits, MSB-first, zero-padded to a byte
-    .. A  acoustic layer: n ids of acoustic_bits bits, MSB-first, zero-padded to a byte
-    entropy coded (CODED set, FORMAT.md §8):
-    .. 1-2 S, 1-2 A: layer lengths (one byte below 128, else two bytes with the top bit set)
-    .. S  semantic layer, range coded;  .. A  acoustic layer, range coded
-    .. 2  CRC-16 of every byte after the sync marker and before the CRC
-
-Full packets hold ``header.packet_pairs`` pairs and are never final; the stream ends with
-exactly one FINAL packet holding the remaining 0 .. packet_pairs - 1 pairs. A writer with
-entropy tables codes a packet only when that makes it smaller than its fixed-width form.
+"""Incremental .scdc writing and reading over binary file objects (files, pipes, sockets), in
+the packet layout of :mod:`.packet` (FORMAT.md §3).
 """
 
 from __future__ import annotations
@@ -32,31 +15,16 @@ from numpy.typing import ArrayLike
 from semanticodec.bitstream.bitpack import pack_bits, packed_size, unpack_bits
 from semanticodec.bitstream.errors import BitstreamError
 from semanticodec.bitstream.header import CRC_SIZE, NO_TABLE, Header, crc16, read_header
+from semanticodec.bitstream.packet import CODED_FLAG, FINAL_FLAG, SYNC, packet_size, seq_modulus
+from semanticodec.bitstream.resync import next_candidate
 from semanticodec.bitstream.tables import EntropyTables
 
-SYNC = b"\xd3\xc3"
-FINAL_FLAG = 0x8000
-CODED_FLAG = 0x4000
-"""Version 2: the packet's layers are range coded."""
 DEFAULT_CHUNK = 1 << 16
 
 Layers = Literal["both", "semantic"]
 TableSource = EntropyTables | Callable[[bytes], "EntropyTables | None"] | None
 """Where a reader finds the entropy tables a stream names: the tables themselves, a function
 from table id to tables (None when unknown), or None (no tables: version 1 streams only)."""
-
-
-def seq_modulus(header: Header) -> int:
-    """Sequence numbers count modulo this: 32768 in version 1, 16384 in version 2."""
-    return 0x8000 if header.version == 1 else 0x4000
-
-
-def packet_size(header: Header, pairs: int | np.ndarray, final: bool | np.ndarray) -> int | np.ndarray:
-    """Bytes of a fixed-width packet holding ``pairs`` token pairs, framing included (a coded
-    packet is always smaller); element-wise for integer and boolean arrays of candidate
-    packets, as resynchronisation checks them."""
-    framing = len(SYNC) + 2 + 2 * final + CRC_SIZE
-    return framing + packed_size(pairs, header.semantic_bits) + packed_size(pairs, header.acoustic_bits)
 
 
 def check_tokens(tokens: ArrayLike, header: Header) -> np.ndarray:
@@ -515,9 +483,8 @@ class StreamReader:
     def _seek_sync(self) -> bool:
         """Skip to the next sync marker that may start an intact packet (all buffered candidates
         checked at once, see ``resync``); False at end of stream."""
-        from semanticodec.bitstream import resync  # it reads the packet layout of this module
         while True:
-            index = resync.next_candidate(self._in.peek(self._in.available), self.header, self._next)
+            index = next_candidate(self._in.peek(self._in.available), self.header, self._next)
             if index >= 0:
                 self._in.consume(index)
                 return True

@@ -276,7 +276,7 @@ class SemantiCodec:
             lambda batch: self.model.encode_windows(torch.stack(batch).to(self.device)).cpu(), windows, "encode"
         )
         results = []
-        for (start, stop), target, (_, num_samples, sr) in zip(spans, targets, loaded):
+        for (start, stop), target, (_, sample_count, sr) in zip(spans, targets, loaded):
             tokens = torch.cat(ids[start:stop]).reshape(-1, 2)[:target]
             assert tokens.shape[0] == target <= (stop - start) * n_tok
             results.append(
@@ -286,7 +286,7 @@ class SemantiCodec:
                     semantic_vocab_size=self.config.semantic_vocab_size,
                     acoustic_vocab_size=self.config.acoustic_vocab_size,
                     model_id=self.model_id,
-                    sample_count=num_samples,
+                    sample_count=sample_count,
                     sample_rate=sr,
                 )
             )
@@ -375,8 +375,8 @@ class SemantiCodec:
         for length, windows, _, item in per_item:
             w = waves[offset : offset + windows.shape[0]]
             offset += windows.shape[0]
-            num_samples = item.sample_count_16k if isinstance(item, EncodedAudio) else None
-            results.append(join_windows(w, length, self.config.token_rate, self.compat, num_samples))
+            sample_count = item.sample_count_16k if isinstance(item, EncodedAudio) else None
+            results.append(join_windows(w, length, self.config.token_rate, self.compat, sample_count))
         return results[0] if single else results
 
 

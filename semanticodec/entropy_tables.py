@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semanticodec.bitstream import EntropyTables, learn_tables
+from semanticodec.bitstream import EntropyTables
 from semanticodec.bitstream.tables import CONTEXTS, TABLE_PREFIX
 from semanticodec.released import DEFAULT_MODEL
 
@@ -104,6 +104,7 @@ def find_tables(table_id: bytes) -> EntropyTables | None:
 def learn_from_datasets(roots: Sequence[str | os.PathLike], contexts: Sequence[str] = CONTEXTS) -> tuple[EntropyTables, float]:
     """Tables learned from token datasets (``semanticodec tokenize`` folders of one model):
     ``(tables, hours of audio)``. ValueError when the datasets disagree on the model."""
+    from semanticodec.bitstream.learn import learn_tables  # numba: only when learning
     from semanticodec.dataset import TokenDataset
 
     files, seconds, meta = [], 0.0, None

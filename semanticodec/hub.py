@@ -18,7 +18,9 @@ at 50, 8.3 GB at 25):
   LFS sha256); a corrupted file is fetched again, never loaded.
 - The three files are converted once into a float32 inference-only safetensors file
   (``converted/tr{R}-v{V}-{digest}.safetensors`` in the repository's cache folder, the digest
-  taken over the three files' hashes); later loads read only that file (no pickle).
+  taken over the three files' hashes; :func:`converted_path`); later loads read only that file
+  (no pickle). The loading itself is :func:`semanticodec.weights.official_model`: this module
+  finds, fetches and checks files and builds no model.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from semanticodec.model import SemantiCodecModel
 from semanticodec.official import (
     HF_REPO_DIR,
     CheckpointError,
@@ -146,32 +147,3 @@ def converted_path(token_rate: int, semantic_vocab_size: int, files: OfficialFil
     key = "\n".join(expected_hash(p) for p in (files.encoder, files.decoder, files.codebook))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / HF_REPO_DIR / CONVERTED_DIR / f"tr{token_rate}-v{semantic_vocab_size}-{digest}.safetensors"
-
-
-def official_model(
-    token_rate: int, semantic_vocab_size: int = DEFAULT_VOCAB, offline: bool | None = None, with_decoder: bool = True
-) -> SemantiCodecModel:
-    """The official model of (token rate, vocabulary): from its converted file in the cache, else
-    from the official files (cached or fetched, then verified), converted for the next time.
-
-    ``with_decoder=False``: the encoding parts only, read from the converted file alone (its
-    decoder tensors are not read); the first conversion still builds the whole model.
-    """
-    from semanticodec.weights import load_official, load_safetensors, save_safetensors
-
-    files = fetch(token_rate, semantic_vocab_size, offline)
-    target = converted_path(token_rate, semantic_vocab_size, files)
-    if target.is_file():
-        try:
-            return load_safetensors(target, with_decoder)
-        except CheckpointError:
-            target.unlink(missing_ok=True)  # damaged: converted again below
-    verify(token_rate, semantic_vocab_size, files, offline)
-    model = load_official(files.encoder.parents[1], token_rate, semantic_vocab_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model, target, overwrite=True)
-    if with_decoder:
-        return model
-    del model
-    return load_safetensors(target, with_decoder)
-

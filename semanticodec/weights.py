@@ -1,5 +1,6 @@
-"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, and
-this package's own safetensors format.
+"""Model weights: which weights to use (:func:`load_model`), reading weight files safely, the
+official weights converted in the Hugging Face cache (:func:`official_model`, with the files
+that :mod:`semanticodec.hub` fetches) and this package's own safetensors format.
 
 Weights come from a ``.safetensors`` file of this package, from the official release (found and
 checked by :mod:`semanticodec.official`), or from the small model bundled with the package.
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+from semanticodec import hub
 from semanticodec.config import ModelConfig
 from semanticodec.kmeans.codebook import load_codebook
 from semanticodec.model import SemantiCodecModel
@@ -361,7 +363,7 @@ def load_model(
     2. ``checkpoint`` (a safetensors file or an official checkpoint folder), else
        ``$SEMANTICODEC_CHECKPOINT`` (``semantic_vocab_size=None``: 16384 if present, else any);
     3. the official weights of (``token_rate``, ``semantic_vocab_size`` or 16384): from the
-       Hugging Face cache, else downloaded (:func:`semanticodec.hub.official_model`; never with
+       Hugging Face cache, else downloaded (:func:`official_model`; never with
        ``offline=True`` or ``HF_HUB_OFFLINE=1``);
     4. when nothing is named (``model`` and ``semantic_vocab_size`` None, the bundled model's
        token rate) and 3. is neither cached nor reachable: the bundled small model.
@@ -383,16 +385,40 @@ def load_model(
         return loaded
     if checkpoint is not None or os.environ.get(ENV_VAR):
         return _load_official_root(find_official_root(checkpoint), token_rate, semantic_vocab_size, with_decoder)
-    from semanticodec import hub
-
     try:
-        return hub.official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline, with_decoder)
+        return official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline, with_decoder)
     except hub.WeightsUnavailable:
         default = default_model_config()
         if model is None and semantic_vocab_size is None and default is not None and token_rate == default.token_rate:
             reason = f"; no official weights cached or reachable (`{hub.download_command(token_rate, hub.DEFAULT_VOCAB)}`)"
             return _bundled(token_rate, None, reason, with_decoder)
         raise
+
+
+def official_model(
+    token_rate: int, semantic_vocab_size: int = hub.DEFAULT_VOCAB, offline: bool | None = None, with_decoder: bool = True
+) -> SemantiCodecModel:
+    """The official model of (token rate, vocabulary): from its converted file in the cache, else
+    from the official files (cached or fetched, then verified), converted for the next time.
+
+    ``with_decoder=False``: the encoding parts only, read from the converted file alone (its
+    decoder tensors are not read); the first conversion still builds the whole model.
+    """
+    files = hub.fetch(token_rate, semantic_vocab_size, offline)
+    target = hub.converted_path(token_rate, semantic_vocab_size, files)
+    if target.is_file():
+        try:
+            return load_safetensors(target, with_decoder)
+        except CheckpointError:
+            target.unlink(missing_ok=True)  # damaged: converted again below
+    hub.verify(token_rate, semantic_vocab_size, files, offline)
+    model = load_official(files.encoder.parents[1], token_rate, semantic_vocab_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(model, target, overwrite=True)
+    if with_decoder:
+        return model
+    del model
+    return load_safetensors(target, with_decoder)
 
 
 MODEL_NAMES = (None, "small", "official")

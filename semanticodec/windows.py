@@ -37,6 +37,7 @@ from semanticodec.constants import (
     stack_factor,
     token_samples,
 )
+from semanticodec.deprecation import renamed_keywords
 from semanticodec.features import FBANK_FRAME_LENGTH, FBANK_FRAME_SHIFT, audiomae_fbank, audioset_normalise, kaldi_fbank
 
 Compat = Literal["default", "official"]
@@ -73,8 +74,9 @@ def window_fbank(samples: np.ndarray | Tensor, last: bool) -> Tensor:
     return audioset_normalise(fbank)
 
 
-def target_token_length(num_samples: int, token_rate: int, compat: bool = False) -> int:
-    """Tokens kept for ``num_samples`` of 16 kHz audio (the encoder output is trimmed to this).
+@renamed_keywords("target_token_length", num_samples="sample_count")
+def target_token_length(sample_count: int, token_rate: int, compat: bool = False) -> int:
+    """Tokens kept for ``sample_count`` samples of 16 kHz audio (the encoder output is trimmed to this).
 
     - ``compat=True``, the official rounding: ``dur = n / 16000``; ``dur += 0.16 - dur % 0.16``
       in float64; ``ceil(8 * dur / 0.16 / K)``. It adds a whole extra 0.16 s column when the
@@ -87,14 +89,14 @@ def target_token_length(num_samples: int, token_rate: int, compat: bool = False)
 
     Both give 656 tokens for 13 s (208000 samples) at 100 tokens/s.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    if isinstance(sample_count, bool) or not isinstance(sample_count, int) or sample_count < 1:
+        raise ValueError(f"sample_count must be a positive int, got {sample_count!r}")
     stack_factor(token_rate)
     if compat:
-        duration = num_samples / SAMPLE_RATE
+        duration = sample_count / SAMPLE_RATE
         duration = duration + (PATCH_SECONDS - duration % PATCH_SECONDS)
         return math.ceil(8 * duration / PATCH_SECONDS / (100 / token_rate))
-    return -(-num_samples // COLUMN_SAMPLES[token_rate]) * PAIRS_PER_COLUMN[token_rate]
+    return -(-sample_count // COLUMN_SAMPLES[token_rate]) * PAIRS_PER_COLUMN[token_rate]
 
 
 def split_windows(tokens: Tensor, window: int = WINDOW_TOKENS_TR100, overlap_ratio: float = OVERLAP_RATIO) -> tuple[Tensor, Tensor]:
@@ -153,13 +155,14 @@ def window_generator(seed: int, window: int, item: int = 0, device: torch.device
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+@renamed_keywords("join_windows", num_samples="sample_count")
 def join_windows(
-    waves: Sequence[Tensor], num_tokens: int, token_rate: int, compat: Compat = "default", num_samples: int | None = None
+    waves: Sequence[Tensor], num_tokens: int, token_rate: int, compat: Compat = "default", sample_count: int | None = None
 ) -> np.ndarray:
     """Cross-fade decode-window waveforms and trim to the output length (float32 ``[N]``).
 
     Official: the output covers ``num_tokens`` tokens as computed by the official code.
-    Default: the tokens' duration, or ``num_samples`` (the input length at 16 kHz) if shorter.
+    Default: the tokens' duration, or ``sample_count`` (the input length at 16 kHz) if shorter.
     """
     if compat == "official":
         audio = overlap_add_official(waves)
@@ -167,8 +170,8 @@ def join_windows(
     else:
         audio = overlap_add(waves)
         end = token_samples(num_tokens, token_rate)
-        if num_samples is not None:
-            end = min(end, num_samples)
+        if sample_count is not None:
+            end = min(end, sample_count)
     return audio[:end].numpy()
 
 

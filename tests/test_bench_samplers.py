@@ -71,7 +71,7 @@ def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch):
     results.write_text("# Results\n\n## Other\n\ntext\n")
     argv = [
         "--corpus", str(corpus), "--checkpoint", str(checkpoint), "--samplers", "ddim", "unipc", "--steps", "3", "5",
-        "--precision", "bfloat16", "--per-domain", "1", "--threads", "1", "--jobs", "2", "--results", str(results), "--out", str(tmp_path / "out"),
+        "--precision", "bfloat16", "--per-domain", "1", "--threads", "1", "--jobs", "2", "--results", str(results), "--output", str(tmp_path / "out"),
     ]
     assert bench_samplers.main(argv) == 0
     text = results.read_text()

@@ -226,7 +226,7 @@ def test_quality_runs_end_to_end_on_the_fixture(tmp_path, monkeypatch):
     quality.data.build_from_fixture(shared_path("audio"), corpus, seed=0, per_domain=1, clip_seconds=3.0)
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n## Bitstream\n\nkept\n")
-    args = ["--corpus", str(corpus), "--asr", "pocketsphinx", "--results", str(results), "--out", str(tmp_path / "out")]
+    args = ["--corpus", str(corpus), "--asr", "pocketsphinx", "--results", str(results), "--output", str(tmp_path / "out")]
     assert quality.main([*args, "--no-plots", "--only", "Codec2 3200", "--only", "SemantiCodec 100"]) == 0
     text = results.read_text()
     assert text.startswith("# Benchmark results\n\n## Bitstream\n\nkept\n\n## Quality\n")

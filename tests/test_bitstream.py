@@ -27,7 +27,7 @@ from semanticodec.bitstream import (
     write_file,
 )
 from semanticodec.bitstream.header import crc16
-from semanticodec.bitstream.stream import packet_size
+from semanticodec.bitstream.packet import packet_size
 
 OFFICIAL_VOCABS = (4096, 8192, 16384, 32768)
 

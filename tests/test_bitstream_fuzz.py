@@ -23,7 +23,7 @@ from toy_tables import structured_tokens, toy_tables
 
 from semanticodec.bitstream import BitstreamError, Header, StreamReader, decode, encode, scan
 from semanticodec.bitstream.header import FIXED_SIZE, MAGIC, crc16
-from semanticodec.bitstream.stream import SYNC, packet_size
+from semanticodec.bitstream.packet import SYNC, packet_size
 
 CORPUS_SPECS = [
     # token_rate, semantic_vocab_size, acoustic_vocab_size, packet_columns, pairs, metadata, entropy coded

@@ -232,6 +232,29 @@ def test_old_option_spellings_still_work_with_a_warning(capsys, tmp_path: Path) 
     assert_user_error(code, err, "pack needs --semantic-vocab-size")
 
 
+@pytest.mark.parametrize(
+    ("command", "old", "new", "value"),
+    [
+        (["compress", "in.wav", "out.scdc"], "--vocab", "--semantic-vocab-size", "100"),
+        (["compress", "in.wav", "out.scdc"], "--quiet", "--no-progress", None),
+        (["decompress", "in.scdc", "out.wav"], "--cfg-scale", "--guidance-scale", "1.5"),
+        (["download"], "--vocab", "--semantic-vocab-size", "8192"),
+        (["kmeans", "train", "shards"], "--k", "--semantic-vocab-size", "64"),
+        (["kmeans", "train", "shards"], "--checkpoint", "--state-file", "state.npz"),
+        (["kmeans", "features", "audio"], "--quiet", "--no-progress", None),
+        (["train", "vae"], "--steps", "--train-steps", "3"),
+    ],
+)
+def test_every_old_option_spelling_sets_the_new_option(capsys, command: list[str], old: str, new: str, value: str | None) -> None:
+    required = {"kmeans": ["-o", "out"], "train": ["--data", "d.json", "-o", "out"]}.get(command[0], [])
+    tail = [value] if value is not None else []
+    parsed = [cli.build_parser(argv).parse_args(argv) for argv in ([*command, *required, flag, *tail] for flag in (new, old))]
+    values = [{k: v for k, v in vars(args).items() if not callable(v)} for args in parsed]  # handlers are built per parser
+    assert values[0] == values[1]
+    err = capsys.readouterr().err
+    assert f"{old} is deprecated" in err and f"use {new}" in err and err.count("deprecated") == 1
+
+
 def test_python_dash_m_and_closed_stdout(tmp_path: Path) -> None:
     packed = tmp_path / "e.scdc"
     command = [sys.executable, "-m", "semanticodec"]

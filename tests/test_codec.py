@@ -79,7 +79,7 @@ def test_decode_skips_vocoder_work_past_the_valid_tokens(codec: SemantiCodec) ->
     assert not trimmed[1, 120 * 320 :].any()
     torch.testing.assert_close(trimmed[0], whole[0], rtol=0, atol=1e-6)  # one window per vocoder call: BLAS rounding
     torch.testing.assert_close(trimmed[1, : 120 * 320], whole[1, : 120 * 320], rtol=0, atol=1e-6)
-    expected = join_windows(list(whole), tokens.tokens.shape[0], 100, num_samples=tokens.sample_count_16k)
+    expected = join_windows(list(whole), tokens.tokens.shape[0], 100, sample_count=tokens.sample_count_16k)
     np.testing.assert_allclose(codec.decode(tokens), expected, rtol=0, atol=1e-6)
 
 

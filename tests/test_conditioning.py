@@ -16,8 +16,8 @@ from semanticodec.conditioning import (
     unconditional_context,
     valid_tokens,
 )
-from semanticodec.constants import stack_factor
-from semanticodec.windows import split_windows, target_token_length
+from semanticodec.constants import WINDOW_SAMPLES, stack_factor
+from semanticodec.windows import join_windows, split_windows, target_token_length
 
 
 def _codebooks(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +264,18 @@ def test_target_token_length_fixed_is_whole_columns() -> None:
 def test_target_token_length_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="token_rate"):
         target_token_length(16000, 75)
-    with pytest.raises(ValueError, match="num_samples"):
+    with pytest.raises(ValueError, match="sample_count"):
         target_token_length(0, 100)
-    with pytest.raises(ValueError, match="num_samples"):
+    with pytest.raises(ValueError, match="sample_count"):
         target_token_length(1.5, 100)  # type: ignore[arg-type]
+
+
+def test_window_functions_take_the_old_num_samples_keyword_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"target_token_length\(num_samples=\.\.\.\) is deprecated, use sample_count"):
+        assert target_token_length(num_samples=208000, token_rate=100) == target_token_length(sample_count=208000, token_rate=100) == 656
+    waves = [torch.ones(WINDOW_SAMPLES)]
+    with pytest.warns(DeprecationWarning, match=r"join_windows\(num_samples=\.\.\.\) is deprecated, use sample_count"):
+        old = join_windows(waves, 512, 100, num_samples=1000)
+    assert old.shape == join_windows(waves, 512, 100, sample_count=1000).shape == (1000,)
+    with pytest.raises(TypeError, match="both"):
+        join_windows(waves, 512, 100, num_samples=1000, sample_count=1000)

@@ -21,9 +21,9 @@ V, A = 1000, 8192
 SECONDS = {"a.wav": 0.3, "b.wav": 2.0, "c.wav": 5.0, "d.wav": 1.2, "e.wav": 3.2}
 
 
-def _tokens(num_samples: int, token_rate: int) -> np.ndarray:
-    rows = -(-num_samples // 2560) * {100: 8, 50: 4, 25: 2}[token_rate]
-    r = np.arange(rows) + num_samples
+def _tokens(sample_count: int, token_rate: int) -> np.ndarray:
+    rows = -(-sample_count // 2560) * {100: 8, 50: 4, 25: 2}[token_rate]
+    r = np.arange(rows) + sample_count
     return np.stack([r * 7 % V, r * 13 % A], axis=-1)
 
 

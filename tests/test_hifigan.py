@@ -43,7 +43,9 @@ def test_state_dict_matches_official_schema() -> None:
 def test_output_length() -> None:
     config = HiFiGANConfig()
     assert config.hop_length == 160
-    assert [config.num_samples(n) for n in (1, 7, 1024)] == [192, 1152, 163872]
+    assert [config.sample_count(n) for n in (1, 7, 1024)] == [192, 1152, 163872]
+    with pytest.warns(DeprecationWarning, match=r"HiFiGANConfig.num_samples is deprecated, use sample_count"):
+        assert config.num_samples(7) == 1152
 
 
 @torch.inference_mode()
@@ -70,7 +72,7 @@ def test_small_model_shapes_layouts_and_batch_independence() -> None:
     model = HiFiGAN(SMALL).eval()
     mel = torch.randn(3, 10, 8)
     waveform = model.mel_to_waveform(mel[:, None])
-    assert waveform.shape == (3, 1, SMALL.num_samples(10)) == (3, 1, 62)
+    assert waveform.shape == (3, 1, SMALL.sample_count(10)) == (3, 1, 62)
     assert waveform.abs().max() <= 1.0
     torch.testing.assert_close(model(mel.transpose(1, 2)), waveform)
     torch.testing.assert_close(model(mel[1:2].transpose(1, 2)), waveform[1:2], rtol=1e-5, atol=1e-6)

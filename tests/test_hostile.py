@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from semanticodec.bitstream import Header, encode
-from semanticodec.bitstream.stream import packet_size
+from semanticodec.bitstream.packet import packet_size
 from semanticodec.cli import main
 from semanticodec.wavstream import wav_stream_header
 from semanticodec.weights import save_safetensors

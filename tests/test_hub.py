@@ -130,7 +130,7 @@ def test_download_command_fetches_ahead_and_prints_the_files(server, capsys):
     assert all(str(hub.cache_dir() / "models--haoheliu--SemantiCodec" / "snapshots" / released.REVISION / p) in out for p in NEEDED)
     assert sorted(fetched(server)) == sorted([("HEAD", p) for p in NEEDED] + [("GET", p) for p in NEEDED])
     server.requests.clear()
-    hub.official_model(100, 16384, offline=True)
+    weights.official_model(100, 16384, offline=True)
     assert server.requests == []
     assert main(["download"]) == 2
     assert main(["download", "--all", "--semantic-vocab-size", "4096"]) == 2
@@ -160,35 +160,35 @@ def test_corrupted_file_is_detected_and_fetched_again(server, repo, monkeypatch)
     assert not hub.is_intact(files.codebook)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match=r"is corrupted .*semanticodec download --token-rate 100 --semantic-vocab-size 16384"):
-        hub.official_model(100, 16384)
+        weights.official_model(100, 16384)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     server.requests.clear()
-    model = hub.official_model(100, 16384)
+    model = weights.official_model(100, 16384)
     assert fetched(server) == [("HEAD", NEEDED[2]), ("GET", NEEDED[2])]
     assert hub.is_intact(files.codebook)
     torch.testing.assert_close(model.semantic.codebook, torch.from_numpy(np.load(repo / NEEDED[2])))
 
 
 def test_damaged_converted_file_is_rebuilt(server, repo):
-    hub.official_model(100, 16384)
+    weights.official_model(100, 16384)
     (converted,) = (hub.cache_dir() / "models--haoheliu--SemantiCodec" / hub.CONVERTED_DIR).iterdir()
     converted.write_bytes(converted.read_bytes()[:1000])
     server.requests.clear()
-    model = hub.official_model(100, 16384, offline=True)
+    model = weights.official_model(100, 16384, offline=True)
     assert server.requests == [] and model.config == tiny_config(100, 16384)
     assert weights.load_safetensors(converted).config == model.config
 
 
 def test_encoder_only_loads_read_no_decoder_tensors_of_the_converted_file(server, monkeypatch):
-    first = hub.official_model(100, 16384, with_decoder=False)  # first use: converts the whole model
+    first = weights.official_model(100, 16384, with_decoder=False)  # first use: converts the whole model
     read = []
     getitem = weights.SafetensorsReader.__getitem__
     monkeypatch.setattr(weights.SafetensorsReader, "__getitem__", lambda self, key: read.append(key) or getitem(self, key))
     server.requests.clear()
-    again = hub.official_model(100, 16384, offline=True, with_decoder=False)
+    again = weights.official_model(100, 16384, offline=True, with_decoder=False)
     assert server.requests == [] and not first.with_decoder and not again.with_decoder
     assert read and not any(key.startswith(weights.DECODER_PARTS) for key in read)
-    full = hub.official_model(100, 16384, offline=True)
+    full = weights.official_model(100, 16384, offline=True)
     assert full.with_decoder and any(key.startswith(weights.DECODER_PARTS) for key in read)
     for model in (first, again):
         assert model.state_dict().keys() <= full.state_dict().keys()

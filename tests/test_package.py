@@ -4,6 +4,7 @@ package do not load the heavy ones."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -74,6 +75,90 @@ def test_the_format_and_the_light_commands_load_no_model_code(tmp_path: Path) ->
     for argv in (["--help"], ["pack", "--help"], ["info", str(path)], ["unpack", str(path), str(tmp_path / "t.npy")], pack):
         loaded = _imports(f"from semanticodec.cli import main\nassert main({argv!r}) == 0")
         assert not heavy & loaded, f"semanticodec {argv[0]} loads {sorted(heavy & loaded)}"
+
+
+def _module_files() -> dict[str, Path]:
+    """Installed module name -> source file, for every module of the package (the folders
+    mapped into it included)."""
+    setup = read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]
+    folders = {"semanticodec": ROOT / "semanticodec", **{k: ROOT / v for k, v in setup["package-dir"].items()}}
+    modules = {}
+    for package, folder in folders.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            modules[".".join([package, *parts[: -1 if parts[-1] == "__init__" else None]])] = path
+    return modules
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere in its code: at the top, inside
+    functions and under ``TYPE_CHECKING`` alike (``from package import name`` counts as an
+    import of the submodule ``package.name`` when there is one)."""
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+                module = ".".join(filter(None, [base, node.module]))
+                targets |= {f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names}
+        graph[name] = {r for r in map(resolve, targets) if r is not None and r != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = [stack.pop()]
+            while component[-1] != node:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_import_graph_has_no_cycle_even_through_imports_inside_functions() -> None:
+    """A cycle hidden by importing inside a function is still a cycle: the layering is one-way."""
+    graph = import_graph(_module_files())
+    assert "semanticodec.bitstream.resync" in graph["semanticodec.bitstream.stream"]  # the graph sees imports
+    assert not cycles(graph), f"import cycles: {cycles(graph)}"
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
+    modules = {"semanticodec.low": tmp_path / "low.py", "semanticodec.high": tmp_path / "high.py", "semanticodec.leaf": tmp_path / "leaf.py"}
+    modules["semanticodec.high"].write_text("from semanticodec import leaf\nfrom semanticodec.low import thing\n")
+    modules["semanticodec.low"].write_text("def thing():\n    from semanticodec.high import other\n")
+    modules["semanticodec.leaf"].write_text("import numpy\n")
+    graph = import_graph(modules)
+    assert graph == {"semanticodec.high": {"semanticodec.leaf", "semanticodec.low"}, "semanticodec.low": {"semanticodec.high"}, "semanticodec.leaf": set()}
+    assert cycles(graph) == [["semanticodec.high", "semanticodec.low"]]
 
 
 def test_the_readme_layout_lists_every_module() -> None:

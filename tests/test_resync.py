@@ -12,8 +12,8 @@ from toy_tables import TOY_MODEL, structured_tokens, toy_tables
 
 from semanticodec.bitstream import Header, StreamReader, encode
 from semanticodec.bitstream.header import crc16
+from semanticodec.bitstream.packet import CODED_FLAG, SYNC, packet_size, seq_modulus
 from semanticodec.bitstream.resync import next_candidate
-from semanticodec.bitstream.stream import CODED_FLAG, SYNC, packet_size, seq_modulus
 
 
 def _length(data: bytes, at: int) -> tuple[int, int] | None:

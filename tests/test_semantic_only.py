@@ -84,8 +84,8 @@ def test_cli_decompress_semantic_only(codec: SemantiCodec, tmp_path, capsys) -> 
     save_safetensors(codec.model, weights)
     wav, scdc, out = tmp_path / "in.wav", tmp_path / "x.scdc", tmp_path / "out.wav"
     sf.write(wav, (0.1 * np.random.RandomState(4).randn(32000)).astype(np.float32), 16000)
-    common = ["--checkpoint", str(weights), "--quiet"]
-    assert main(["compress", str(wav), str(scdc), "--vocab", "100", *common]) == 0
+    common = ["--checkpoint", str(weights), "--no-progress"]
+    assert main(["compress", str(wav), str(scdc), "--semantic-vocab-size", "100", *common]) == 0
     assert main(["decompress", str(scdc), str(out), "--steps", "2", "--semantic-only", *common]) == 0
     header, semantic = read_file(scdc, layers="semantic")
     decoded, rate = sf.read(out, dtype="float32")
@@ -95,10 +95,10 @@ def test_cli_decompress_semantic_only(codec: SemantiCodec, tmp_path, capsys) -> 
 
     plain = tmp_path / "plain.safetensors"
     save_safetensors(tiny_model(), plain)
-    assert main(["compress", str(wav), str(tmp_path / "p.scdc"), "--vocab", "100", "--checkpoint", str(plain), "--quiet"]) == 0
+    assert main(["compress", str(wav), str(tmp_path / "p.scdc"), "--semantic-vocab-size", "100", "--checkpoint", str(plain), "--no-progress"]) == 0
     refused = tmp_path / "refused.wav"
     capsys.readouterr()
-    code = main(["decompress", str(tmp_path / "p.scdc"), str(refused), "--semantic-only", "--checkpoint", str(plain), "--quiet"])
+    code = main(["decompress", str(tmp_path / "p.scdc"), str(refused), "--semantic-only", "--checkpoint", str(plain), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot decode semantic tokens alone" in err and "Traceback" not in err
     assert not refused.exists()

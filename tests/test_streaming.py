@@ -10,7 +10,7 @@ import torch
 
 from semanticodec import bitstream
 from semanticodec.audio import StreamResampler, resample
-from semanticodec.bitstream.stream import packet_size
+from semanticodec.bitstream.packet import packet_size
 from semanticodec.bitstream.tables import LayerModel
 from semanticodec.codec import EncodedAudio, SemantiCodec
 from semanticodec.concealment import latent_gap

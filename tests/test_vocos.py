@@ -50,7 +50,9 @@ def test_vocos_shapes_and_errors() -> None:
     vocos = Vocos(SMALL)
     mel = torch.randn(3, 64, 17)
     out = vocos(mel)
-    assert out.shape == (3, 1, 17 * MEL_HOP) == (3, 1, SMALL.num_samples(17))
+    assert out.shape == (3, 1, 17 * MEL_HOP) == (3, 1, SMALL.sample_count(17))
+    with pytest.warns(DeprecationWarning, match=r"VocosConfig.num_samples is deprecated, use sample_count"):
+        assert SMALL.num_samples(17) == 17 * MEL_HOP
     assert torch.allclose(vocos.mel_to_waveform(mel.transpose(1, 2)[:, None]), out)
     # each output sample depends on nearby frames only (no global op)
     later = mel.clone()
@@ -94,7 +96,7 @@ def test_leading_samples_skip_the_frames_they_do_not_need(config: VocoderConfig,
         changed = mel.clone()
         changed[:, :, frames - slack : frames] += 1.0
         assert not torch.equal(model.mel_to_waveform(changed)[..., :n], full[..., :n])
-    assert torch.equal(model.mel_to_waveform(mel, config.num_samples(120)), full)
+    assert torch.equal(model.mel_to_waveform(mel, config.sample_count(120)), full)
     assert HiFiGANConfig().frames_for(163840) == 1047  # a full window needs all its 1024 frames
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from semanticodec.deprecation import renamed_attribute
 from semanticodec.nn import fastconv
 
 
@@ -79,12 +80,14 @@ class HiFiGANConfig:
             reach = (reach + block_reach + (kernel - rate) // 2) // rate
         return reach + 3 + 1  # conv_pre, and frame indices from 0
 
-    def num_samples(self, frames: int) -> int:
+    def sample_count(self, frames: int) -> int:
         """Output length for ``frames`` mel frames: ``160 * frames + 32`` by default."""
         length = frames
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
             length = (length - 1) * rate - 2 * ((kernel - rate) // 2) + kernel
         return length
+
+    num_samples = renamed_attribute("HiFiGANConfig", "num_samples", "sample_count")
 
 
 class ResBlock1(nn.Module):
@@ -116,9 +119,9 @@ def check_float_tensor(x: torch.Tensor, name: str) -> None:
 
 
 def vocoder_mel_to_waveform(vocoder: nn.Module, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-    """Waveform ``[B, 1, config.num_samples(frames)]`` of VAE-layout mel ``[B, 1, frames, num_mels]``
+    """Waveform ``[B, 1, config.sample_count(frames)]`` of VAE-layout mel ``[B, 1, frames, num_mels]``
     through ``vocoder`` (a HiFi-GAN or a Vocos: ``forward(mel [B, num_mels, frames])`` and a config
-    with ``num_mels``, ``num_samples`` and ``frames_for``).
+    with ``num_mels``, ``sample_count`` and ``frames_for``).
 
     ``samples``: only the first ``samples`` output samples are needed; the mel frames beyond
     ``config.frames_for(samples)`` are not computed and the samples after ``samples`` are zero.
@@ -134,7 +137,7 @@ def vocoder_mel_to_waveform(vocoder: nn.Module, mel: torch.Tensor, samples: int 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     head = vocoder(mel[:, 0, : config.frames_for(samples)].transpose(1, 2))[..., :samples]
-    return F.pad(head, (0, config.num_samples(frames) - samples))
+    return F.pad(head, (0, config.sample_count(frames) - samples))
 
 
 class HiFiGAN(nn.Module):
@@ -161,7 +164,7 @@ class HiFiGAN(nn.Module):
         self.conv_post = nn.Conv1d(widths[-1], 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, num_samples(frames)]``."""
+        """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, sample_count(frames)]``."""
         check_float_tensor(mel, "mel")
         if mel.ndim != 3 or mel.shape[1] != self.config.num_mels or mel.shape[0] == 0 or mel.shape[2] == 0:
             raise ValueError(
@@ -180,7 +183,7 @@ class HiFiGAN(nn.Module):
         return torch.tanh(x)
 
     def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, num_samples(frames)]``;
+        """VAE-layout mel ``[B, 1, frames, num_mels]`` -> waveform ``[B, 1, sample_count(frames)]``;
         ``samples``: as :func:`vocoder_mel_to_waveform`."""
         return vocoder_mel_to_waveform(self, mel, samples)
 

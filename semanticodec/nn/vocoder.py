@@ -2,7 +2,7 @@
 
 Both map a natural-log 64-bin mel at 100 frames/s to 16 kHz audio and offer ``forward(mel
 [B, bins, frames]) -> [B, 1, samples]``, ``mel_to_waveform(mel [B, 1, frames, bins])`` and
-``config.num_samples(frames)``; their weights sit under ``vocoder.*`` in a model's state dict.
+``config.sample_count(frames)``; their weights sit under ``vocoder.*`` in a model's state dict.
 """
 
 from __future__ import annotations

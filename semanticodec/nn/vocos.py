@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semanticodec.deprecation import renamed_attribute
 from semanticodec.nn.hifigan import check_float_tensor, vocoder_mel_to_waveform
 
 
@@ -61,9 +62,11 @@ class VocosConfig:
         last = (samples - 1 + (self.n_fft - self.hop_length) // 2) // self.hop_length
         return last + 3 + self.num_layers * (self.kernel_size // 2) + 1
 
-    def num_samples(self, frames: int) -> int:
+    def sample_count(self, frames: int) -> int:
         """Output length for ``frames`` mel frames: ``hop_length * frames``."""
         return self.hop_length * frames
+
+    num_samples = renamed_attribute("VocosConfig", "num_samples", "sample_count")
 
 
 class ConvNeXtBlock(nn.Module):

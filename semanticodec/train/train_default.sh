@@ -11,7 +11,7 @@ run="${1:-runs/default}"
 data="${SEMANTICODEC_TRAIN_DATA:-$HOME/.cache/semanticodec-bench/corpus-train}"
 weights=speech=0.5,music=0.3,sound=0.2
 common=(--data "$data" --domain-weights "$weights" ${DEVICE:+--device "$DEVICE"})
-[ -f "$data/manifest.json" ] || python -m benchmarks.data --split train --out "$data"
+[ -f "$data/manifest.json" ] || python -m benchmarks.data --split train --output "$data"
 semanticodec train mae "${common[@]}" -o "$run/mae"
 semanticodec train codebook "${common[@]}" -o "$run/codebook" --mae "$run/mae/mae.safetensors"
 semanticodec train vae "${common[@]}" -o "$run/vae" --train-steps 1200 --batch-size 8
