@@ -47,6 +47,11 @@ UNUSED_OFFICIAL_KEYS = (
 """Official ``encoder.ckpt`` keys of the quantizer's EMA training state, unused at inference."""
 
 
+QUANTIZE_CHUNK = 512
+"""Rows per distance block of :meth:`AcousticEncoder.nearest` (two ``[512, 8192]`` float32
+buffers, 32 MB, at 100 tokens/s)."""
+
+
 @dataclass(frozen=True)
 class AcousticConfig:
     """Sizes of the acoustic branch; the defaults are the official 100 tokens/s model.
@@ -126,14 +131,14 @@ class AcousticEncoder(nn.Module):
     Windows are independent: a batch of B windows gives per item what B runs of one window
     give (up to float32 rounding of the batched matrix products).
 
-    Speed: the recurrence runs inside ``torch.lstm`` (oneDNN on CPU, cuDNN on GPU); on CPU the
-    two directions of a layer run on two threads at once (:meth:`_bilstm`). At B = 1 it is
-    memory-bound, since every time step reads each layer's hidden-to-hidden matrices
-    (2 x 38 MB per layer at 100 tokens/s). Put all windows of an input, or of several inputs,
-    in one batch so that those reads are shared.
+    Speed: on CPU without grad the recurrence is :func:`lstm_direction`, the two directions of
+    a layer on two threads at once (:meth:`_bilstm`); elsewhere ``nn.LSTM`` (cuDNN on GPU). At
+    B = 1 it is memory-bound, since every time step reads each layer's hidden-to-hidden
+    matrices (2 x 38 MB per layer at 100 tokens/s). Put all windows of an input, or of several
+    inputs, in one batch so that those reads are shared.
     """
 
-    def __init__(self, config: AcousticConfig | None = None, *, quantize_chunk: int = 4096) -> None:
+    def __init__(self, config: AcousticConfig | None = None, *, quantize_chunk: int = QUANTIZE_CHUNK) -> None:
         super().__init__()
         self.config = config if config is not None else AcousticConfig()
         if isinstance(quantize_chunk, bool) or not isinstance(quantize_chunk, int) or quantize_chunk < 1:
@@ -201,36 +206,69 @@ class AcousticEncoder(nn.Module):
     def _bilstm(self, x: Tensor) -> Tensor:
         """The BiLSTM, ``[B, N, 2D] -> [B, N, 4D]``.
 
-        Without grad on a CPU with two or more threads the two directions of each layer run at
-        once on two threads, one intra-op thread each, instead of sharing every time step's
-        small matrix product between the threads: the 2 x 512 steps of a layer then need no
-        synchronisation of the threads (on a busy 2-core machine such per-step barriers, 4096
-        per window, stall whenever either thread is descheduled). The arithmetic is the same.
+        With grad, or off the CPU, this is ``nn.LSTM`` itself. Without grad on a CPU it is
+        :func:`lstm_direction` per direction, the two directions of each layer at once on two
+        threads (one intra-op thread each) when two or more threads are allowed: the 2 x 512
+        steps of a layer then need no synchronisation of the threads (on a busy 2-core machine
+        per-step barriers, 4096 per window, stall whenever either thread is descheduled). Unlike
+        ``torch.lstm`` on CPU (oneDNN), which copies every weight into its own layout at every
+        call (+0.2 GB at 100 tokens/s with two directions at once), it reads the weights where
+        they are: the first such call lays each hidden-to-hidden matrix out column-major in place
+        (:meth:`_recurrent_weights`; same values, same shape, only the strides change). Its
+        buffers are allocated here, in the calling thread, so that the allocator reuses the
+        memory the caller freed (a worker thread allocates from an arena of its own).
         """
-        threads = torch.get_num_threads()
-        if x.device.type != "cpu" or torch.is_grad_enabled() or threads < 2:
+        if x.device.type != "cpu" or torch.is_grad_enabled():
             return self.encoder(x)[0]
         lstm = self.encoder
-        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+        hidden = lstm.hidden_size
+        weights = {}
+        for layer in range(lstm.num_layers):
+            for suffix in ("", "_reverse"):
+                bias = getattr(lstm, f"bias_ih_l{layer}{suffix}") + getattr(lstm, f"bias_hh_l{layer}{suffix}")
+                weights[layer, suffix] = (getattr(lstm, f"weight_ih_l{layer}{suffix}"), self._recurrent_weights(layer, suffix), bias)
+        scratch = {suffix: x.new_empty(x.shape[0], RECURRENCE_CHUNK, 4 * hidden) for suffix in ("", "_reverse")}
         inference = torch.is_inference_mode_enabled()  # grad modes are per thread: the workers take the caller's
 
-        def direction(h: Tensor, layer: int, suffix: str) -> Tensor:
-            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            reverse = bool(suffix)
+        def direction(h: Tensor, out: Tensor, layer: int, suffix: str) -> None:
             with torch.inference_mode(inference), torch.no_grad():
-                out = torch.lstm(h.flip(1) if reverse else h, (zeros, zeros), weights, True, 1, 0.0, False, False, True)[0]
-            return out.flip(1) if reverse else out
+                half = out[..., hidden:] if suffix else out[..., :hidden]
+                lstm_direction(h, *weights[layer, suffix], bool(suffix), out=half, scratch=scratch[suffix])
 
-        torch.set_num_threads(1)
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(max_workers=2) if threads >= 2 else None
+        if pool is not None:
+            torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                h = x
-                for layer in range(lstm.num_layers):
-                    forward, backward = (pool.submit(direction, h, layer, suffix) for suffix in ("", "_reverse"))
-                    h = torch.cat([forward.result(), backward.result()], dim=-1)
+            h = x
+            for layer in range(lstm.num_layers):
+                out = x.new_empty(x.shape[0], x.shape[1], 2 * hidden)
+                if pool is None:
+                    direction(h, out, layer, "")
+                    direction(h, out, layer, "_reverse")
+                else:
+                    for run in [pool.submit(direction, h, out, layer, suffix) for suffix in ("", "_reverse")]:
+                        run.result()
+                h = out
         finally:
-            torch.set_num_threads(threads)
+            if pool is not None:
+                pool.shutdown()
+                torch.set_num_threads(threads)
         return h
+
+    def _recurrent_weights(self, layer: int, suffix: str) -> Tensor:
+        """``weight_hh_l{layer}{suffix}`` transposed, ``[H, 4H]`` contiguous (a view).
+
+        The parameter's storage is laid out column-major once, in place (``[4H, H]`` with
+        strides ``(1, 4H)``; same values), because the per-step product ``h @ W_hh^T`` of
+        :func:`lstm_direction` streams such a matrix about 1.4x faster than a row-major one
+        (MKL, 1 thread, 38 MB matrix: 19.5 against 13.9 GB/s).
+        """
+        weight = getattr(self.encoder, f"weight_hh_l{layer}{suffix}")
+        if not weight.t().is_contiguous():
+            with torch.inference_mode(False):  # a parameter must stay a normal tensor (training may follow)
+                weight.data = weight.data.t().contiguous().t()
+        return weight.t()
 
     def quantize(self, pre_vq: Tensor) -> Tensor:
         """Nearest code of each vector: ``[B, N, D]`` -> ids ``[B, N]`` int64 (:meth:`nearest`
@@ -250,16 +288,14 @@ class AcousticEncoder(nn.Module):
         d = self.config.lookup_dim
         if not isinstance(vectors, Tensor) or vectors.ndim != 3 or vectors.shape[-1] != d:
             raise ValueError(f"code-space vectors must be [B, N, {d}], got {describe(vectors)}")
-        codebook = self.codes.to(vectors.dtype)
-        codebook_sq = codebook.pow(2).sum(dim=-1)
-        flat = vectors.reshape(-1, d)
-        ids = [
-            ((rows.pow(2).sum(dim=-1, keepdim=True) + codebook_sq) + (rows @ codebook.T) * -2)
-            .clamp(min=1e-8)
-            .sqrt()
-            .argmin(dim=-1)
-            for rows in flat.split(self.quantize_chunk)
-        ]
+        ids = []
+        with torch.no_grad():  # ids have no gradient; in place, two [chunk, codebook_size] buffers
+            codebook = self.codes.to(vectors.dtype)
+            codebook_sq = codebook.pow(2).sum(dim=-1)
+            for rows in vectors.reshape(-1, d).split(self.quantize_chunk):
+                distance = rows.pow(2).sum(dim=-1, keepdim=True) + codebook_sq
+                distance.add_((rows @ codebook.T).mul_(-2))  # (|x|² + |e|²) + (x·e × -2), as the official
+                ids.append(distance.clamp_(min=1e-8).sqrt_().argmin(dim=-1))
         return torch.cat(ids).reshape(vectors.shape[:2])
 
     def lookup(self, ids: Tensor) -> Tensor:
@@ -286,6 +322,61 @@ class AcousticEncoder(nn.Module):
         pre_vq = self.project(self.lstm_input(features, semantic_vectors, valid_len))
         ids = self.quantize(pre_vq)
         return AcousticTokens(ids=ids, vectors=self.lookup(ids), pre_vq=pre_vq)
+
+
+RECURRENCE_CHUNK = 128
+"""Time steps whose input products :func:`lstm_direction` computes in one matrix product
+(bounds its working memory to ``B x 128 x 4H`` floats, 3 MB per window at 100 tokens/s)."""
+
+
+def lstm_direction(
+    x: Tensor,
+    weight_ih: Tensor,
+    weight_hh_t: Tensor,
+    bias: Tensor,
+    reverse: bool = False,
+    *,
+    out: Tensor | None = None,
+    scratch: Tensor | None = None,
+) -> Tensor:
+    """One direction of one ``nn.LSTM`` layer (zero initial state, gate order i, f, g, o).
+
+    Args:
+        x: ``[B, T, I]`` input.
+        weight_ih: ``[4H, I]`` input-to-hidden weights.
+        weight_hh_t: ``[H, 4H]`` transposed hidden-to-hidden weights (contiguous: streamed
+            once per time step, the cost at small B).
+        bias: ``[4H]``, ``bias_ih + bias_hh``.
+        reverse: run from the last step to the first (the backward direction).
+        out: ``[B, T, H]`` where to write the result (may be a view with any row strides, such
+            as one half of a ``[B, T, 2H]`` buffer); None: a new tensor.
+        scratch: ``[B, RECURRENCE_CHUNK, 4H]`` buffer for the input products; None: a new one.
+
+    Returns:
+        ``out``: the ``[B, T, H]`` hidden states, in input order. Equal to ``nn.LSTM`` up to
+        float32 rounding.
+    """
+    batch, steps, _ = x.shape
+    hidden = weight_hh_t.shape[0]
+    out = x.new_empty(batch, steps, hidden) if out is None else out
+    scratch = x.new_empty(batch, RECURRENCE_CHUNK, 4 * hidden) if scratch is None else scratch
+    h = x.new_zeros(batch, hidden)
+    c = x.new_zeros(batch, hidden)
+    gates = x.new_empty(batch, 4 * hidden)
+    acts = x.new_empty(batch, 4 * hidden)
+    cell = x.new_empty(batch, hidden)
+    chunks = range(0, steps, RECURRENCE_CHUNK)
+    for start in reversed(chunks) if reverse else chunks:
+        stop = min(start + RECURRENCE_CHUNK, steps)
+        for b in range(batch):  # per item: x[b] rows are contiguous, no copy of the input
+            torch.addmm(bias, x[b, start:stop], weight_ih.t(), out=scratch[b, : stop - start])
+        for t in range(stop - 1, start - 1, -1) if reverse else range(start, stop):
+            torch.addmm(scratch[:, t - start], h, weight_hh_t, out=gates)
+            torch.sigmoid(gates, out=acts)  # i, f, o (and g, overwritten)
+            torch.tanh(gates[:, 2 * hidden : 3 * hidden], out=acts[:, 2 * hidden : 3 * hidden])
+            c.mul_(acts[:, hidden : 2 * hidden]).addcmul_(acts[:, :hidden], acts[:, 2 * hidden : 3 * hidden])
+            h = torch.mul(acts[:, 3 * hidden :], torch.tanh(c, out=cell), out=out[:, t])
+    return out
 
 
 def acoustic_state_dict(official: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from semanticodec.constants import MAX_SAMPLE_RATE, SAMPLE_RATE
 
@@ -44,6 +43,8 @@ def _lowpass(up: int, down: int) -> np.ndarray:
     Pass band edge at 0.95 of the lower Nyquist frequency, stop band attenuation about
     100 dB (beta 10), 64 zero crossings on each side.
     """
+    from scipy import signal  # here, not at import: scipy.signal adds ~70 MB, and 16 kHz audio needs none of it
+
     rate = max(up, down)
     half = 64 * rate
     taps = signal.firwin(2 * half + 1, 0.95 / rate, window=("kaiser", 10.0))
@@ -77,6 +78,8 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
     if orig_sr == target_sr:
         return np.asarray(audio, dtype=np.float32)
     up, down = resample_ratio(orig_sr, target_sr)
+    from scipy import signal
+
     taps = _lowpass(up, down).copy()  # resample_poly scales it in place
     out = signal.resample_poly(np.asarray(audio, dtype=np.float64), up, down, axis=-1, window=taps)
     return out.astype(np.float32)
@@ -116,6 +119,8 @@ class StreamResampler:
         first_j = self._done + self._skip
         if last_j < first_j:
             return np.zeros(0, np.float32)
+        from scipy import signal
+
         y = signal.upfirdn(self._taps, self._buffer, self.up, self.down)
         offset = self._start * self.up // self.down
         out = y[first_j - offset : last_j + 1 - offset]

@@ -58,6 +58,11 @@ def stack_patches(features: torch.Tensor, token_rate: int, freq_patches: int = 8
     return rearrange(grid, "b (t t2) (j f2) d -> b (t j) (t2 f2 d)", t2=2, f2=2)
 
 
+ASSIGN_ROWS = 256
+"""Feature rows per distance block of :meth:`SemanticQuantizer.quantize` (two ``[256, V]``
+float32 buffers: 32 MB at V = 16384, 128 MB at V = 65536)."""
+
+
 class SemanticQuantizer(nn.Module):
     """Nearest-centroid tokenizer over a fixed k-means codebook ``[V, D]``.
 
@@ -111,7 +116,7 @@ class SemanticQuantizer(nn.Module):
         batch, length, _ = features.shape
         if batch * length == 0:
             return torch.zeros(batch, length, dtype=torch.int64, device=features.device)
-        ids, _ = assign(features.reshape(batch * length, self.dim), self.codebook)
+        ids, _ = assign(features.reshape(batch * length, self.dim), self.codebook, batch_size=ASSIGN_ROWS)
         return ids.reshape(batch, length)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:

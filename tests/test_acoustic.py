@@ -13,10 +13,12 @@ from benchmarks.fill import fill, fill_module
 from parity import assert_parity, reference, rel_l2, shared_path
 from semanticodec.acoustic import (
     AUDIOMAE_PREFIX,
+    RECURRENCE_CHUNK,
     UNUSED_OFFICIAL_KEYS,
     AcousticConfig,
     AcousticEncoder,
     acoustic_state_dict,
+    lstm_direction,
 )
 from semanticodec.conditioning import valid_tokens
 
@@ -183,23 +185,53 @@ def test_forward_composes_the_stages(small: AcousticEncoder) -> None:
     assert torch.equal(out.vectors, small.lookup(out.ids))
 
 
-def test_direction_parallel_bilstm_equals_nn_lstm(small: AcousticEncoder) -> None:
-    """On CPU without grad the two directions of each layer run on two threads (torch.lstm per
-    direction); the result is nn.LSTM's, and the thread setting is restored."""
-    x = torch.randn(3, 20, 32, generator=torch.Generator().manual_seed(4))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_bilstm_equals_nn_lstm(threads: int) -> None:
+    """On CPU without grad the BiLSTM is lstm_direction per direction (the two directions on two
+    threads when allowed): nn.LSTM's result, over more steps than one input chunk; the
+    hidden-to-hidden weights are laid out column-major in place (same values), the parameters
+    stay normal tensors, training (nn.LSTM with grad) still works, and the thread setting is
+    restored."""
+    torch.manual_seed(0)
+    enc = AcousticEncoder(AcousticConfig(feature_dim=16, lstm_layers=2, codebook_size=64)).eval()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    steps = 2 * RECURRENCE_CHUNK + 21
+    x = torch.randn(3, steps, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        reference = enc.encoder(x)[0]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            parallel = small._bilstm(x)
-            assert torch.get_num_threads() == 2
-            reference = small.encoder(x)[0]
-        with_grad = small._bilstm(x)  # with grad: nn.LSTM itself
+            ours = enc._bilstm(x)
+            assert torch.get_num_threads() == threads
+        with torch.no_grad():
+            assert torch.equal(enc._bilstm(x), ours)
+        with_grad = enc._bilstm(x)  # with grad: nn.LSTM itself
     finally:
-        torch.set_num_threads(threads)
-    assert parallel.shape == (3, 20, 64)
-    torch.testing.assert_close(parallel, reference, rtol=0, atol=1e-6)
+        torch.set_num_threads(saved)
+    assert ours.shape == (3, steps, 64)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+    assert not torch.equal(ours, reference)  # another summation order: a different code path ran
+    weight = enc.encoder.weight_hh_l1_reverse
+    assert weight.shape == (128, 32) and weight.stride() == (1, 128) and not weight.is_inference()
+    assert all(torch.equal(enc.state_dict()[k], v) for k, v in before.items())
     assert with_grad.requires_grad and torch.allclose(with_grad, reference, atol=1e-6)
+    with_grad.sum().backward()
+    assert enc.encoder.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_direction_is_one_nn_lstm_direction(reverse: bool) -> None:
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(5, 7, batch_first=True, bidirectional=True)
+    x = torch.randn(2, RECURRENCE_CHUNK + 3, 5)
+    suffix = "_reverse" if reverse else ""
+    weights = [getattr(lstm, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    with torch.no_grad():
+        expected = lstm(x)[0][..., 7:] if reverse else lstm(x)[0][..., :7]
+        out = lstm_direction(x, weights[0], weights[1].t().contiguous(), weights[2] + weights[3], reverse)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
 def test_batch_items_are_independent(small: AcousticEncoder) -> None:
