@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 from math import gcd
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -49,8 +49,17 @@ def _shift(column: np.ndarray, shift: int) -> np.ndarray:
     return column << shift if shift >= 0 else column >> -shift
 
 
-def packed_size(count: int, bits: int) -> int:
-    """Bytes taken by ``count`` values of ``bits`` bits: ceil(count * bits / 8)."""
+@overload
+def packed_size(count: int, bits: int) -> int: ...
+
+
+@overload
+def packed_size(count: np.ndarray, bits: int) -> np.ndarray: ...
+
+
+def packed_size(count: int | np.ndarray, bits: int) -> int | np.ndarray:
+    """Bytes taken by ``count`` values of ``bits`` bits: ceil(count * bits / 8) (element-wise
+    for an integer array of counts)."""
     return (count * bits + 7) // 8
 
 

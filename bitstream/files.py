@@ -27,8 +27,8 @@ def encode(tokens: ArrayLike, header: Header, tables: EntropyTables | None = Non
     ``Header.sample_count_problem``).
     """
     buffer = io.BytesIO()
-    named = tables is not None and header.table_id == NO_TABLE
-    writer = StreamWriter(buffer, replace(header, table_id=tables.table_id) if named else header, tables)
+    written = header if tables is None or header.table_id != NO_TABLE else replace(header, table_id=tables.table_id)
+    writer = StreamWriter(buffer, written, tables)
     writer.write(tokens)
     writer.close()
     if tables is not None and not writer.coded_packets:
@@ -170,7 +170,7 @@ def scan(fileobj: BinaryIO, tables: TableSource = None) -> StreamInfo:
     damage = list(reader.damage)
     offset = reader.bytes_read
     trailing = reader.drain()
-    if trailing and reader.complete:
+    if trailing and reader.total_pairs is not None:  # complete
         after_final = reader.total_pairs // reader.header.packet_pairs + 1
         damage.append(Damage(offset, after_final, 0, f"{trailing} bytes of trailing data after the final packet"))
     return StreamInfo(reader.header, offset + trailing, packets, reader.total_pairs, tuple(damage), coded, reader.tables)

@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 from semanticodec.bitstream.errors import BitstreamError
 from semanticodec.constants import COLUMN_SECONDS, MAX_SAMPLE_RATE, PAIRS_PER_COLUMN, TOKEN_RATES
@@ -167,7 +168,7 @@ class Header:
             return f"sample_rate must be in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {self.sample_rate}"
         if not 0 <= self.sample_count <= MAX_SAMPLE_COUNT:
             return f"sample_count must be in 0..2**53-1, got {self.sample_count}"
-        if not 1 <= self.packet_columns <= MAX_PACKET_COLUMNS:
+        if not 1 <= cast(int, self.packet_columns) <= MAX_PACKET_COLUMNS:  # an int: checked above
             return f"packet_columns must be in 1..{MAX_PACKET_COLUMNS}, got {self.packet_columns}"
         if not isinstance(self.metadata, Mapping):
             return f"metadata must be a mapping of str to str, got {type(self.metadata).__name__}"
@@ -207,12 +208,12 @@ class Header:
     @property
     def packet_pairs(self) -> int:
         """Token pairs in a full packet: packet_columns * pairs_per_column."""
-        return self.packet_columns * self.pairs_per_column
+        return cast(int, self.packet_columns) * self.pairs_per_column  # never None once constructed
 
     @property
     def packet_seconds(self) -> float:
         """Audio duration of a full packet in seconds."""
-        return self.packet_columns * COLUMN_SECONDS[self.token_rate]
+        return cast(int, self.packet_columns) * COLUMN_SECONDS[self.token_rate]
 
     @property
     def nominal_bitrate(self) -> float:

@@ -61,11 +61,11 @@ def _sparse(keys: np.ndarray, symbols: np.ndarray, context_vocab: int, vocab: in
 
 def _count_layer(files: Sequence[np.ndarray], ppc: int, layer: int, vocab: int, semantic_vocab_size: int, contexts: Sequence[str]) -> LayerModel:
     rows = ppc if "band" in contexts else 1
-    base = np.zeros(rows * vocab, np.int64)
+    flat = np.zeros(rows * vocab, np.int64)
     for tokens in files:
         band = np.arange(len(tokens)) % ppc if rows > 1 else np.zeros(len(tokens), np.int64)
-        base += np.bincount(band * vocab + tokens[:, layer], minlength=rows * vocab)
-    base = base.reshape(rows, vocab)
+        flat += np.bincount(band * vocab + tokens[:, layer], minlength=rows * vocab)
+    base = flat.reshape(rows, vocab)
     base[base.sum(axis=1) == 0] = 1
     kinds = [k for k in LAYER_CONTEXTS[LAYERS[layer]] if k in contexts]
     sparse = []
@@ -152,7 +152,7 @@ def learn_tables(
     packet_pairs = packet_pairs or DEFAULT_PACKET_COLUMNS[token_rate] * ppc
     local = "local" in contexts
     vocabs = (semantic_vocab_size, acoustic_vocab_size)
-    fitted = [None, None]
+    fitted: list[list[int] | None] = [None, None]
     if len(files) >= VALIDATION_EVERY:
         held = files[::VALIDATION_EVERY]
         rest = [f for i, f in enumerate(files) if i % VALIDATION_EVERY]

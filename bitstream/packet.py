@@ -24,6 +24,8 @@ the layout from here.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 from semanticodec.bitstream.bitpack import packed_size
@@ -38,6 +40,14 @@ CODED_FLAG = 0x4000
 def seq_modulus(header: Header) -> int:
     """Sequence numbers count modulo this: 32768 in version 1, 16384 in version 2."""
     return 0x8000 if header.version == 1 else 0x4000
+
+
+@overload
+def packet_size(header: Header, pairs: int, final: bool) -> int: ...
+
+
+@overload
+def packet_size(header: Header, pairs: np.ndarray, final: bool | np.ndarray) -> np.ndarray: ...
 
 
 def packet_size(header: Header, pairs: int | np.ndarray, final: bool | np.ndarray) -> int | np.ndarray:

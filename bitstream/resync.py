@@ -62,9 +62,9 @@ def even_registers(data: np.ndarray) -> np.ndarray:
     count = len(words)
     m = max(1, math.isqrt(count))
     blocks = -(-count // m)
-    grid = np.zeros(blocks * m, np.uint32)
-    grid[:count] = words
-    grid = grid.reshape(blocks, m)
+    flat = np.zeros(blocks * m, np.uint32)
+    flat[:count] = words
+    grid = flat.reshape(blocks, m)
     raw = padded.tobytes()
     starts = np.zeros(blocks, np.uint32)
     register = 0

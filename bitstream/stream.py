@@ -578,6 +578,7 @@ class StreamReader:
         """Decode the range-coded layers of a packet whose CRC passed; raises _Bad."""
         from semanticodec.bitstream.entropy import decode_layer
 
+        assert self.tables is not None  # packets are coded only in version 2, whose tables resolve_tables found
         semantic_model, acoustic_model = self.tables.kernel_models
         ppc = self.header.pairs_per_column
         raw = np.frombuffer(body, np.uint8)

@@ -252,7 +252,8 @@ def kernel_model(layer: LayerModel) -> tuple:
     contexts' rows concatenated: offsets [rows + 1], ids [E], cumulative counts [E + 1])."""
     base = np.zeros((layer.base.shape[0], layer.vocab + 1), np.int64)
     np.cumsum(layer.base, axis=1, dtype=np.int64, out=base[:, 1:])
-    kinds, bases, weights, halves, offsets, symbols, counts = [], [], [], [], [np.zeros(1, np.int64)], [], []
+    symbols: list[np.ndarray] = []
+    kinds, bases, weights, halves, offsets, counts = [], [], [], [], [np.zeros(1, np.int64)], []
     start = 0
     for context in layer.contexts:
         kinds.append(KIND_CODES[context.kind])

@@ -113,9 +113,9 @@ class StreamResampler:
             return x.astype(np.float32)
         self._buffer = np.concatenate([self._buffer, x])
         end = self._received
-        total = -(-end * self.up // self.down) if final else None
-        # Full-signal output index J reads inputs i with 0 <= J * down - i * up < len(taps).
-        last_j = (total + self._skip - 1) if final else (end * self.up - 1) // self.down
+        # Full-signal output index J reads inputs i with 0 <= J * down - i * up < len(taps);
+        # the whole output has ceil(end * up / down) samples.
+        last_j = -(-end * self.up // self.down) + self._skip - 1 if final else (end * self.up - 1) // self.down
         first_j = self._done + self._skip
         if last_j < first_j:
             return np.zeros(0, np.float32)

@@ -69,7 +69,7 @@ def _check_fields(record: Any, fields: dict[str, type], where: str) -> None:
         raise ValueError(f"{where}: not a JSON object")
     for key, kind in fields.items():
         value = record.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 0):
             expected = "a non-negative integer" if kind is int else "a string"
             raise ValueError(f"{where}: {key!r} must be {expected}, got {value!r}"[:200])
 

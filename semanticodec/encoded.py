@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from semanticodec.bitstream import EntropyTables, Header, read_file, write_file
+from semanticodec.bitstream.stream import Layers
 from semanticodec.constants import SAMPLE_RATE, token_samples
 from semanticodec.deprecation import renamed_attribute
 from semanticodec.entropy_tables import find_tables, tables_for_model
@@ -64,7 +65,7 @@ class EncodedAudio:
         return write_file(path, self.tokens, self.header(packet_columns), overwrite=overwrite, tables=tables)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, layers: str = "both") -> EncodedAudio:
+    def load(cls, path: str | os.PathLike, layers: Layers = "both") -> EncodedAudio:
         """The tokens of a ``.scdc`` file (BitstreamError, a ValueError, when it is damaged or
         names entropy tables that are not installed); ``layers="semantic"`` reads the semantic
         layer only (acoustic ids are then 0)."""

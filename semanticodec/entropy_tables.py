@@ -108,6 +108,8 @@ def learn_from_datasets(roots: Sequence[str | os.PathLike], contexts: Sequence[s
     from semanticodec.dataset import TokenDataset
 
     files, seconds, meta = [], 0.0, None
+    if not roots:
+        raise ValueError("no token datasets to learn entropy tables from")
     for root in roots:
         data = TokenDataset(root)
         key = {k: data.meta[k] for k in ("token_rate", "semantic_vocab_size", "acoustic_vocab_size", "model_id")}
@@ -116,6 +118,7 @@ def learn_from_datasets(roots: Sequence[str | os.PathLike], contexts: Sequence[s
         meta = key
         files += [data.tokens(i) for i in range(len(data))]
         seconds += sum(entry["duration"] for entry in data.entries)
+    assert meta is not None  # set by the first of the roots
     tables = learn_tables(
         files, meta["token_rate"], meta["semantic_vocab_size"], meta["acoustic_vocab_size"], bytes.fromhex(meta["model_id"]), contexts,
     )

@@ -83,7 +83,7 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
                 return _typed(option, value, where)
             except ValueError:
                 pass
-    elif is_dataclass(hint):
+    elif isinstance(hint, type) and is_dataclass(hint):
         return config_from_dict(hint, value, where)
     elif origin is tuple and isinstance(value, (list, tuple)):
         items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args

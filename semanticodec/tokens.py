@@ -25,7 +25,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeGuard
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from semanticodec.deprecation import renamed_attribute, renamed_keywords
 if TYPE_CHECKING:
     from torch import Tensor
 
-    Array = np.ndarray | Tensor
+    Array: TypeAlias = np.ndarray | Tensor
 
 Format = Literal["pairs", "flat", "semantic"]
 _RENAMED = {"semantic_vocab": "semantic_vocab_size", "acoustic_vocab": "acoustic_vocab_size"}
@@ -123,7 +123,7 @@ class TokenFormat:
 
 TokenFormat.__init__ = renamed_keywords("TokenFormat", **_RENAMED)(TokenFormat.__init__)  # type: ignore[method-assign]
 
-def _is_tensor(x: object) -> bool:
+def _is_tensor(x: object) -> TypeGuard[Tensor]:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 

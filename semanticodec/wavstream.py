@@ -86,7 +86,7 @@ def open_wav_stream(
         size = rf64_data_size
     known = rf64 or 0 < size < _UNKNOWN_SIZE
     data_bytes = size - size % fmt.frame_bytes if known else None
-    info = replace(fmt, frames=data_bytes // fmt.frame_bytes if known else 0)
+    info = replace(fmt, frames=0 if data_bytes is None else data_bytes // fmt.frame_bytes)
     return info, _blocks(source, info, data_bytes, max(1, int(info.sample_rate * block_seconds)))
 
 

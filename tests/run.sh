@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need into .venv, lint with ruff (settings in pyproject.toml) and run
-# the default test suite. Extra pytest arguments are passed through (e.g. `bash tests/run.sh -m slow`).
+# Install what the tests need into .venv, lint with ruff, type-check the core with mypy
+# (settings of both in pyproject.toml) and run the default test suite. Extra pytest arguments are passed through (e.g. `bash tests/run.sh -m slow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Classic codecs and audio tools of the benchmark tests (Debian); skipped where apt is unavailable.
@@ -19,6 +19,7 @@ pip install -q torch==2.13.0
 pip install -q -e ".[test,bench]"
 export HF_HUB_OFFLINE=1 NUMBA_NUM_THREADS=2
 ruff check .
+python tests/typecheck.py
 set +e
 python -m pytest "$@"
 rc=$?

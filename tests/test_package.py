@@ -5,6 +5,8 @@ package do not load the heavy ones."""
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -159,6 +161,24 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path:
     graph = import_graph(modules)
     assert graph == {"semanticodec.high": {"semanticodec.leaf", "semanticodec.low"}, "semanticodec.low": {"semanticodec.high"}, "semanticodec.leaf": set()}
     assert cycles(graph) == [["semanticodec.high", "semanticodec.low"]]
+
+
+def test_the_typecheck_tree_lays_out_every_module_as_installed(tmp_path: Path) -> None:
+    """mypy reads the package from the tree of links that tests/typecheck.py makes: every
+    installed module must be found there under its installed name, and the paths mypy reports
+    map back to the repository's files."""
+    spec = importlib.util.spec_from_file_location("typecheck", ROOT / "tests" / "typecheck.py")
+    typecheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(typecheck)
+    tree = tmp_path / "mypy"
+    prefixes = typecheck.link_tree(tree)
+    for name, path in _module_files().items():
+        parts = name.split(".")
+        laid = tree.joinpath(*parts, "__init__.py") if path.name == "__init__.py" else tree.joinpath(*parts[:-1], f"{parts[-1]}.py")
+        assert laid.resolve() == path.resolve(), name
+    reported = Path(os.path.relpath(tree / "semanticodec" / "bitstream" / "stream.py", ROOT)).as_posix()
+    prefix = max((p for p in prefixes if reported.startswith(p)), key=len)
+    assert prefixes[prefix] + reported[len(prefix) :] == "bitstream/stream.py"
 
 
 def test_the_readme_layout_lists_every_module() -> None:

@@ -40,10 +40,11 @@ class _DeprecatedAlias(argparse.Action):
 def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: argparse.Action) -> None:
     """Accept ``old`` (hidden from ``--help``) as the option ``new`` returned by ``add_argument``,
     printing a deprecation warning on stderr when it is used."""
-    parser.add_argument(
+    alias = parser.add_argument(
         old, dest=new.dest, action=_DeprecatedAlias, replacement=new.option_strings[-1], nargs=new.nargs,
-        const=new.const, type=new.type, choices=new.choices, metavar=new.metavar, help=argparse.SUPPRESS,
+        const=new.const, choices=new.choices, metavar=new.metavar, help=argparse.SUPPRESS,
     )
+    alias.type = new.type  # None (the default) is not a value add_argument's type= is declared to take
 
 
 def add_entropy_option(parser: argparse.ArgumentParser) -> None:
