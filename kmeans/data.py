@@ -19,12 +19,13 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import torch
 
-ArrayLike = np.ndarray | torch.Tensor
-DataSpec = str | os.PathLike | ArrayLike | Sequence[str | os.PathLike | ArrayLike] | Iterable[ArrayLike]
+ArrayLike: TypeAlias = np.ndarray | torch.Tensor
+DataSpec: TypeAlias = str | os.PathLike | ArrayLike | Sequence[str | os.PathLike | ArrayLike] | Iterable[ArrayLike]
 
 
 def _as_numpy(array: ArrayLike, name: str) -> np.ndarray:
@@ -88,7 +89,7 @@ class _NpyShard:
         target = out if self.dtype == np.float32 else np.empty((stop - start, self.dim), dtype=self.dtype)
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.offset + start * self.dim * self.dtype.itemsize)
-            view, done = memoryview(target).cast("B"), 0
+            view, done = target.data.cast("B"), 0
             while done < len(view):
                 got = f.readinto(view[done:])
                 if not got:

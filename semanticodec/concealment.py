@@ -74,7 +74,6 @@ def decode_window(
     model, device = codec.model, codec.device
     tok = tokens[None].to(device)
     valid_len = torch.tensor([valid], device=device)
-    options = {"steps": codec.steps, "guidance_scale": codec.guidance_scale, "eta": codec.eta, "generator": [generator]}
     with codec.decoder_precision(), cached_context(model.unet):
         if not bool(missing.any()):
             return model.decode_windows(
@@ -88,14 +87,21 @@ def decode_window(
         padded[..., :width] = cond[..., :width].masked_fill(rows, -1.0)
         shape = model.latent_shape(1)
         x_T = torch.randn((1, *shape[1:]), generator=generator, device=generator.device).to(device)
-        latent = sample_latent(codec.sampler, model.schedule, model.unet, x_T, padded, uncond, **options)
+        latent = sample_latent(
+            codec.sampler, model.schedule, model.unet, x_T, padded, uncond, codec.steps, codec.guidance_scale, codec.eta,
+            [generator],
+        )
         if concealment == "inpaint":
             unknown = cond.clone()
             unknown[..., :width] = cond[..., :width].masked_fill(rows, 0.0)
             known = ~latent_gap(missing, latent.shape[2], codec.config.token_rate).to(device)[None, None, :, None]
+            steps, eta = codec.steps, codec.eta
             if codec.sampler != "ddim":  # replacement needs DDIM's fresh noise to blend the gap in
-                options.update(steps=ddim_steps_at_least(codec.steps), eta=1.0)
-            latent = DDIMSampler(model.schedule).sample(model.unet, x_T, unknown, uncond, known=(latent, known), **options)
+                steps, eta = ddim_steps_at_least(codec.steps), 1.0
+            latent = DDIMSampler(model.schedule).sample(
+                model.unet, x_T, unknown, uncond, steps, eta=eta, guidance_scale=codec.guidance_scale,
+                generator=[generator], known=(latent, known),
+            )
         return model.latent_to_waveform(latent, valid_len, codec.waveform_dtype)[0]
 
 

@@ -44,7 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from semanticodec.atomic import append_synced, atomic_write
-from semanticodec.audio import prepare, read_audio
+from semanticodec.audio import Downmix, prepare, read_audio
 from semanticodec.constants import SAMPLE_RATE, WINDOW_SAMPLES
 from semanticodec.dataset import FORMAT_NAME, FORMAT_VERSION, read_meta, upgrade_index_entry
 from semanticodec.safety import printable
@@ -329,7 +329,7 @@ def tokenize_corpus(
         bar.set_postfix(hours=f"{seconds / 3600:.3f}", failed=len(failures))
         batch.clear()
 
-    downmix = "first" if codec.compat == "official" else "mean"
+    downmix: Downmix = "first" if codec.compat == "official" else "mean"
     for item in todo:
         try:
             raw, sr = read_audio(item.path)
@@ -413,7 +413,7 @@ def _write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
 def read_failures(root: str | os.PathLike, parts: bool = False) -> list[tuple[str, str]]:
     """(file, reason) of ``failures.tsv`` (or of the per-rank parts with ``parts``)."""
     paths = [p for p in sorted(Path(root).glob("failures_*.tsv")) if _FAILURE_PART.match(p.name)] if parts else [Path(root) / "failures.tsv"]
-    rows = []
+    rows: list[tuple[str, str]] = []
     for path in paths:
         if path.exists():
             with open(path, newline="", encoding="utf-8") as file:

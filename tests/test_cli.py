@@ -306,3 +306,14 @@ def test_check_output(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         check_output(tmp_path / "missing" / "x", [])
     check_output(tmp_path / "new.bin", [source])
+
+
+def test_convert_without_any_official_checkpoint(capsys, monkeypatch, tmp_path: Path) -> None:
+    """An empty checkpoint argument with nothing configured or cached is a user error, not a crash."""
+    monkeypatch.delenv("SEMANTICODEC_CHECKPOINT", raising=False)
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.setenv(name, str(tmp_path / "hf"))
+    out = tmp_path / "model.safetensors"
+    code, _, err = run(capsys, "convert", "", str(out))
+    assert_user_error(code, err, "no official checkpoint given")
+    assert not out.exists()

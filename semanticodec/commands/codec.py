@@ -21,7 +21,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def _audio_blocks(args: argparse.Namespace) -> tuple[Iterator[np.ndarray], int, 
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{args.input}: cannot read audio ({err})") from None
         block = max(1, int(info.samplerate * BLOCK_SECONDS))
-        blocks = (b.T for b in sf.blocks(args.input, blocksize=block, dtype="float32", always_2d=True))
+        blocks: Iterator[np.ndarray] = (b.T for b in sf.blocks(args.input, blocksize=block, dtype="float32", always_2d=True))
         return blocks, int(info.samplerate), int(info.frames)
     stdin = sys.stdin.buffer
     magic = stdin.read(4)
@@ -191,7 +191,7 @@ def _compress_stream(args: argparse.Namespace) -> int:
 
     blocks, rate, frames = _audio_blocks(args)
     codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
-    mode = "exact" if args.low_latency is None else "low_latency"
+    mode: Literal["exact", "low_latency"] = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
     encoder = StreamingEncoder(
         codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns,
@@ -375,12 +375,14 @@ def configure_convert(parser: argparse.ArgumentParser) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from semanticodec.atomic import check_output
-    from semanticodec.official import find_official_root, official_files
+    from semanticodec.official import CheckpointError, find_official_root, official_files
     from semanticodec.weights import load_official, save_safetensors
 
     if Path(args.output).suffix != ".safetensors":
         raise ValueError(f"output {args.output} must end in .safetensors")
     root = find_official_root(args.checkpoint)
+    if root is None:
+        raise CheckpointError("no official checkpoint given: name its folder (or set $SEMANTICODEC_CHECKPOINT)")
     files = official_files(root, args.token_rate, args.semantic_vocab_size)
     inputs = [files.encoder, files.decoder, files.codebook]
     check_output(args.output, inputs, args.force)
