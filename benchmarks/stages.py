@@ -87,8 +87,8 @@ def true_mel(audio: np.ndarray) -> torch.Tensor:
 
 
 class MelRecorder(torch.nn.Module):
-    """Wraps a model's vocoder and keeps every mel it is given (``[W, 1, frames, 64]``), so the
-    decoded mel can also be inverted another way."""
+    """Wraps a model's vocoder and keeps every mel it is given (``[W, 1, frames, 64]``, as float32
+    whatever precision the decoder runs in), so the decoded mel can also be inverted another way."""
 
     def __init__(self, vocoder: torch.nn.Module) -> None:
         super().__init__()
@@ -97,7 +97,7 @@ class MelRecorder(torch.nn.Module):
         self.mels: list[torch.Tensor] = []
 
     def mel_to_waveform(self, mel: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-        self.mels.append(mel.detach().cpu())
+        self.mels.append(mel.detach().float().cpu())
         return self.vocoder.mel_to_waveform(mel, samples)
 
 

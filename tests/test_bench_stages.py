@@ -55,6 +55,10 @@ def test_vae_round_trip_and_recorder_shapes(speech):
     with torch.inference_mode():
         wave = recorder.mel_to_waveform(image)
     assert torch.equal(recorder.mels[0], image) and torch.equal(wave, model.vocoder.mel_to_waveform(image))
+    mixed = stages.MelRecorder(model.vocoder.bfloat16())  # a decoder in mixed precision: bfloat16 mels
+    with torch.inference_mode():
+        mixed.mel_to_waveform(image.bfloat16())
+    assert mixed.mels[0].dtype == torch.float32 and torch.equal(mixed.mels[0], image.bfloat16().float())
 
 
 def test_stage_outputs_with_the_tiny_model(speech):
