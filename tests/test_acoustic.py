@@ -221,8 +221,24 @@ def test_cpu_bilstm_equals_nn_lstm(threads: int) -> None:
     assert enc.encoder.weight_hh_l0.grad is not None
 
 
+def test_recurrent_weights_load_column_major() -> None:
+    """The hidden-to-hidden matrices are column-major from construction on, and loading
+    (load_state_dict, SemantiCodecModel.load_weights) copies into that layout: no re-layout,
+    no second copy at the first encode."""
+    config = AcousticConfig(feature_dim=4, lstm_layers=2, codebook_size=8)
+    source, target = AcousticEncoder(config), AcousticEncoder(config)
+    weight = target.encoder.weight_hh_l1_reverse
+    assert weight.shape == (32, 8) and weight.stride() == (1, 32)
+    target.load_state_dict(source.state_dict())
+    assert target.encoder.weight_hh_l1_reverse is weight and weight.stride() == (1, 32)
+    assert torch.equal(weight, source.encoder.weight_hh_l1_reverse)
+    assert target._recurrent_weights(1, "_reverse").data_ptr() == weight.data_ptr()
+
+
+@pytest.mark.parametrize("block", [7, 3])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_direction_is_one_nn_lstm_direction(reverse: bool) -> None:
+def test_lstm_direction_is_one_nn_lstm_direction(reverse: bool, block: int) -> None:
+    """Also with W_hh^T in blocks of rows (3: blocks of 3, 3 and 1 read in alternating order)."""
     torch.manual_seed(1)
     lstm = torch.nn.LSTM(5, 7, batch_first=True, bidirectional=True)
     x = torch.randn(2, RECURRENCE_CHUNK + 3, 5)
@@ -230,7 +246,7 @@ def test_lstm_direction_is_one_nn_lstm_direction(reverse: bool) -> None:
     weights = [getattr(lstm, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
     with torch.no_grad():
         expected = lstm(x)[0][..., 7:] if reverse else lstm(x)[0][..., :7]
-        out = lstm_direction(x, weights[0], weights[1].t().contiguous(), weights[2] + weights[3], reverse)
+        out = lstm_direction(x, weights[0], weights[1].t().contiguous(), weights[2] + weights[3], reverse, block=block)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
