@@ -7,13 +7,10 @@ Variants (each the whole 4-layer BiLSTM over B windows of 512 steps, ``fill`` we
   sharing every time step);
 - ``torch.lstm per direction``: the two directions of a layer at once on two threads, one
   ``torch.lstm`` (oneDNN) call each: this package's path before :func:`lstm_direction`;
-- ``lstm_direction``: ``AcousticEncoder._bilstm`` (the same two threads, this package's recurrence,
-  ``W_hh`` read in alternating order of its row blocks);
-- ``lstm_direction one block``: the same with ``W_hh`` read whole in the same order every step
-  (the previous version);
-- ``in turn`` / ``in turn one block``: :func:`lstm_direction` one direction after the other,
-  each step's product on all threads (one ``W_hh`` in flight, so more of it can stay cached;
-  per-step barriers, which spin on a busy machine).
+- ``lstm_direction``: ``AcousticEncoder._bilstm`` (the same two threads, this package's recurrence);
+- ``in turn``: :func:`lstm_direction` one direction after the other, each step's product on all
+  threads (one ``W_hh`` in flight instead of two; per-step barriers, which spin on a busy
+  machine; slower, see ``benchmarks/RESULTS.md``).
 
 After one warm-up call of each, prints per variant the median wall and process CPU seconds per
 window, the ratio of each to the first variant's, the largest difference to ``nn.LSTM``'s output
@@ -22,7 +19,7 @@ machine shared with other jobs the CPU seconds are the steadier figure.
 
     python -m benchmarks.bench_encode --rounds 3
     python -m benchmarks.bench_encode --rounds 5 --variants "torch.lstm per direction" lstm_direction   # a busy machine
-    python -m benchmarks.bench_encode --rounds 3 --variants "lstm_direction one block" lstm_direction "in turn"
+    python -m benchmarks.bench_encode --rounds 3 --variants lstm_direction "in turn"
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.fill import fill_module
-from semanticodec.acoustic import RECURRENT_BLOCK, AcousticConfig, AcousticEncoder, lstm_direction
+from semanticodec.acoustic import AcousticConfig, AcousticEncoder, lstm_direction
 
 
 def build(token_rate: int = 100) -> AcousticEncoder:
@@ -74,7 +71,7 @@ def torch_lstm_per_direction(encoder: AcousticEncoder, x: Tensor) -> Tensor:
     return h
 
 
-def directions_in_turn(encoder: AcousticEncoder, x: Tensor, block: int = RECURRENT_BLOCK) -> Tensor:
+def directions_in_turn(encoder: AcousticEncoder, x: Tensor) -> Tensor:
     """:func:`lstm_direction` per direction, one direction after the other, each step's products
     on all intra-op threads (one ``W_hh`` in flight instead of two)."""
     lstm = encoder.encoder
@@ -86,7 +83,7 @@ def directions_in_turn(encoder: AcousticEncoder, x: Tensor, block: int = RECURRE
             bias = getattr(lstm, f"bias_ih_l{layer}{suffix}") + getattr(lstm, f"bias_hh_l{layer}{suffix}")
             half = out[..., hidden:] if suffix else out[..., :hidden]
             lstm_direction(h, getattr(lstm, f"weight_ih_l{layer}{suffix}"), encoder._recurrent_weights(layer, suffix),
-                           bias, bool(suffix), out=half, block=block)
+                           bias, bool(suffix), out=half)
         h = out
     return h
 
@@ -95,9 +92,7 @@ VARIANTS = {
     "nn.LSTM": lambda encoder, x: encoder.encoder(x)[0],
     "torch.lstm per direction": torch_lstm_per_direction,
     "lstm_direction": lambda encoder, x: encoder._bilstm(x),
-    "lstm_direction one block": lambda encoder, x: encoder._bilstm(x, block=encoder.encoder.hidden_size),
     "in turn": directions_in_turn,
-    "in turn one block": lambda encoder, x: directions_in_turn(encoder, x, encoder.encoder.hidden_size),
 }
 
 

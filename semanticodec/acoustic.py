@@ -52,16 +52,6 @@ QUANTIZE_CHUNK = 512
 buffers, 32 MB, at 100 tokens/s)."""
 
 
-RECURRENCE_CHUNK = 128
-"""Time steps whose input products :func:`lstm_direction` computes in one matrix product
-(bounds its working memory to ``B x 128 x 4H`` floats, 3 MB per window at 100 tokens/s)."""
-
-RECURRENT_BLOCK = 128
-"""Rows of ``W_hh^T`` per matrix product in a step of :func:`lstm_direction` (3 MB blocks at
-100 tokens/s), read in alternating order so that a step begins with the blocks still cached
-from the step before."""
-
-
 @dataclass(frozen=True)
 class AcousticConfig:
     """Sizes of the acoustic branch; the defaults are the official 100 tokens/s model.
@@ -216,8 +206,8 @@ class AcousticEncoder(nn.Module):
             raise ValueError(f"lstm_in must be [B, N, {2 * self.config.feature_dim}], got {describe(lstm_in)}")
         return self.encoder_output_linear(self._bilstm(lstm_in))
 
-    def _bilstm(self, x: Tensor, *, block: int = RECURRENT_BLOCK) -> Tensor:
-        """The BiLSTM, ``[B, N, 2D] -> [B, N, 4D]`` (``block``: that of :func:`lstm_direction`).
+    def _bilstm(self, x: Tensor) -> Tensor:
+        """The BiLSTM, ``[B, N, 2D] -> [B, N, 4D]``.
 
         With grad, or off the CPU, this is ``nn.LSTM`` itself. Without grad on a CPU it is
         :func:`lstm_direction` per direction, the two directions of each layer at once on two
@@ -245,7 +235,7 @@ class AcousticEncoder(nn.Module):
         def direction(h: Tensor, out: Tensor, layer: int, suffix: str) -> None:
             with torch.inference_mode(inference), torch.no_grad():
                 half = out[..., hidden:] if suffix else out[..., :hidden]
-                lstm_direction(h, *weights[layer, suffix], bool(suffix), out=half, scratch=scratch[suffix], block=block)
+                lstm_direction(h, *weights[layer, suffix], bool(suffix), out=half, scratch=scratch[suffix])
 
         threads = torch.get_num_threads()
         pool = ThreadPoolExecutor(max_workers=2) if threads >= 2 else None
@@ -339,6 +329,11 @@ class AcousticEncoder(nn.Module):
         return AcousticTokens(ids=ids, vectors=self.lookup(ids), pre_vq=pre_vq)
 
 
+RECURRENCE_CHUNK = 128
+"""Time steps whose input products :func:`lstm_direction` computes in one matrix product
+(bounds its working memory to ``B x 128 x 4H`` floats, 3 MB per window at 100 tokens/s)."""
+
+
 def lstm_direction(
     x: Tensor,
     weight_ih: Tensor,
@@ -348,18 +343,8 @@ def lstm_direction(
     *,
     out: Tensor | None = None,
     scratch: Tensor | None = None,
-    block: int = RECURRENT_BLOCK,
 ) -> Tensor:
     """One direction of one ``nn.LSTM`` layer (zero initial state, gate order i, f, g, o).
-
-    Each step computes ``h @ W_hh^T`` as a sum of products over blocks of ``block`` rows of
-    ``W_hh^T`` (contiguous ``[block, 4H]`` slices), ascending on even steps and descending on
-    odd ones. At small B a step is memory-bound: it streams all of ``W_hh`` (38 MB at
-    100 tokens/s), more than the cache holds, so read in the same order every step it never
-    hits the cache (the least recently used lines are always the next ones needed). In
-    alternating order the blocks a step reads last are the first the next step needs, so about
-    a cache's worth of ``W_hh`` per step comes from the cache instead of memory. The changed
-    summation order moves the gates by float32 rounding (~1e-7) only.
 
     Args:
         x: ``[B, T, I]`` input.
@@ -371,8 +356,6 @@ def lstm_direction(
         out: ``[B, T, H]`` where to write the result (may be a view with any row strides, such
             as one half of a ``[B, T, 2H]`` buffer); None: a new tensor.
         scratch: ``[B, RECURRENCE_CHUNK, 4H]`` buffer for the input products; None: a new one.
-        block: rows of ``W_hh^T`` per product (:data:`RECURRENT_BLOCK`; ``H``: one product
-            per step, the same order every step).
 
     Returns:
         ``out``: the ``[B, T, H]`` hidden states, in input order. Equal to ``nn.LSTM`` up to
@@ -387,18 +370,13 @@ def lstm_direction(
     gates = x.new_empty(batch, 4 * hidden)
     acts = x.new_empty(batch, 4 * hidden)
     cell = x.new_empty(batch, hidden)
-    rows = [slice(first, first + block) for first in range(0, hidden, block)]
-    orders = (rows, rows[::-1])
     chunks = range(0, steps, RECURRENCE_CHUNK)
     for start in reversed(chunks) if reverse else chunks:
         stop = min(start + RECURRENCE_CHUNK, steps)
         for b in range(batch):  # per item: x[b] rows are contiguous, no copy of the input
             torch.addmm(bias, x[b, start:stop], weight_ih.t(), out=scratch[b, : stop - start])
         for t in range(stop - 1, start - 1, -1) if reverse else range(start, stop):
-            first, *rest = orders[t % 2]
-            torch.addmm(scratch[:, t - start], h[:, first], weight_hh_t[first], out=gates)
-            for part in rest:
-                gates.addmm_(h[:, part], weight_hh_t[part])
+            torch.addmm(scratch[:, t - start], h, weight_hh_t, out=gates)
             torch.sigmoid(gates, out=acts)  # i, f, o (and g, overwritten)
             torch.tanh(gates[:, 2 * hidden : 3 * hidden], out=acts[:, 2 * hidden : 3 * hidden])
             c.mul_(acts[:, hidden : 2 * hidden]).addcmul_(acts[:, :hidden], acts[:, 2 * hidden : 3 * hidden])
