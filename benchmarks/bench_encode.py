@@ -7,7 +7,10 @@ Variants (each the whole 4-layer BiLSTM over B windows of 512 steps, ``fill`` we
   sharing every time step);
 - ``torch.lstm per direction``: the two directions of a layer at once on two threads, one
   ``torch.lstm`` (oneDNN) call each: this package's path before :func:`lstm_direction`;
-- ``lstm_direction``: ``AcousticEncoder._bilstm`` (the same two threads, this package's recurrence).
+- ``lstm_direction``: ``AcousticEncoder._bilstm`` (the same two threads, this package's recurrence);
+- ``in turn``: :func:`lstm_direction` one direction after the other, each step's product on all
+  threads (one ``W_hh`` in flight instead of two; per-step barriers, which spin on a busy
+  machine; slower, see ``benchmarks/RESULTS.md``).
 
 After one warm-up call of each, prints per variant the median wall and process CPU seconds per
 window, the ratio of each to the first variant's, the largest difference to ``nn.LSTM``'s output
@@ -16,6 +19,7 @@ machine shared with other jobs the CPU seconds are the steadier figure.
 
     python -m benchmarks.bench_encode --rounds 3
     python -m benchmarks.bench_encode --rounds 5 --variants "torch.lstm per direction" lstm_direction   # a busy machine
+    python -m benchmarks.bench_encode --rounds 3 --variants lstm_direction "in turn"
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.fill import fill_module
-from semanticodec.acoustic import AcousticConfig, AcousticEncoder
+from semanticodec.acoustic import AcousticConfig, AcousticEncoder, lstm_direction
 
 
 def build(token_rate: int = 100) -> AcousticEncoder:
@@ -67,10 +71,28 @@ def torch_lstm_per_direction(encoder: AcousticEncoder, x: Tensor) -> Tensor:
     return h
 
 
+def directions_in_turn(encoder: AcousticEncoder, x: Tensor) -> Tensor:
+    """:func:`lstm_direction` per direction, one direction after the other, each step's products
+    on all intra-op threads (one ``W_hh`` in flight instead of two)."""
+    lstm = encoder.encoder
+    hidden = lstm.hidden_size
+    h = x
+    for layer in range(lstm.num_layers):
+        out = x.new_empty(x.shape[0], x.shape[1], 2 * hidden)
+        for suffix in ("", "_reverse"):
+            bias = getattr(lstm, f"bias_ih_l{layer}{suffix}") + getattr(lstm, f"bias_hh_l{layer}{suffix}")
+            half = out[..., hidden:] if suffix else out[..., :hidden]
+            lstm_direction(h, getattr(lstm, f"weight_ih_l{layer}{suffix}"), encoder._recurrent_weights(layer, suffix),
+                           bias, bool(suffix), out=half)
+        h = out
+    return h
+
+
 VARIANTS = {
     "nn.LSTM": lambda encoder, x: encoder.encoder(x)[0],
     "torch.lstm per direction": torch_lstm_per_direction,
     "lstm_direction": lambda encoder, x: encoder._bilstm(x),
+    "in turn": directions_in_turn,
 }
 
 

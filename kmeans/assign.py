@@ -26,8 +26,17 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in ``t``: its minimum and maximum (which NaN propagates to) are finite.
+    A reduction, without the full-size boolean temporary of ``isfinite(t).all()``."""
+    return t.numel() == 0 or bool(torch.isfinite(torch.stack(torch.aminmax(t))).all())
+
+
 def _assign_torch(x: torch.Tensor, c: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    c_sq = (c * c).sum(dim=1)
+    c_sq = c.new_empty(c.shape[0])
+    for start in range(0, c.shape[0], batch_size):  # per block of rows: no [K, D] temporary, the same sums
+        block = c[start : start + batch_size]
+        torch.sum(block * block, dim=1, out=c_sq[start : start + block.shape[0]])
     ids = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     dist = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], batch_size):
@@ -92,7 +101,7 @@ def assign(
     if engine not in ("torch", "faiss"):
         raise ValueError(f"engine must be 'torch' or 'faiss', got {engine!r}")
     with torch.inference_mode():
-        if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(c).all()):
+        if not _all_finite(x) or not _all_finite(c):
             raise ValueError("vectors or centroids contain NaN or infinite values")
         if engine == "faiss":
             ids_np, dist_np = _assign_faiss(x.detach().cpu().numpy(), c.detach().cpu().numpy(), int(batch_size))

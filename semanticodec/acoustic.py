@@ -153,6 +153,9 @@ class AcousticEncoder(nn.Module):
             batch_first=True,
             bidirectional=True,
         )
+        for layer in range(self.config.lstm_layers):  # column-major from the start: weights load into it
+            for suffix in ("", "_reverse"):
+                self._recurrent_weights(layer, suffix)
         self.encoder_output_linear = nn.Linear(4 * d, d, bias=False)
         self.quantizer = _Quantizer(self.config)
 
@@ -213,8 +216,7 @@ class AcousticEncoder(nn.Module):
         per-step barriers, 4096 per window, stall whenever either thread is descheduled). Unlike
         ``torch.lstm`` on CPU (oneDNN), which copies every weight into its own layout at every
         call (+0.2 GB at 100 tokens/s with two directions at once), it reads the weights where
-        they are: the first such call lays each hidden-to-hidden matrix out column-major in place
-        (:meth:`_recurrent_weights`; same values, same shape, only the strides change). Its
+        they are, each hidden-to-hidden matrix laid out column-major (:meth:`_recurrent_weights`). Its
         buffers are allocated here, in the calling thread, so that the allocator reuses the
         memory the caller freed (a worker thread allocates from an arena of its own).
         """
@@ -259,10 +261,13 @@ class AcousticEncoder(nn.Module):
     def _recurrent_weights(self, layer: int, suffix: str) -> Tensor:
         """``weight_hh_l{layer}{suffix}`` transposed, ``[H, 4H]`` contiguous (a view).
 
-        The parameter's storage is laid out column-major once, in place (``[4H, H]`` with
-        strides ``(1, 4H)``; same values), because the per-step product ``h @ W_hh^T`` of
+        The parameter's storage is laid out column-major (``[4H, H]`` with strides ``(1, 4H)``;
+        same values, same shape), because the per-step product ``h @ W_hh^T`` of
         :func:`lstm_direction` streams such a matrix about 1.4x faster than a row-major one
-        (MKL, 1 thread, 38 MB matrix: 19.5 against 13.9 GB/s).
+        (MKL, 1 thread, 38 MB matrix: 19.5 against 13.9 GB/s). ``__init__`` does this, so that
+        loading (``copy_`` into the parameter, as ``load_state_dict`` does) writes the weights
+        straight into that layout; a parameter since replaced by a row-major tensor is laid
+        out again here, once.
         """
         weight = getattr(self.encoder, f"weight_hh_l{layer}{suffix}")
         if not weight.t().is_contiguous():

@@ -20,6 +20,7 @@ from semanticodec.conditioning import decoder_context, padding_cutoff, unconditi
 from semanticodec.config import ModelConfig
 from semanticodec.constants import token_samples
 from semanticodec.diffusion import NoiseSchedule
+from semanticodec.heap import release_free_heap
 from semanticodec.nn.attention import cached_context
 from semanticodec.nn.unet import UNetModel
 from semanticodec.nn.vae import AutoencoderKL
@@ -96,6 +97,7 @@ class SemantiCodecModel(nn.Module):
             valid_len = self.valid_tokens(fbank)
         features = self.semantic_features(fbank)
         semantic_ids = self.semantic.quantize(features)
+        release_free_heap()  # what AudioMAE and the argmin freed, before the BiLSTM's buffers
         acoustic = self.acoustic(features, self.semantic.lookup(semantic_ids), valid_len.to(features.device))
         return torch.stack([semantic_ids, acoustic.ids], dim=-1)
 
@@ -257,8 +259,8 @@ class SemantiCodecModel(nn.Module):
         every such entry must be given, with its shape (scalars may come as ``[1]``).
 
         Entries are fetched one at a time, so a lazy mapping (``open_state_dict``) loads with
-        one tensor in memory beside the model. ``take=True``: a tensor of the model's dtype
-        and device becomes the entry itself instead of being copied (for tensors the caller
+        one tensor in memory beside the model. ``take=True``: a tensor of the model's dtype,
+        device and strides becomes the entry itself instead of being copied (for tensors the caller
         gives up, such as a memory-mapped checkpoint's, which then stays file-backed).
         """
         own = {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefixes)}
@@ -273,7 +275,8 @@ class SemantiCodecModel(nn.Module):
                     value = value.reshape(target.shape)
                 if target.shape != value.shape:
                     raise CheckpointError(f"{key}: checkpoint shape {tuple(value.shape)} != model {tuple(target.shape)}")
-                if take and value.dtype == target.dtype and value.device == target.device:
+                if take and value.dtype == target.dtype and value.device == target.device and value.stride() == target.stride():
                     target.data = value
                 else:
                     target.data.copy_(value)
+        release_free_heap()

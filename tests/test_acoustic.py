@@ -221,6 +221,20 @@ def test_cpu_bilstm_equals_nn_lstm(threads: int) -> None:
     assert enc.encoder.weight_hh_l0.grad is not None
 
 
+def test_recurrent_weights_load_column_major() -> None:
+    """The hidden-to-hidden matrices are column-major from construction on, and loading
+    (load_state_dict, SemantiCodecModel.load_weights) copies into that layout: no re-layout,
+    no second copy at the first encode."""
+    config = AcousticConfig(feature_dim=4, lstm_layers=2, codebook_size=8)
+    source, target = AcousticEncoder(config), AcousticEncoder(config)
+    weight = target.encoder.weight_hh_l1_reverse
+    assert weight.shape == (32, 8) and weight.stride() == (1, 32)
+    target.load_state_dict(source.state_dict())
+    assert target.encoder.weight_hh_l1_reverse is weight and weight.stride() == (1, 32)
+    assert torch.equal(weight, source.encoder.weight_hh_l1_reverse)
+    assert target._recurrent_weights(1, "_reverse").data_ptr() == weight.data_ptr()
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lstm_direction_is_one_nn_lstm_direction(reverse: bool) -> None:
     torch.manual_seed(1)

@@ -114,5 +114,10 @@ def test_bad_input(data):
     bad[5, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         assign(bad, c)
+    for value in (np.nan, np.inf, -np.inf):  # in the centroids too, wherever it is
+        bad = c.copy()
+        bad[-1, -1] = value
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            assign(x, bad)
     with pytest.raises(ValueError, match="numpy arrays or torch tensors"):
         assign(x.tolist(), c)

@@ -98,9 +98,15 @@ def decoder_options(args: argparse.Namespace) -> dict:
 
 def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: int | None, model_id: bytes | None = None, **options):
     """The codec the options select; tokens of the bundled default model (``model_id``) decode
-    with it unless ``--checkpoint`` says otherwise."""
+    with it unless ``--checkpoint`` says otherwise. An encoder-only codec
+    (``with_decoder=False``) is for a process that only encodes: large freed blocks then go
+    back to the system at once (:func:`~semanticodec.heap.return_large_frees`)."""
     from semanticodec.codec import SemantiCodec
+    from semanticodec.heap import return_large_frees
     from semanticodec.weights import checkpoint_for
+
+    if options.get("with_decoder") is False:
+        return_large_frees()
 
     checkpoint = args.checkpoint
     if checkpoint is None and model_id is not None and args.model is None:

@@ -1,0 +1,44 @@
+"""semanticodec.heap: freed memory goes back to the system (glibc; skipped elsewhere)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from semanticodec.heap import _libc, release_free_heap, return_large_frees
+
+MIB = 1 << 20
+
+pytestmark = pytest.mark.skipif(_libc("mallopt") is None, reason="needs glibc (mallopt, malloc_trim)")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_return_large_frees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a 24 MiB block is freed glibc serves 8 MiB blocks from its heap and keeps them when
+    freed; after return_large_frees each is a mapping of its own, gone when freed."""
+    monkeypatch.delenv("MKL_DISABLE_FAST_MM", raising=False)
+    large = bytearray(24 * MIB)
+    del large  # a large free: glibc raises its mmap threshold above 8 MiB
+    return_large_frees()
+    assert os.environ["MKL_DISABLE_FAST_MM"] == "1"
+    before = _rss()
+    block = bytearray(8 * MIB)  # zero-filled: resident
+    assert _rss() - before > 7 * MIB
+    del block
+    assert _rss() - before < MIB
+
+
+def test_release_free_heap() -> None:
+    """Small blocks freed in the middle of the heap stay resident until malloc_trim."""
+    blocks = [bytearray(4000) for _ in range(8000)]  # 32 MB of small heap blocks
+    keep = blocks[-1]
+    del blocks[:-1]  # freed below the last one, which keeps the heap from shrinking at its top
+    before = _rss()
+    release_free_heap()
+    assert before - _rss() > 16 * MIB
+    del keep
