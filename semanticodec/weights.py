@@ -36,7 +36,7 @@ from semanticodec.released import DEFAULT_MODEL
 from semanticodec.samplers import OFFICIAL_SAMPLING
 
 FORMAT_NAME = "semanticodec"
-BUNDLED_SAMPLING = ("dpmpp-2m", 3)
+BUNDLED_SAMPLING = ("unipc", 3)
 """(sampler, steps) the bundled default model decodes with unless told otherwise: the cheapest
 setting within 0.1 ViSQOL and 0.1 DNSMOS OVRL of 50-step DDIM in the quality-versus-steps table
 of ``benchmarks/RESULTS.md`` (``python -m benchmarks.bench_samplers``; re-run it when the model
