@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from semanticodec.heap import _libc, release_free_heap, return_large_frees
+from semanticodec.heap import _libc, release_free_heap
 
 MIB = 1 << 20
 
@@ -18,19 +20,34 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_return_large_frees(monkeypatch: pytest.MonkeyPatch) -> None:
+RETURN_LARGE_FREES = """
+import os
+from semanticodec.heap import return_large_frees
+MIB = 1 << 20
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+large = bytearray(24 * MIB)
+del large  # a large free: glibc raises its mmap threshold above 8 MiB
+return_large_frees()
+before = rss()
+block = b"\\x01" * (8 * MIB)  # written, so resident
+grown = rss() - before
+del block
+print(os.environ["MKL_DISABLE_FAST_MM"], grown, rss() - before)
+"""
+
+
+def test_return_large_frees() -> None:
     """After a 24 MiB block is freed glibc serves 8 MiB blocks from its heap and keeps them when
-    freed; after return_large_frees each is a mapping of its own, gone when freed."""
-    monkeypatch.delenv("MKL_DISABLE_FAST_MM", raising=False)
-    large = bytearray(24 * MIB)
-    del large  # a large free: glibc raises its mmap threshold above 8 MiB
-    return_large_frees()
-    assert os.environ["MKL_DISABLE_FAST_MM"] == "1"
-    before = _rss()
-    block = bytearray(8 * MIB)  # zero-filled: resident
-    assert _rss() - before > 7 * MIB
-    del block
-    assert _rss() - before < MIB
+    freed; after return_large_frees each is a mapping of its own, gone when freed. In a fresh
+    process: what earlier tests did to the allocator (threads, arenas) must not decide it."""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DISABLE_FAST_MM"}
+    out = subprocess.run([sys.executable, "-c", RETURN_LARGE_FREES], env=env, capture_output=True, text=True, check=True)
+    flag, grown, left = out.stdout.split()
+    assert flag == "1"
+    assert int(grown) > 7 * MIB
+    assert int(left) < MIB
 
 
 def test_release_free_heap() -> None:
