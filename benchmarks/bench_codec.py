@@ -5,9 +5,11 @@ that of the real checkpoints). Prints a Markdown table of real-time factors (com
 per second of audio), the process's CPU seconds (all threads; on a machine shared with other
 jobs they show the work where wall time shows the load), the decode speed-up of each setting
 over the first (50-step DDIM) and where the time goes, to paste into ``benchmarks/RESULTS.md``; ``--compress-rss`` also runs a
-``semanticodec compress`` process with these weights and reports its peak memory.
+``semanticodec compress`` process with these weights and reports its peak memory (with
+``--durations`` given no value, that alone).
 
     python -m benchmarks.bench_codec --durations 60 --decode ddim:50 dpmpp-2m:3 --compress-rss 20.48
+    python -m benchmarks.bench_codec --durations --compress-rss 20.48   # compress memory only
     python -m benchmarks.bench_codec --durations 10.24 --decode dpmpp-2m:3 --threads 1 --split-clock cpu   # a busy machine
 """
 
@@ -130,7 +132,9 @@ def compress_rss(seconds: float, folder: Path, options: list[str], env: dict[str
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's options (``--vocab`` is the deprecated spelling of ``--semantic-vocab-size``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="seconds of audio")
+    parser.add_argument(
+        "--durations", type=float, nargs="*", default=[60.0], help="seconds of audio (none: only --compress-rss)"
+    )
     parser.add_argument(
         "--decode", type=parse_setting, nargs="+", default=[("ddim", 50, "float32"), DEFAULT_SETTING],
         metavar="SAMPLER:STEPS[:PRECISION] or default",
@@ -149,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    if not args.durations and not args.compress_rss:
+        parser.error("nothing to measure: give --durations SECONDS or --compress-rss SECONDS")
     global clock
     clock = CLOCK[args.split_clock]
 
@@ -159,6 +166,9 @@ def main() -> None:
     if args.compress_rss:
         with tempfile.TemporaryDirectory() as folder:
             rss = compress_peak_rss(model, args.compress_rss, Path(folder))
+        if not args.durations:
+            print(f"semanticodec compress of {args.compress_rss:g} s (float32 weights file): peak RSS {rss:.0f} MiB")
+            return
     instrument(model)
     encoder = SemantiCodec(model, device="cpu", seed=0, batch_size=args.batch_size)
     rng = np.random.default_rng(0)

@@ -182,6 +182,7 @@ class SemantiCodec:
         model: str | None = None,
         offline: bool | None = None,
         with_decoder: bool = True,
+        staged: bool = False,
         **options: Any,
     ) -> SemantiCodec:
         """The codec with pretrained weights.
@@ -201,11 +202,14 @@ class SemantiCodec:
             offline: never touch the network (None: ``$HF_HUB_OFFLINE``).
             with_decoder: False loads the encoding parts only (a third of the memory;
                 :meth:`decode` then raises ValueError).
+            staged: with ``with_decoder=False``, hold one of the encoder's two large parts in
+                memory at a time (:meth:`SemantiCodecModel.stage_weights`; each :meth:`encode`
+                reads them from the file again): for a process that encodes one input.
             options: the constructor's keyword arguments (device, sampler, steps, ...).
         """
         from semanticodec.weights import load_model
 
-        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline, with_decoder=with_decoder), **options)
+        return cls(load_model(token_rate, semantic_vocab_size, checkpoint, model=model, offline=offline, with_decoder=with_decoder, staged=staged), **options)
 
     @classmethod
     def from_model(cls, model: SemantiCodecModel, **options: Any) -> SemantiCodec:
@@ -272,9 +276,21 @@ class SemantiCodec:
             spans.append((len(windows), len(windows) + fbank.shape[0]))
             windows.extend(fbank)
             targets.append(target_token_length(len(wav), self.config.token_rate, compat=official))
-        ids = self._map_batches(
-            lambda batch: self.model.encode_windows(torch.stack(batch).to(self.device)).cpu(), windows, "encode"
-        )
+        if self.model.staged:  # every window's AudioMAE first: each staged part is read once
+            features = self._map_batches(
+                lambda batch: self.model.semantic_features(torch.stack(batch).to(self.device)), windows, "semantic"
+            )
+            ids = self._map_batches(
+                lambda pairs: self.model.encode_windows(
+                    torch.stack([w for w, _ in pairs]).to(self.device), features=torch.stack([f for _, f in pairs])
+                ).cpu(),
+                list(zip(windows, features)),
+                "encode",
+            )
+        else:
+            ids = self._map_batches(
+                lambda batch: self.model.encode_windows(torch.stack(batch).to(self.device)).cpu(), windows, "encode"
+            )
         results = []
         for (start, stop), target, (_, sample_count, sr) in zip(spans, targets, loaded):
             tokens = torch.cat(ids[start:stop]).reshape(-1, 2)[:target]
@@ -397,10 +413,11 @@ def semantic_feature_extractor(
     token_rate: int = 100, checkpoint: str | os.PathLike | None = None, device: str | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``extract(waveform_16k [N] float32) -> [T, D] float32``: the semantic features of the
-    model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``)."""
+    model found like :class:`SemantiCodec` (for ``semanticodec kmeans features``). Its weights
+    are staged, so the acoustic encoder, which features do not need, is never read."""
     from semanticodec.weights import load_model
 
-    codec = SemantiCodec(load_model(token_rate, None, checkpoint, with_decoder=False), device=device)
+    codec = SemantiCodec(load_model(token_rate, None, checkpoint, with_decoder=False, staged=True), device=device)
     return lambda waveform: codec.semantic_features(waveform, SAMPLE_RATE)
 
 

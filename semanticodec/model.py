@@ -9,7 +9,8 @@ One window is 10.24 s: 1024 fbank frames in, N = 512 / K token pairs, 163 872 sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -48,8 +49,12 @@ class SemantiCodecModel(nn.Module):
     built ``with_vae_encoder``, ``{encoder,quant_conv}``), ``vocoder``
     (``first_stage_model.vocoder.*``). The codebook ``semantic.codebook`` ``[V, D]`` is a buffer.
     Built ``with_decoder=False`` it holds the encoding parts only (``audiomae``, ``semantic``,
-    ``acoustic``): a third of the official model's memory.
+    ``acoustic``): a third of the official model's memory. :meth:`stage_weights` lowers that
+    further for a process that only encodes.
     """
+
+    STAGED_PARTS = ("audiomae.", "acoustic.")
+    """The encoder's two large parts, of which :meth:`stage_weights` keeps one in memory."""
 
     def __init__(
         self,
@@ -77,29 +82,92 @@ class SemantiCodecModel(nn.Module):
             self.schedule = NoiseSchedule(config.schedule)
             self.vae = AutoencoderKL(config.vae, with_encoder=with_vae_encoder)
             self.vocoder = build_vocoder(config.vocoder)
+        self.weights_source: Callable[[str], Mapping[str, Tensor]] | None = None
+        """The weights under a state-dict prefix, read again from the file they came from (set
+        by the loader; None: not re-readable, e.g. memory-mapped official checkpoints)."""
+        self._staged: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] | None = None
 
     @property
     def tokens_per_window(self) -> int:
         return self.config.tokens_per_window
 
-    def encode_windows(self, fbank: Tensor, valid_len: Tensor | None = None) -> Tensor:
+    def encode_windows(self, fbank: Tensor, valid_len: Tensor | None = None, features: Tensor | None = None) -> Tensor:
         """Token ids of fbank windows.
 
         Args:
             fbank: ``[W, 1024, 128]`` normalised Kaldi fbank windows.
             valid_len: ``[W]`` tokens holding audio per window; None: the official padding
                 detector decides from the fbank.
+            features: ``[W, N, D]`` :meth:`semantic_features` of ``fbank`` when already
+                computed (staged weights encode every window's first); None: computed here.
 
         Returns:
             ``[W, N, 2]`` int64 (semantic, acoustic) ids.
         """
         if valid_len is None:
             valid_len = self.valid_tokens(fbank)
-        features = self.semantic_features(fbank)
+        if features is None:
+            features = self.semantic_features(fbank)
         semantic_ids = self.semantic.quantize(features)
         release_free_heap()  # what AudioMAE and the argmin freed, before the BiLSTM's buffers
-        acoustic = self.acoustic(features, self.semantic.lookup(semantic_ids), valid_len.to(features.device))
+        with self._resident("acoustic."):
+            acoustic = self.acoustic(features, self.semantic.lookup(semantic_ids), valid_len.to(features.device))
         return torch.stack([semantic_ids, acoustic.ids], dim=-1)
+
+    def stage_weights(self) -> bool:
+        """From now on hold the weights of only one of :attr:`STAGED_PARTS` (AudioMAE, the
+        acoustic encoder) in memory at a time: the semantic stage reads AudioMAE's from
+        :attr:`weights_source` when they are not in memory and frees the acoustic encoder's,
+        and the acoustic stage the other way round (official 100 tokens/s model: 0.33 and
+        0.83 GB in float32; the acoustic part is freed now). Reading a part again costs
+        about as much as a window's encode, so :meth:`SemantiCodec.encode` then computes
+        every window's semantic features first and reads each part once per call: for a
+        process that encodes one whole input (the ``compress`` command). Token ids are
+        unchanged. Returns False (and changes nothing) where the weights cannot be read again
+        (:attr:`weights_source` None)."""
+        if self.weights_source is None:
+            return False
+        self._staged = {}
+        self._evict("acoustic.")
+        return True
+
+    @property
+    def staged(self) -> bool:
+        """Whether :meth:`stage_weights` is on."""
+        return self._staged is not None
+
+    @contextmanager
+    def _resident(self, part: str) -> Iterator[None]:
+        """Inside, the weights of ``part`` (one of :attr:`STAGED_PARTS`) are in memory; with
+        :meth:`stage_weights`, the other staged part's are freed first."""
+        if self._staged is not None:
+            for other in self.STAGED_PARTS:
+                if other != part:
+                    self._evict(other)
+            layouts = self._staged.pop(part, None)
+            if layouts is not None:
+                own = self._entries(part)
+                for key, (shape, stride) in layouts.items():
+                    own[key].data = torch.empty_strided(shape, stride, dtype=own[key].dtype, device=own[key].device)
+                assert self.weights_source is not None
+                self.load_weights(self.weights_source(part), (part,))
+        yield
+
+    def _evict(self, part: str) -> None:
+        """Free every weight of ``part`` (the tensors stay, empty; :meth:`_resident` gives them
+        their shapes and strides back and reads them again)."""
+        assert self._staged is not None
+        if part in self._staged:
+            return
+        layouts = {}
+        for key, tensor in self._entries(part).items():
+            layouts[key] = (tuple(tensor.shape), tuple(tensor.stride()))
+            tensor.data = tensor.new_empty(0)
+        self._staged[part] = layouts
+        release_free_heap()
+
+    def _entries(self, prefix: str) -> dict[str, Tensor]:
+        return {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefix)}
 
     def valid_tokens(self, fbank: Tensor) -> Tensor:
         """``[W]`` tokens of each fbank window ``[W, 1024, 128]`` that hold audio (padding detector)."""
@@ -108,7 +176,8 @@ class SemantiCodecModel(nn.Module):
     def semantic_features(self, fbank: Tensor) -> Tensor:
         """Continuous semantic features ``[W, N, D]``: AudioMAE of fbank windows ``[W, 1024, 128]``,
         CLS dropped, stacked to the token rate."""
-        patches = self.audiomae(fbank)[:, 1:]
+        with self._resident("audiomae."):
+            patches = self.audiomae(fbank)[:, 1:]
         return stack_patches(patches, self.config.token_rate, self.config.audiomae.freq_patches)
 
     def context(self, tokens: Tensor, valid_len: Tensor, semantic_only: bool = False) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -219,9 +219,10 @@ def save_safetensors(
         save_file(state, str(temp), metadata={"format": FORMAT_NAME, "config": model.config.to_json(), "dtype": dtype})
 
 
-def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> SemantiCodecModel:
+def load_safetensors(path: str | os.PathLike, with_decoder: bool = True, staged: bool = False) -> SemantiCodecModel:
     """A model from a file written by :func:`save_safetensors` (computed in float32), read one
-    tensor at a time (``with_decoder=False``: the encoding parts only)."""
+    tensor at a time (``with_decoder=False``: the encoding parts only; ``staged`` as well: the
+    acoustic encoder is read when first used, see :meth:`SemantiCodecModel.stage_weights`)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     config = file_config(Path(path))
@@ -231,12 +232,30 @@ def load_safetensors(path: str | os.PathLike, with_decoder: bool = True) -> Sema
         raise CheckpointError(f"{path}: missing key {CODEBOOK_KEY}")
     with NoRandomInit():
         model = SemantiCodecModel(config, state[CODEBOOK_KEY].float(), with_decoder=with_decoder)
+    model.weights_source = _reread(Path(path))
     parts = ENCODER_PARTS + (DECODER_PARTS if with_decoder else ())
+    if staged and not with_decoder:
+        model.stage_weights()
+        parts = ("audiomae.",)
     try:
         model.load_weights(select(state, parts), parts)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     return model
+
+
+def _reread(path: Path) -> Callable[[str], Mapping[str, torch.Tensor]]:
+    """The weights under a prefix of the safetensors file ``path``, read again (for
+    :meth:`SemantiCodecModel.stage_weights`); refuses a file changed since it was loaded."""
+    loaded = path.stat()
+
+    def weights(prefix: str) -> Mapping[str, torch.Tensor]:
+        now = path.stat()
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (loaded.st_size, loaded.st_mtime_ns, loaded.st_ino):
+            raise CheckpointError(f"{path}: the weights file changed while in use; run again")
+        return select(SafetensorsReader(path), (prefix,))
+
+    return weights
 
 
 def default_model_config() -> ModelConfig | None:
@@ -356,6 +375,7 @@ def load_model(
     model: str | None = None,
     offline: bool | None = None,
     with_decoder: bool = True,
+    staged: bool = False,
 ) -> SemantiCodecModel:
     """The model to use.
 
@@ -369,16 +389,18 @@ def load_model(
        token rate) and 3. is neither cached nor reachable: the bundled small model.
 
     The bundled model's use is stated in one line on stderr. ``with_decoder=False`` builds and
-    reads the encoding parts only (for compress, tokenize and k-means features).
+    reads the encoding parts only (for compress, tokenize and k-means features); with
+    ``staged`` as well, weights read from a safetensors file are staged
+    (:meth:`SemantiCodecModel.stage_weights`; memory-mapped official folders are not).
     """
     if model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(n for n in MODEL_NAMES if n)} or None, got {model!r}")
     if model == "small":
         if checkpoint is not None:
             raise ValueError("model='small' (the bundled model) and a checkpoint exclude each other")
-        return _bundled(token_rate, semantic_vocab_size, "", with_decoder)
+        return _bundled(token_rate, semantic_vocab_size, "", with_decoder, staged)
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
-        loaded = load_safetensors(checkpoint, with_decoder)
+        loaded = load_safetensors(checkpoint, with_decoder, staged)
         _check_rate_vocab(loaded, token_rate, semantic_vocab_size, str(checkpoint))
         if Path(checkpoint) == DEFAULT_MODEL:
             _say_bundled(loaded.config, "")
@@ -386,29 +408,34 @@ def load_model(
     if checkpoint is not None or os.environ.get(ENV_VAR):
         return _load_official_root(find_official_root(checkpoint), token_rate, semantic_vocab_size, with_decoder)
     try:
-        return official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline, with_decoder)
+        return official_model(token_rate, semantic_vocab_size or hub.DEFAULT_VOCAB, offline, with_decoder, staged)
     except hub.WeightsUnavailable:
         default = default_model_config()
         if model is None and semantic_vocab_size is None and default is not None and token_rate == default.token_rate:
             reason = f"; no official weights cached or reachable (`{hub.download_command(token_rate, hub.DEFAULT_VOCAB)}`)"
-            return _bundled(token_rate, None, reason, with_decoder)
+            return _bundled(token_rate, None, reason, with_decoder, staged)
         raise
 
 
 def official_model(
-    token_rate: int, semantic_vocab_size: int = hub.DEFAULT_VOCAB, offline: bool | None = None, with_decoder: bool = True
+    token_rate: int,
+    semantic_vocab_size: int = hub.DEFAULT_VOCAB,
+    offline: bool | None = None,
+    with_decoder: bool = True,
+    staged: bool = False,
 ) -> SemantiCodecModel:
     """The official model of (token rate, vocabulary): from its converted file in the cache, else
     from the official files (cached or fetched, then verified), converted for the next time.
 
     ``with_decoder=False``: the encoding parts only, read from the converted file alone (its
     decoder tensors are not read); the first conversion still builds the whole model.
+    ``staged``: as :func:`load_safetensors`.
     """
     files = hub.fetch(token_rate, semantic_vocab_size, offline)
     target = hub.converted_path(token_rate, semantic_vocab_size, files)
     if target.is_file():
         try:
-            return load_safetensors(target, with_decoder)
+            return load_safetensors(target, with_decoder, staged)
         except CheckpointError:
             target.unlink(missing_ok=True)  # damaged: converted again below
     hub.verify(token_rate, semantic_vocab_size, files, offline)
@@ -418,7 +445,7 @@ def official_model(
     if with_decoder:
         return model
     del model
-    return load_safetensors(target, with_decoder)
+    return load_safetensors(target, with_decoder, staged)
 
 
 MODEL_NAMES = (None, "small", "official")
@@ -442,7 +469,9 @@ def _load_official_root(
     return load_official(root, token_rate, semantic_vocab_size, with_decoder)
 
 
-def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str, with_decoder: bool) -> SemantiCodecModel:
+def _bundled(
+    token_rate: int, semantic_vocab_size: int | None, reason: str, with_decoder: bool, staged: bool = False
+) -> SemantiCodecModel:
     """The bundled small model, its use stated on stderr (``reason`` ends the line)."""
     default = default_model_config()
     if default is None:
@@ -452,7 +481,7 @@ def _bundled(token_rate: int, semantic_vocab_size: int | None, reason: str, with
             f"the bundled small model is {default.token_rate} tok/s, vocabulary {default.semantic_vocab_size}, "
             f"not {token_rate} tok/s, vocabulary {semantic_vocab_size}"
         )
-    model = load_safetensors(DEFAULT_MODEL, with_decoder)
+    model = load_safetensors(DEFAULT_MODEL, with_decoder, staged)
     _say_bundled(model.config, reason)
     return model
 

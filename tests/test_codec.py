@@ -139,6 +139,31 @@ def test_encoder_only_model_loads_and_encodes_without_the_decoder(codec: Semanti
         save_safetensors(encoder, tmp_path / "partial.safetensors")
 
 
+def test_staged_weights_hold_one_encoder_part_and_give_the_same_tokens(codec: SemantiCodec, tmp_path) -> None:
+    path = tmp_path / "tiny.safetensors"
+    save_safetensors(codec.model, path)
+    encoder = load_safetensors(path, with_decoder=False)
+    assert encoder.stage_weights()
+
+    def resident(part: str) -> int:
+        return sum(v.numel() for k, v in encoder.state_dict().items() if k.startswith(part))
+
+    assert resident("acoustic.") == 0 and resident("audiomae.") > 0  # AudioMAE runs first
+    staged = SemantiCodec(encoder, device="cpu", batch_size=1)
+    x = _noise(12.0, 12)  # two windows: each batch reads both parts again
+    expected = codec.encode(x, 16000).tokens
+    for _ in range(2):
+        np.testing.assert_array_equal(staged.encode(x, 16000).tokens, expected)
+        assert resident("audiomae.") == 0 and resident("acoustic.") > 0
+    for key, value in encoder.state_dict().items():
+        if key.startswith("acoustic."):
+            assert torch.equal(value, codec.model.state_dict()[key]), key
+    path.write_bytes(path.read_bytes())  # the file changes under the process: refused, not misread
+    with pytest.raises(CheckpointError, match="changed while in use"):
+        staged.encode(x, 16000)
+    assert not tiny_model().stage_weights()  # built in memory: nothing to read again
+
+
 def test_load_weights_takes_memory_mapped_tensors_without_copying(codec: SemantiCodec, tmp_path) -> None:
     state = {k: v.clone() for k, v in codec.model.state_dict().items() if k.startswith("acoustic.")}
     torch.save(state, tmp_path / "acoustic.ckpt")

@@ -100,7 +100,9 @@ def load_codec(args: argparse.Namespace, token_rate: int, semantic_vocab_size: i
     """The codec the options select; tokens of the bundled default model (``model_id``) decode
     with it unless ``--checkpoint`` says otherwise. An encoder-only codec
     (``with_decoder=False``) is for a process that only encodes: large freed blocks then go
-    back to the system at once (:func:`~semanticodec.heap.return_large_frees`)."""
+    back to the system at once (:func:`~semanticodec.heap.return_large_frees`); ``staged``
+    as well holds one of the encoder's two large parts in memory at a time
+    (:meth:`~semanticodec.model.SemantiCodecModel.stage_weights`)."""
     from semanticodec.codec import SemantiCodec
     from semanticodec.heap import return_large_frees
     from semanticodec.weights import checkpoint_for
@@ -230,7 +232,7 @@ def run_compress(args: argparse.Namespace) -> int:
         seconds = frames / rate
     if _streaming(args, seconds) or args.low_latency is not None:
         return _compress_stream(args)
-    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
+    codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False, staged=True)
     encoded = codec.encode(args.input)
     check_output(args.output, [args.input], args.force)
     size = encoded.save(args.output, args.packet_columns, overwrite=args.force, tables=None if args.no_entropy else "model")
