@@ -7,7 +7,9 @@ Encoder modes (:class:`StreamingEncoder`):
   arrived, so the tokens are those of offline encoding. The offline fbank subtracts the mean of
   the whole padded signal; the Kaldi fbank removes each frame's DC anyway, so that mean changes
   the features only by float rounding. The streaming encoder subtracts no mean (it cannot know
-  the global one). Algorithmic latency: one window plus 15 ms (10.255 s).
+  the global one). Algorithmic latency: one window plus 15 ms (10.255 s); with
+  ``batch_windows`` B, B windows are encoded together (faster per window on CPU) and the
+  latency is B windows plus 15 ms.
 - ``"low_latency"``: every ``latency`` seconds (a whole number of token steps, 0.16 s; 0.32 s
   at 25 tok/s) one encoder window is run over up to ``context`` seconds of past audio, the new
   block and ``lookahead`` seconds of future audio, followed by zero padding (which the encoder
@@ -102,6 +104,9 @@ class StreamingEncoder:
         tables: entropy tables the packets are range coded with where that makes them smaller;
             ``"model"``: the codec's model's installed tables (fixed width when it has none);
             None: fixed width (format version 1).
+        batch_windows: exact mode: windows encoded together (the BiLSTM then reads its
+            weights once per step for all of them, ~2x faster per window at 4 on CPU), so
+            tokens come out that many windows at a time; 1 in low-latency mode.
     """
 
     def __init__(
@@ -114,9 +119,12 @@ class StreamingEncoder:
         packet_columns: int | None = None,
         metadata: dict[str, str] | None = None,
         tables: EntropyTables | Literal["model"] | None = "model",
+        batch_windows: int = 1,
     ) -> None:
         if mode not in ("exact", "low_latency"):
             raise ValueError(f"mode must be 'exact' or 'low_latency', got {mode!r}")
+        if not (batch_windows == 1 or (mode == "exact" and batch_windows > 1)):
+            raise ValueError(f"batch_windows must be >= 1 in exact mode and 1 in low-latency mode, got {batch_windows}")
         if codec.compat != "default":
             raise ValueError("streaming needs a codec with compat='default' (the official windowing is not streamable)")
         if sample_count < 0:
@@ -144,6 +152,8 @@ class StreamingEncoder:
                 raise ValueError("latency + lookahead + context must not exceed 10.24 s")
         self._resampler = StreamResampler(self.sample_rate)
         self._audio = np.zeros(0, np.float32)
+        self._batch_windows = batch_windows
+        self._pending: list[tuple[int, bool, Tensor]] = []  # exact mode: (start, last, fbank) not yet encoded
         self._audio_start = 0
         self._next = 0
         self._received = 0
@@ -177,14 +187,15 @@ class StreamingEncoder:
 
     @property
     def buffered_samples(self) -> int:
-        """16 kHz samples held (at most one window plus one pushed chunk, whatever the input length)."""
+        """16 kHz samples held (at most one window plus one pushed chunk, whatever the input
+        length; in exact mode up to ``batch_windows - 1`` windows also wait as fbank)."""
         return len(self._audio)
 
     @property
     def latency_seconds(self) -> float:
         """Algorithmic latency: audio that must arrive after a sample before its token is emitted."""
         if self.mode == "exact":
-            return (WINDOW_SAMPLES + LOOKAHEAD_SAMPLES) / SAMPLE_RATE
+            return (self._batch_windows * WINDOW_SAMPLES + LOOKAHEAD_SAMPLES) / SAMPLE_RATE
         return (self._block + self._lookahead) / SAMPLE_RATE
 
     @torch.inference_mode()
@@ -255,14 +266,26 @@ class StreamingEncoder:
                     break
                 last = False
             stop = start + WINDOW_SAMPLES + (0 if last else LOOKAHEAD_SAMPLES)
-            fbank = window_fbank(self._slice(start, stop), last)
-            ids = self.codec.model.encode_windows(fbank[None].to(self.codec.device))[0].cpu().numpy()
+            self._pending.append((start, last, window_fbank(self._slice(start, stop), last)))
+            self._next = start + WINDOW_SAMPLES
+            self._drop_before(self._next)
+            if len(self._pending) == self._batch_windows:
+                self._encode_pending(total)
+        if final:
+            self._encode_pending(total)
+
+    def _encode_pending(self, total: int) -> None:
+        """Encode the waiting exact-mode windows together and write their tokens (the last
+        window's cut to the input's ``total`` 16 kHz samples)."""
+        if not self._pending:
+            return
+        fbank = torch.stack([f for _, _, f in self._pending]).to(self.codec.device)
+        for (start, last, _), ids in zip(self._pending, self.codec.model.encode_windows(fbank).cpu().numpy()):
             keep = len(ids)
             if last:
                 keep = target_token_length(total, self.codec.config.token_rate) - start // WINDOW_SAMPLES * len(ids)
             self._writer.write(ids[:keep].astype(np.int64))
-            self._next = start + WINDOW_SAMPLES
-            self._drop_before(self._next)
+        self._pending.clear()
 
     def _encode_low_latency(self, final: bool) -> None:
         total = self._end

@@ -64,13 +64,13 @@ def test_no_weights_at_all(tmp_path, monkeypatch):
 
 def test_official_weights_take_precedence(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(weights, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
+    monkeypatch.setattr(weights, "official_model", lambda rate, vocab, offline=None, with_decoder=True, staged=False: official)
     assert weights.load_model() is official
 
 
 def test_bundled_streams_decode_with_the_bundled_model(bundled, monkeypatch):
     official = tiny_model(50, 100)
-    monkeypatch.setattr(weights, "official_model", lambda rate, vocab, offline=None, with_decoder=True: official)
+    monkeypatch.setattr(weights, "official_model", lambda rate, vocab, offline=None, with_decoder=True, staged=False: official)
     args = argparse.Namespace(checkpoint=None, device="cpu", batch_size=1, compat="default", no_progress=True, model=None, offline=None)
     assert weights.checkpoint_for(bundled.config.model_id) == weights.DEFAULT_MODEL
     assert weights.checkpoint_for(bytes(16)) is None

@@ -113,3 +113,38 @@ def test_vae_decoder_bfloat16_autocast_close_to_float32() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         actual = vae.decode(z).float()
     assert 1e-4 < rel_l2(actual, expected) < 3e-2  # bfloat16 ran, with 8-bit-mantissa error only
+
+
+@pytest.mark.parametrize(("stride", "dilation", "padding", "transposed"), [(1, 1, 3, False), (1, 5, 15, False), (2, 1, 0, False), (4, 1, 2, True)])
+def test_channels_last_bfloat16_convolutions_equal_conv1d_under_autocast(
+    stride: int, dilation: int, padding: int, transposed: bool
+) -> None:
+    """Under bfloat16 autocast the 1-D convolutions run as channels-last 2-D ones: the same
+    bfloat16 products as ``conv1d`` under autocast, an output with the channels innermost, and
+    cached bfloat16 weights that follow changes of the parameters."""
+    generator = torch.Generator().manual_seed(5)
+    if transposed:
+        conv: torch.nn.Module = fastconv.ConvTranspose1d(16, 8, 8, stride, padding=padding)
+    else:
+        conv = fastconv.Conv1d(16, 8, 7, stride, padding=padding, dilation=dilation)
+    x = torch.randn(2, 16, 50, generator=generator)
+    reference = F.conv_transpose1d if transposed else F.conv1d
+    with torch.inference_mode():
+        _check_channels_last(conv, x, reference, transposed, stride, dilation, padding)
+
+
+def _check_channels_last(conv, x, reference, transposed, stride, dilation, padding) -> None:
+    options = {"stride": stride, "padding": padding} | ({} if transposed else {"dilation": dilation})
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            actual = conv(x)
+            expected = reference(x, conv.weight, conv.bias, **options)
+        assert actual.dtype == torch.bfloat16 and actual.stride(1) == 1  # channels innermost
+        assert rel_l2(actual.float(), expected.float()) < 1e-2
+        innermost = x.transpose(1, 2).contiguous().transpose(1, 2)  # [B, C, L] with the channels innermost
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(conv(innermost), actual)
+        with torch.no_grad():
+            conv.weight.mul_(2.0)  # the cached bfloat16 weights follow
+    with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).stride(2) == 1  # direct(): plain conv1d

@@ -81,6 +81,22 @@ def test_exact_mode_equals_offline_encoding(codec: SemantiCodec, samples: int, r
     np.testing.assert_array_equal(tokens, codec.encode(audio, rate).tokens)
 
 
+def test_exact_mode_batches_windows_with_the_same_bytes(codec: SemantiCodec) -> None:
+    audio = _noise(3 * WINDOW_SAMPLES + 5000, 6)  # four windows: a batch of 3 and the last alone
+    single = _encode_stream(codec, audio, 16000, sample_count=len(audio))
+    encoder = StreamingEncoder(codec, 16000, sample_count=len(audio), batch_windows=3, tables=None)
+    assert encoder.latency_seconds == pytest.approx(3 * 10.24 + 0.015)
+    early = encoder.push(audio[: 2 * WINDOW_SAMPLES + 240])
+    assert len(early) == encoder.header.size  # two windows are final, but wait for the third
+    rest = encoder.push(audio[2 * WINDOW_SAMPLES + 240 :]) + encoder.finish()
+    assert bitstream.decode(early + rest)[1].tolist() == bitstream.decode(single)[1].tolist()
+    assert _encode_stream(codec, audio, 16000, sample_count=len(audio), batch_windows=3) == single
+    with pytest.raises(ValueError, match="batch_windows"):
+        StreamingEncoder(codec, 16000, batch_windows=0)
+    with pytest.raises(ValueError, match="batch_windows"):
+        StreamingEncoder(codec, 16000, mode="low_latency", batch_windows=2)
+
+
 def test_exact_mode_stereo_int16_and_bounded_buffer(codec: SemantiCodec) -> None:
     stereo = np.stack([_noise(200000, 1), _noise(200000, 2)])
     pcm = (stereo * 32767).astype(np.int16)

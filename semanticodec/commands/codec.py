@@ -201,9 +201,11 @@ def _compress_stream(args: argparse.Namespace) -> int:
     codec = load_codec(args, args.token_rate, args.semantic_vocab_size, with_decoder=False)
     mode: Literal["exact", "low_latency"] = "exact" if args.low_latency is None else "low_latency"
     low_latency = None if args.low_latency is None else LowLatencyConfig.fitted(args.low_latency, args.lookahead)
+    # a file is encoded --batch-size windows at a time; a pipe one at a time, for latency
+    batch = args.batch_size if mode == "exact" and args.input != "-" else 1
     encoder = StreamingEncoder(
         codec, rate, mode=mode, low_latency=low_latency, sample_count=frames, packet_columns=args.packet_columns,
-        tables=None if args.no_entropy else "model",
+        tables=None if args.no_entropy else "model", batch_windows=batch,
     )
     size = 0
     with _open_output(args) as file:

@@ -151,9 +151,9 @@ class HiFiGAN(nn.Module):
         super().__init__()
         self.config = config
         widths = [config.upsample_initial_channel // 2**i for i in range(len(config.upsample_rates) + 1)]
-        self.conv_pre = nn.Conv1d(config.num_mels, widths[0], 7, padding=3)
+        self.conv_pre = fastconv.Conv1d(config.num_mels, widths[0], 7, padding=3)
         self.ups = nn.ModuleList(
-            nn.ConvTranspose1d(widths[i], widths[i + 1], kernel, rate, padding=(kernel - rate) // 2)
+            fastconv.ConvTranspose1d(widths[i], widths[i + 1], kernel, rate, padding=(kernel - rate) // 2)
             for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes))
         )
         self.resblocks = nn.ModuleList(
@@ -161,7 +161,7 @@ class HiFiGAN(nn.Module):
             for width in widths[1:]
             for kernel, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes)
         )
-        self.conv_post = nn.Conv1d(widths[-1], 1, 7, padding=3)
+        self.conv_post = fastconv.Conv1d(widths[-1], 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` ``[B, num_mels, frames]`` (natural-log magnitude) -> ``[B, 1, sample_count(frames)]``."""
