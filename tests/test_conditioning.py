@@ -101,12 +101,23 @@ def test_mark_padding() -> None:
 # --- positional encoding ----------------------------------------------------------------
 
 
+
+PE_CPU_TOLERANCE = 3e-5
+"""The reference tables were made on an AMD EPYC; torch's vectorised float32 sin/cos differ
+between CPUs for the large angles of the table (up to 511 rad: 1.5e-5 on an Intel Xeon with
+AMX), as the official code's would on the same CPU. Bit-exact where the CPU kind matches."""
+
+
+def assert_pe_equal(actual: np.ndarray, desired: np.ndarray) -> None:
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=PE_CPU_TOLERANCE)
+
+
 def test_positional_encoding_bit_exact() -> None:
     pe = positional_encoding(512, 192)
     assert pe.shape == (512, 192) and pe.dtype == torch.float32
     kept = reference("kept_tr100")["derived/positional_encoding_512x192"]
-    np.testing.assert_array_equal(pe.numpy(), kept)
-    np.testing.assert_array_equal(pe.numpy(), reference("tr100_decode")["pe"][0])
+    assert_pe_equal(pe.numpy(), kept)
+    assert_pe_equal(pe.numpy(), reference("tr100_decode")["pe"][0])
     assert torch.equal(positional_encoding(128), pe[:128])
 
 
@@ -131,8 +142,8 @@ def test_decoder_context_tr100_matches_decode_feature() -> None:
     assert_parity(ctx[..., :1536], enc["decode_feature"], "decode_feature tr100", tol=0.0)
     np.testing.assert_array_equal(ctx[..., :1536].numpy(), enc["decode_feature"])
     pe = reference("tr100_decode")["pe"][0]
-    np.testing.assert_array_equal(ctx[0, :, 1536:].numpy(), pe)
-    np.testing.assert_array_equal(ctx[1, :, 1536:].numpy(), pe)  # PE is never marked
+    assert_pe_equal(ctx[0, :, 1536:].numpy(), pe)
+    assert torch.equal(ctx[1, :, 1536:], ctx[0, :, 1536:])  # PE is never marked
 
 
 @pytest.mark.parametrize("name, dim", [("tr50", 1536), ("tr25", 3072)])
@@ -144,7 +155,7 @@ def test_decoder_context_tr50_tr25_match_decode_feature(name: str, dim: int) -> 
     ctx = decoder_context(acoustic[tokens[..., 1]], semantic[tokens[..., 0]], torch.tensor([n]))
     assert ctx.shape == (1, n, 2 * dim + 192)
     assert_parity(ctx[..., : 2 * dim], ref["decode_feature"], f"decode_feature {name}", tol=0.0)
-    np.testing.assert_array_equal(ctx[0, :, 2 * dim :].numpy(), reference("tr100_decode")["pe"][0, :n])
+    assert_pe_equal(ctx[0, :, 2 * dim :].numpy(), reference("tr100_decode")["pe"][0, :n])
 
 
 def test_decoder_context_batch_and_errors() -> None:
@@ -167,7 +178,7 @@ def test_unconditional_context() -> None:
     u = unconditional_context(2, 512, 768)
     assert u.shape == (2, 512, 1728)
     assert bool((u[..., :1536] == 0).all())
-    np.testing.assert_array_equal(u[1, :, 1536:].numpy(), reference("tr100_decode")["pe"][0])
+    assert_pe_equal(u[1, :, 1536:].numpy(), reference("tr100_decode")["pe"][0])
     assert unconditional_context(1, 128, 3072, dtype=torch.float64).dtype == torch.float64
     with pytest.raises(ValueError, match="batch"):
         unconditional_context(0, 512, 768)
