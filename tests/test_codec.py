@@ -150,7 +150,7 @@ def test_staged_weights_hold_one_encoder_part_and_give_the_same_tokens(codec: Se
 
     assert resident("acoustic.") == 0 and resident("audiomae.") > 0  # AudioMAE runs first
     staged = SemantiCodec(encoder, device="cpu", batch_size=1)
-    x = _noise(12.0, 12)  # two windows: each batch reads both parts again
+    x = _noise(12.0, 12)  # two windows in two batches: AudioMAE over both, then the acoustic encoder
     expected = codec.encode(x, 16000).tokens
     for _ in range(2):
         np.testing.assert_array_equal(staged.encode(x, 16000).tokens, expected)

@@ -101,7 +101,6 @@ def test_mark_padding() -> None:
 # --- positional encoding ----------------------------------------------------------------
 
 
-
 PE_CPU_TOLERANCE = 3e-5
 """The reference tables were made on an AMD EPYC; torch's vectorised float32 sin/cos differ
 between CPUs for the large angles of the table (up to 511 rad: 1.5e-5 on an Intel Xeon with

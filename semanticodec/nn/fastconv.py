@@ -174,8 +174,9 @@ def channels_last_bfloat16(x: Tensor) -> bool:
 
 
 def _as_channels_last_2d(x: Tensor) -> Tensor:
-    """``[B, C, L]`` -> bfloat16 ``[B, C, 1, L]`` in channels-last layout (no copy when ``x``
-    already has the channels innermost, as this module's outputs do)."""
+    """``[B, C, L]`` (an input, or a weight ``[O, I, k]``) -> bfloat16 ``[B, C, 1, L]`` in
+    channels-last layout (no copy when ``x`` is bfloat16 with the channels innermost, as this
+    module's outputs are)."""
     return x.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
@@ -190,8 +191,7 @@ class _ChannelsLastWeights:
         bias: Tensor | None = self.bias  # type: ignore[attr-defined]
 
         def convert() -> tuple[Tensor, Tensor | None]:
-            weight_2d = weight.detach().to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            return weight_2d, None if bias is None else bias.detach().to(torch.bfloat16)
+            return _as_channels_last_2d(weight.detach()), None if bias is None else bias.detach().to(torch.bfloat16)
 
         if weight.is_inference() or (bias is not None and bias.is_inference()):
             return convert()  # made in inference mode: no version counter to follow, not cached
