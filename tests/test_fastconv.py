@@ -41,14 +41,17 @@ def test_toom_cook_conv2d_equals_conv2d(height: int, width: int) -> None:
     assert rel_l2(fastconv.toom_cook_conv2d(x, w, b), expected) < 2e-6
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @torch.inference_mode()
-def test_upsample_conv_equals_nearest_upsample_then_conv() -> None:
+def test_upsample_conv_equals_nearest_upsample_then_conv(layout: torch.memory_format) -> None:
+    """Equal to upsampling then convolving, in the input's layout."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 5, 3, generator=gen)
     w = torch.randn(6, 4, 3, 3, generator=gen) / 6
     b = torch.randn(6, generator=gen)
     expected = F.conv2d(F.interpolate(x.double(), scale_factor=2.0, mode="nearest"), w.double(), b.double(), padding=1)
-    assert rel_l2(upsample_conv(x, w, b), expected) < 2e-6
+    actual = upsample_conv(x.contiguous(memory_format=layout), w, b)
+    assert rel_l2(actual, expected) < 2e-6 and actual.is_contiguous(memory_format=layout)
 
 
 def test_errors_and_switches() -> None:
@@ -148,3 +151,41 @@ def _check_channels_last(conv, x, reference, transposed, stride, dilation, paddi
             conv.weight.mul_(2.0)  # the cached bfloat16 weights follow
     with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv(x).stride(2) == 1  # direct(): plain conv1d
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(3, 1, 1), (1, 1, 0), (3, 2, 0)])
+def test_channels_last_bfloat16_conv2d_equals_conv2d_under_autocast(kernel: int, stride: int, padding: int) -> None:
+    """The VAE's 2-D convolutions under bfloat16 autocast: channels-last output, the products of
+    ``conv2d`` under autocast, cached weights that follow the parameters; direct() runs plain."""
+    conv = fastconv.Conv2d(16, 8, kernel, stride, padding=padding)
+    x = torch.randn(2, 16, 12, 6, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        for _ in range(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                actual = conv(x)
+                expected = F.conv2d(x, conv.weight, conv.bias, stride, padding)
+            assert actual.dtype == torch.bfloat16 and actual.is_contiguous(memory_format=torch.channels_last)
+            assert not actual.is_contiguous() and rel_l2(actual.float(), expected.float()) < 1e-2
+            with torch.no_grad():
+                conv.weight.mul_(2.0)
+        with fastconv.direct(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert conv(x).is_contiguous()
+
+
+@pytest.mark.parametrize(("batch", "taps", "dilation", "length"), [(1, 7, 1, 70), (2, 11, 5, 50), (1, 3, 3, 33), (2, 7, 1, 16)])
+@torch.inference_mode()
+def test_long_channels_last_convolutions_run_in_pieces(
+    monkeypatch: pytest.MonkeyPatch, batch: int, taps: int, dilation: int, length: int
+) -> None:
+    """A 1-D convolution longer than MAX_POSITIONS runs as a batch of overlapping pieces (made
+    16 here so that the pieces, and a last one of padding, are exercised): the same values as in
+    one piece, in the same layout."""
+    conv = fastconv.Conv1d(8, 8, taps, padding=dilation * (taps - 1) // 2, dilation=dilation)
+    x = torch.randn(batch, 8, length, generator=torch.Generator().manual_seed(7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = conv(x)
+        monkeypatch.setattr(fastconv, "MAX_POSITIONS", 16)
+        pieces = conv(x)
+    assert pieces.shape == whole.shape == (batch, 8, length) and pieces.stride(1) == 1
+    assert torch.allclose(pieces.float(), whole.float(), rtol=1e-2, atol=1e-2)
+    assert rel_l2(pieces.float(), whole.float()) < 3e-3

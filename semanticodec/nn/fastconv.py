@@ -20,12 +20,13 @@ shapes), the 512-channel 3x3 convolutions of the VAE run 1.6x faster and the 512
 11-tap ones of the HiFi-GAN 1.3x and 1.5-1.7x, while 256 channels and fewer, and 3-tap 1-D
 kernels, run slower; :func:`worth_it` and :data:`MIN_TAPS_1D` draw that line.
 
-Under CPU autocast to bfloat16 (``--precision mixed``) the 1-D convolutions here run instead
-as 2-D ones over a ``[B, C, 1, L]`` channels-last view (:func:`channels_last_bfloat16`):
-oneDNN's bfloat16 kernels (AMX, AVX512-BF16) want that layout, and its output, seen again as
-``[B, C, L]`` with the channels innermost, feeds the next convolution without a copy. On a
-Xeon with AMX, 512- to 64-channel HiFi-GAN convolutions ran 1.4-9x faster than
-``conv1d`` under autocast (``benchmarks/RESULTS.md``).
+Under CPU autocast to bfloat16 (``--precision mixed``) the convolutions here run instead in
+the channels-last layout with cached bfloat16 weights (:func:`channels_last_bfloat16`), the 1-D
+ones as 2-D ones over a ``[B, C, 1, L]`` view: oneDNN's bfloat16 kernels (AMX, AVX512-BF16)
+want that layout, and each output, with the channels innermost, feeds the next convolution
+without a copy. On a Xeon with AMX, 512- to 64-channel HiFi-GAN convolutions ran 1.4-9x faster
+than ``conv1d`` under autocast, and the whole VAE decoder about 1.6x faster than channels-first
+(``benchmarks/RESULTS.md``). Signals longer than :data:`MAX_POSITIONS` are convolved in pieces.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ MIN_CHANNELS = 512
 
 MIN_TAPS_1D = 7
 """Shorter 1-D kernels run direct (a 3-tap kernel saves too few products)."""
+
+MAX_POSITIONS = 65536
+"""Longest signal a channels-last bfloat16 1-D convolution is handed in one piece; longer ones
+run as a batch of overlapping pieces of this many outputs (:func:`conv1d_channels_last`).
+oneDNN took ~0.12 s to create each such convolution over the 163 872 samples of a vocoder window
+(32 channels, Xeon with AMX) against ~0.01 s for pieces of 65 536: 1.3 s of a window's first
+decode; the pieces cost one copy of the input."""
 
 
 _direct = False
@@ -163,8 +171,8 @@ def toom_cook_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 def channels_last_bfloat16(x: Tensor) -> bool:
-    """Whether a 1-D convolution of ``x`` runs as a channels-last bfloat16 2-D one: inference
-    on the CPU under autocast to bfloat16, outside :func:`direct`."""
+    """Whether a convolution of ``x`` runs in bfloat16 in the channels-last layout (a 1-D one as
+    a 2-D one): inference on the CPU under autocast to bfloat16, outside :func:`direct`."""
     return (
         enabled()
         and x.device.type == "cpu"
@@ -173,16 +181,40 @@ def channels_last_bfloat16(x: Tensor) -> bool:
     )
 
 
-def _as_channels_last_2d(x: Tensor) -> Tensor:
-    """``[B, C, L]`` (an input, or a weight ``[O, I, k]``) -> bfloat16 ``[B, C, 1, L]`` in
-    channels-last layout (no copy when ``x`` is bfloat16 with the channels innermost, as this
-    module's outputs are)."""
-    return x.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+def _as_channels_last(x: Tensor) -> Tensor:
+    """``[B, C, H, W]``, or ``[B, C, L]`` seen as ``[B, C, 1, L]`` (an input, or a weight) ->
+    bfloat16 in channels-last layout (no copy when ``x`` is bfloat16 with the channels innermost,
+    as this module's outputs are)."""
+    x = x.to(torch.bfloat16)
+    return (x.unsqueeze(2) if x.ndim == 3 else x).contiguous(memory_format=torch.channels_last)
+
+
+def conv1d_channels_last(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1
+) -> Tensor:
+    """``F.conv1d`` of ``x [B, Cin, L]`` in bfloat16 as a channels-last 2-D convolution ->
+    ``[B, Cout, L_out]`` with the channels innermost; ``weight`` and ``bias`` as
+    :class:`_ChannelsLastWeights` gives them (``[Cout, Cin / groups, 1, k]`` channels-last).
+    A stride-1 convolution of more than :data:`MAX_POSITIONS` outputs runs as a batch of pieces
+    of that many outputs, each with its ``dilation * (k - 1)`` inputs of overlap: the same
+    products, the same result."""
+    x = _as_channels_last(x)
+    reach = dilation * (weight.shape[3] - 1)
+    outputs = x.shape[3] + 2 * padding - reach
+    if stride != 1 or outputs <= MAX_POSITIONS:
+        return F.conv2d(x, weight, bias, (1, stride), (0, padding), (1, dilation), groups).squeeze(2)
+    batch, pieces = x.shape[0], -(-outputs // MAX_POSITIONS)
+    padded = F.pad(x, (padding, padding + pieces * MAX_POSITIONS - outputs))
+    windows = padded.unfold(3, MAX_POSITIONS + reach, MAX_POSITIONS).permute(0, 3, 1, 2, 4).flatten(0, 1)
+    y = F.conv2d(windows.contiguous(memory_format=torch.channels_last), weight, bias, 1, 0, (1, dilation), groups)
+    # [B * pieces, Cout, 1, P] channels-last is [B, pieces * P, Cout] in memory: a view
+    y = y.permute(0, 2, 3, 1).reshape(batch, pieces * MAX_POSITIONS, -1).transpose(1, 2)
+    return y[:, :, :outputs]
 
 
 class _ChannelsLastWeights:
-    """Mixin: the module's ``weight`` (and ``bias``) in bfloat16, the weight as ``[O, I, 1, k]``
-    channels-last, made once and again only when the parameters change (their version)."""
+    """Mixin: the module's ``weight`` (and ``bias``) in bfloat16, the weight channels-last (a 1-D
+    one as ``[O, I, 1, k]``), made once and again only when the parameters change (their version)."""
 
     _cached: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
 
@@ -191,7 +223,7 @@ class _ChannelsLastWeights:
         bias: Tensor | None = self.bias  # type: ignore[attr-defined]
 
         def convert() -> tuple[Tensor, Tensor | None]:
-            return _as_channels_last_2d(weight.detach()), None if bias is None else bias.detach().to(torch.bfloat16)
+            return _as_channels_last(weight.detach()), None if bias is None else bias.detach().to(torch.bfloat16)
 
         if weight.is_inference() or (bias is not None and bias.is_inference()):
             return convert()  # made in inference mode: no version counter to follow, not cached
@@ -210,11 +242,7 @@ class Conv1d(_ChannelsLastWeights, nn.Conv1d):
     def forward(self, x: Tensor) -> Tensor:
         if channels_last_bfloat16(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
             weight, bias = self._bfloat16_parameters()
-            y = F.conv2d(
-                _as_channels_last_2d(x), weight, bias, (1, self.stride[0]),
-                (0, self.padding[0]), (1, self.dilation[0]), self.groups,
-            )
-            return y.squeeze(2)
+            return conv1d_channels_last(x, weight, bias, self.stride[0], self.padding[0], self.dilation[0], self.groups)
         same = (self.dilation[0] * (self.kernel_size[0] - 1) // 2,)
         plain = self.stride == (1,) and self.groups == 1 and self.padding == same
         if worth_it(x, self.weight) and self.kernel_size[0] >= MIN_TAPS_1D and plain:
@@ -230,18 +258,23 @@ class ConvTranspose1d(_ChannelsLastWeights, nn.ConvTranspose1d):
         if channels_last_bfloat16(x) and output_size is None:
             weight, bias = self._bfloat16_parameters()
             y = F.conv_transpose2d(
-                _as_channels_last_2d(x), weight, bias, (1, self.stride[0]), (0, self.padding[0]),
+                _as_channels_last(x), weight, bias, (1, self.stride[0]), (0, self.padding[0]),
                 (0, self.output_padding[0]), self.groups, (1, self.dilation[0]),
             )
             return y.squeeze(2)
         return super().forward(x, output_size)
 
 
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (3x3, stride 1, padding 1) that runs :func:`toom_cook_conv2d` where
-    :func:`worth_it` says so; same parameters and state-dict keys."""
+class Conv2d(_ChannelsLastWeights, nn.Conv2d):
+    """``nn.Conv2d`` that runs :func:`toom_cook_conv2d` where :func:`worth_it` says so and the
+    convolution is a plain 3x3 one (stride 1, padding 1), and channels-last under bfloat16
+    autocast (:func:`channels_last_bfloat16`; zero padding only); same parameters and state-dict
+    keys."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if channels_last_bfloat16(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
+            weight, bias = self._bfloat16_parameters()
+            return F.conv2d(_as_channels_last(x), weight, bias, self.stride, self.padding, self.dilation, self.groups)
         plain = self.stride == self.padding == self.dilation == (1, 1) and self.groups == 1
         if worth_it(x, self.weight) and self.kernel_size == (3, 3) and plain:
             return toom_cook_conv2d(x, self.weight, self.bias)

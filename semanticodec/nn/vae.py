@@ -85,7 +85,7 @@ class ResnetBlock(nn.Module):
         self.conv1 = fastconv.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = _group_norm(out_channels, config)
         self.conv2 = fastconv.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.nin_shortcut = fastconv.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C_in, H, W] -> [B, C_out, H, W]``."""
@@ -100,10 +100,10 @@ class AttnBlock(nn.Module):
     def __init__(self, channels: int, config: VAEConfig) -> None:
         super().__init__()
         self.norm = _group_norm(channels, config)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.q = fastconv.Conv2d(channels, channels, 1)
+        self.k = fastconv.Conv2d(channels, channels, 1)
+        self.v = fastconv.Conv2d(channels, channels, 1)
+        self.proj_out = fastconv.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, C, H, W]``; softmax scale ``C**-0.5``."""
@@ -119,7 +119,7 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+        self.conv = fastconv.Conv2d(channels, channels, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, C, H/2, W/2]`` (H, W even)."""
@@ -135,7 +135,7 @@ class Upsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = fastconv.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, C, 2H, 2W]``."""
@@ -148,7 +148,7 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> 
     """``F.conv2d(nearest_x2(x), weight, bias, padding=1)`` for a 3x3 ``weight``, computed at the
     input resolution: output pixel ``(2i + a, 2j + b)`` reads input rows ``i - 1, i`` (a = 0,
     kernel rows ``[w0, w1 + w2]``) or ``i, i + 1`` (a = 1, ``[w0 + w1, w2]``), and likewise columns.
-    ``x [B, Cin, H, W]`` -> ``[B, Cout, 2H, 2W]``."""
+    ``x [B, Cin, H, W]`` -> ``[B, Cout, 2H, 2W]``, channels-last when ``x`` is."""
     batch, _, height, width = x.shape
     padded = F.pad(x, (1, 1, 1, 1))
 
@@ -157,13 +157,14 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> 
         pair = (first, middle + last) if phase == 0 else (first + middle, last)
         return torch.stack(pair, dim)
 
-    phases = torch.stack([
-        torch.stack([
-            F.conv2d(padded[:, :, a : a + height + 1, b : b + width + 1], merge(merge(weight, 2, a), 3, b), bias)
-            for b in (0, 1)
-        ], -1)
+    outputs = [
+        [F.conv2d(padded[:, :, a : a + height + 1, b : b + width + 1], merge(merge(weight, 2, a), 3, b), bias) for b in (0, 1)]
         for a in (0, 1)
-    ], 3)  # [B, Cout, H, 2 (a), W, 2 (b)]
+    ]  # outputs[a][b]: [B, Cout, H, W]
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():  # keep the channels innermost
+        rows = torch.stack([torch.stack([p.permute(0, 2, 3, 1) for p in row], 3) for row in outputs], 2)
+        return rows.reshape(batch, 2 * height, 2 * width, -1).permute(0, 3, 1, 2)  # rows: [B, H, 2 (a), W, 2 (b), Cout]
+    phases = torch.stack([torch.stack(row, -1) for row in outputs], 3)  # [B, Cout, H, 2 (a), W, 2 (b)]
     return phases.reshape(batch, -1, 2 * height, 2 * width)
 
 
@@ -218,13 +219,13 @@ class Encoder(nn.Module):
         super().__init__()
         widths = [config.channels] + [config.channels * m for m in config.channel_mult]
         last = len(config.channel_mult) - 1
-        self.conv_in = nn.Conv2d(config.in_channels, config.channels, 3, padding=1)
+        self.conv_in = fastconv.Conv2d(config.in_channels, config.channels, 3, padding=1)
         self.down = nn.ModuleList(
             DownLevel(widths[i], widths[i + 1], config, downsample=i != last) for i in range(last + 1)
         )
         self.mid = MidBlock(widths[-1], config)
         self.norm_out = _group_norm(widths[-1], config)
-        self.conv_out = nn.Conv2d(widths[-1], 2 * config.z_channels, 3, padding=1)
+        self.conv_out = fastconv.Conv2d(widths[-1], 2 * config.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -243,7 +244,7 @@ class Decoder(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         widths = [config.channels * m for m in config.channel_mult]
-        self.conv_in = nn.Conv2d(config.z_channels, widths[-1], 3, padding=1)
+        self.conv_in = fastconv.Conv2d(config.z_channels, widths[-1], 3, padding=1)
         self.mid = MidBlock(widths[-1], config)
         levels = [
             UpLevel(widths[min(i + 1, len(widths) - 1)], widths[i], config, upsample=i != 0)
@@ -251,7 +252,7 @@ class Decoder(nn.Module):
         ]
         self.up = nn.ModuleList(levels)
         self.norm_out = _group_norm(widths[0], config)
-        self.conv_out = nn.Conv2d(widths[0], config.out_channels, 3, padding=1)
+        self.conv_out = fastconv.Conv2d(widths[0], config.out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
@@ -287,8 +288,8 @@ class AutoencoderKL(nn.Module):
             self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         if with_encoder:
-            self.quant_conv = nn.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
+            self.quant_conv = fastconv.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1)
+        self.post_quant_conv = fastconv.Conv2d(config.embed_dim, config.z_channels, 1)
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior of a log-mel.
