@@ -6,8 +6,9 @@ the settings so that a shared machine's load falls on all of them alike, and pri
 median seconds per window, the speed-up over the first setting and the per-stage split.
 ``--stages`` instead times the VAE decoder and the HiFi-GAN alone: float32 direct convolutions
 (``fastconv.direct``), float32 with the inference shortcuts of ``semanticodec.nn.fastconv``, and
-bfloat16 autocast (``--precision bfloat16``, with its deviation from float32: fill weights, so a
-numerical figure, not a quality one).
+bfloat16 autocast (``--precision bfloat16``) without those shortcuts (plain channels-first
+convolutions) and with them (channels-last), with its deviation from float32: fill weights, so
+a numerical figure, not a quality one.
 Weights are the deterministic ``benchmarks.fill`` values (every op is dense: the cost is that
 of the real checkpoints).
 
@@ -50,17 +51,18 @@ def decode_rounds(model, settings, rounds: int, clock) -> dict[str, list[tuple[f
     return results
 
 
-STAGE_VARIANTS = ("direct", "fast", "bfloat16")
+STAGE_VARIANTS = ("direct", "fast", "bfloat16 direct", "bfloat16")
 """``--stages`` variants: float32 direct convolutions (``fastconv.direct``), float32 with the
-inference shortcuts, and the shortcuts under bfloat16 autocast (``--precision bfloat16``)."""
+inference shortcuts, and bfloat16 autocast (``--precision bfloat16``) without and with them."""
 
 
 def _variant(name: str) -> contextlib.AbstractContextManager:
-    if name == "direct":
-        return fastconv.direct()
-    if name == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    if name.endswith("direct"):
+        stack.enter_context(fastconv.direct())
+    if name.startswith("bfloat16"):
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    return stack
 
 
 def stage_rounds(model, rounds: int, clock) -> tuple[dict[str, list[float]], dict[str, float]]:
@@ -106,12 +108,12 @@ def main() -> None:
           f"clock {args.clock}, {args.rounds} rounds, official 100 tok/s architecture, one 10.24 s window")
     if args.stages:
         times, deviation = stage_rounds(model, args.rounds, clock)
-        print("\n| stage | direct s | fast s | speed-up | bfloat16 s | speed-up | bfloat16 rel. L2 |"
-              "\n|---|---:|---:|---:|---:|---:|---:|")
+        print("\n| stage | direct s | fast s | speed-up | bfloat16 direct s | speed-up | bfloat16 s | speed-up | "
+              "bfloat16 rel. L2 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for stage in ("vae", "vocoder"):
-            slow, fast, half = (statistics.median(times[f"{stage} {v}"]) for v in STAGE_VARIANTS)
-            print(f"| {stage} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}× | {half:.2f} | {slow / half:.2f}× "
-                  f"| {deviation[stage]:.1e} |")
+            slow, fast, half_direct, half = (statistics.median(times[f"{stage} {v}"]) for v in STAGE_VARIANTS)
+            print(f"| {stage} | {slow:.2f} | {fast:.2f} | {slow / fast:.2f}× | {half_direct:.2f} | {slow / half_direct:.2f}× "
+                  f"| {half:.2f} | {slow / half:.2f}× | {deviation[stage]:.1e} |")
         return
     instrument(model)
     results = decode_rounds(model, args.decode, args.rounds, clock)

@@ -13,7 +13,8 @@ same tokens; a second DDIM 50 decode with another noise seed shows how much two 
 the same tokens differ anyway. The chosen default is the cheapest setting (fewest model
 evaluations per window) whose mean ViSQOL and mean DNSMOS OVRL over all clips are each
 within 0.1 of DDIM 50's. ``--precision bfloat16`` adds a row for the chosen setting decoded
-under bfloat16 autocast (the decoder's reduced-precision mode).
+under bfloat16 autocast (the decoder's reduced-precision mode); ``--precision mixed``, with
+only the VAE decoder and vocoder so (the default decoding where bfloat16 is native).
 
 The section "Sampler quality versus steps" of ``benchmarks/RESULTS.md`` is rewritten and
 per-clip figures go to ``benchmarks/results/samplers_<corpus>.json``, row by row as they are
@@ -88,6 +89,20 @@ class Row:
     evaluations: int
     seconds_per_window: float
     clips: dict[str, dict[str, float]]
+    measured_by: str = ""
+    """The command, date and machine that measured the row (rows of a resumed run keep theirs)."""
+
+
+def provenance(rows: list[Row]) -> str:
+    """Which command measured which rows: the one command, or each with its rows (the largest
+    group as "the other rows")."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row.measured_by, []).append(row.setting.label)
+    if len(groups) == 1:
+        return next(iter(groups))
+    largest = max(groups, key=lambda key: len(groups[key]))
+    return "; ".join(f"{key}: {'the other rows' if key == largest else ', '.join(groups[key])}" for key in groups)
 
 
 def _table_order(row: Row) -> tuple[int, int]:
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-domain", type=int, metavar="N", help="only the first N clips of each domain (default: all)")
     parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
-    parser.add_argument("--precision", choices=("bfloat16", "float16"), help="also decode the chosen setting so")
+    parser.add_argument("--precision", choices=("bfloat16", "float16", "mixed"), help="also decode the chosen setting so")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     parser.add_argument(
@@ -259,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(checkpoint=args.checkpoint).eval()
     shown = ["…" if previous == "--checkpoint" else a for previous, a in zip(["", *raw_args], raw_args)]
     command = shlex.join(["python", "-m", "benchmarks.bench_samplers", *shown])
+    this_run = f"`{command}` ({datetime.date.today().isoformat()}, {cpu_model()})"
     encoded, visqol, dnsmos = {}, None, None
     if not args.report_only:
         encoder = SemantiCodec(model, device="cpu", batch_size=args.batch_size)
@@ -275,18 +291,19 @@ def main(argv: list[str] | None = None) -> int:
             measured_by = command if not args.report_only else earlier.get("command", "an earlier run")
             for item in earlier["rows"]:
                 setting = Setting(item["sampler"], item["steps"], item["seed"], item["precision"])
-                finished[setting] = Row(setting, item["evaluations"], item["seconds_per_window"], item["clips"])
+                by = item.get("measured_by", f"`{earlier.get('command', 'an earlier run')}`")
+                finished[setting] = Row(setting, item["evaluations"], item["seconds_per_window"], item["clips"], by)
 
     def save(chosen: Setting | None = None) -> None:
         rows = [{**asdict(r.setting), "evaluations": r.evaluations, "seconds_per_window": r.seconds_per_window,
-                 "clips": r.clips} for r in finished.values()]
+                 "clips": r.clips, "measured_by": r.measured_by} for r in finished.values()]
         chosen_json = None if chosen is None else asdict(chosen)
         document = {"identity": identity, "command": measured_by, "chosen": chosen_json, "rows": rows}
         record.write_text(json.dumps(document, indent=1) + "\n")
 
     def record_row(setting: Setting, per_window: float, scores: dict[str, dict[str, float]]) -> None:
         count = evaluations(model, setting.sampler, setting.steps)
-        finished[setting] = Row(setting, count, per_window, scores)
+        finished[setting] = Row(setting, count, per_window, scores, this_run)
         save()
         m = means(scores, list(scores))
         print(f"{setting.label:28s} evals {count:3d}  {per_window:6.1f} s/window  ViSQOL {m['visqol']:.3f}  "
@@ -333,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = {s: evaluations(model, s.sampler, s.steps) for s in wanted if s not in finished}
 
     domains = {d: [c.file for c in clips if c.domain == d] for d in data.DOMAINS if any(c.domain == d for c in clips)}
-    command = f"`{command}`" if measured_by == command else f"`{measured_by}` (the rows), `{command}` (this table)"
+    command = provenance(rows) if measured_by == command else f"{provenance(rows)} (the rows), `{command}` (this table)"
     header = (
         f"({datetime.date.today().isoformat()}, {cpu_model()}, {platform.python_version()}, torch {torch.__version__}, "
         + (f"{args.threads} threads" if args.jobs == 1 else f"{args.jobs} worker processes of 1 thread")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -42,6 +42,15 @@ def test_choose_takes_the_cheapest_setting_within_the_tolerance():
     text = bench_samplers.render(rows, reference, rows[5], {"speech": ["a"], "sound": ["b"]}, "cmd", "(header)", missing)
     assert "Not measured (the run was stopped before it finished): ddim 25, unipc 5." in text
     assert "The choice is provisional: unipc 5 cost no more and were not measured." in text
+
+
+def test_provenance_names_the_command_of_each_row():
+    """A resumed run keeps the command that measured each reused row."""
+    first, added = "`run A` (day 1, CPU A)", "`run B` (day 2, CPU B)"
+    rows = [replace(row("ddim", 50, 2.0, 3.0), measured_by=first), replace(row("unipc", 3, 2.0, 3.0), measured_by=first)]
+    assert bench_samplers.provenance(rows) == first
+    rows.append(replace(row("unipc", 3, 2.0, 3.0, precision="mixed"), measured_by=added))
+    assert bench_samplers.provenance(rows) == f"{first}: the other rows; {added}: unipc 3, mixed"
 
 
 def test_evaluations_per_window():
@@ -97,6 +106,6 @@ def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch):
     assert bench_samplers.main([*argv, "--report-only"]) == 0  # the table so far, nothing decoded
     text = results.read_text()
     assert "Not measured (the run was stopped before it finished): unipc 5." in text
-    assert "` (the rows), `python -m benchmarks.bench_samplers --corpus" in text and "--report-only` (this table)" in text
+    assert ") (the rows), `python -m benchmarks.bench_samplers --corpus" in text and "--report-only` (this table)" in text
     with pytest.raises(AssertionError, match="decoded again"):
         bench_samplers.main([*argv, "--fresh", "--jobs", "1"])  # in this process: decode_all is called here

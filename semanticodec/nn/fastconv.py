@@ -25,7 +25,7 @@ the channels-last layout with cached bfloat16 weights (:func:`channels_last_bflo
 ones as 2-D ones over a ``[B, C, 1, L]`` view: oneDNN's bfloat16 kernels (AMX, AVX512-BF16)
 want that layout, and each output, with the channels innermost, feeds the next convolution
 without a copy. On a Xeon with AMX, 512- to 64-channel HiFi-GAN convolutions ran 1.4-9x faster
-than ``conv1d`` under autocast, and the whole VAE decoder about 1.6x faster than channels-first
+than ``conv1d`` under autocast, and the whole VAE decoder 1.9x faster than channels-first
 (``benchmarks/RESULTS.md``). Signals longer than :data:`MAX_POSITIONS` are convolved in pieces.
 """
 
