@@ -33,7 +33,7 @@ import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             run_all([reduced])
         wanted.append(reduced)
-        if reduced in finished:
-            rows.append(finished[reduced])
+    # the chosen setting in every reduced precision measured so far, this run's or a resumed one's
+    rows += [row for s, row in finished.items() if s.precision != "float32" and s == replace(chosen.setting, precision=s.precision)]
     missing = {s: evaluations(model, s.sampler, s.steps) for s in wanted if s not in finished}
 
     domains = {d: [c.file for c in clips if c.domain == d] for d in data.DOMAINS if any(c.domain == d for c in clips)}

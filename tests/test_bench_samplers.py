@@ -100,6 +100,9 @@ def test_main_end_to_end_on_a_tiny_corpus(tmp_path, monkeypatch):
     assert bench_samplers.main(argv) == 0  # resumed: every row comes from the JSON
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert [line for line in results.read_text().splitlines() if line.startswith("|")] == table
+    without = [a for a in argv if a not in ("--precision", "bfloat16")]
+    assert bench_samplers.main(without) == 0  # a row of a reduced precision measured before stays in the table
+    assert [line for line in results.read_text().splitlines() if line.startswith("|")] == table
     record = tmp_path / "out" / "samplers_corpus.json"
     raw["rows"] = [r for r in raw["rows"] if (r["sampler"], r["steps"]) != ("unipc", 5)]
     record.write_text(json.dumps(raw))
