@@ -166,6 +166,16 @@ def test_replace_section_keeps_other_sections():
     assert report.replace_section(last, "## Quality\n\nnew\n") == "# R\n\n## Quality\n\nnew\n"
 
 
+def test_replace_section_keeps_the_hand_written_notes():
+    """The old section's notes subsection follows the new section, in the middle or at the end."""
+    doc = "# R\n\n## Quality\n\nold table\n\n### Notes\n\nwhy it changed\n\n## Codec\n\nc\n"
+    out = report.replace_section(doc, "## Quality\n\nnew table\n")
+    assert out == "# R\n\n## Quality\n\nnew table\n\n### Notes\n\nwhy it changed\n\n## Codec\n\nc\n"
+    assert report.replace_section(out, "## Quality\n\nnewer\n") == out.replace("new table", "newer")
+    last = "# R\n\n## Quality\n\nold\n\n### Notes\n\nkept\n"
+    assert report.replace_section(last, "## Quality\n\nnew\n") == "# R\n\n## Quality\n\nnew\n\n### Notes\n\nkept\n"
+
+
 def test_summarize_counts_corpus_wer_and_real_bitrate():
     def row(num_bytes, seconds, words, errors):
         return quality.ClipResult("s", "c", "speech", seconds, num_bytes, 0.1, 0.2, 1.0, 2.0, 4.0, 4.5, words=words, errors=errors)
