@@ -65,12 +65,8 @@ def main() -> None:
             return vocoder(mel)
 
     def channels_first() -> torch.Tensor:
-        saved = fastconv.channels_last_bfloat16
-        fastconv.channels_last_bfloat16 = lambda x: False  # type: ignore[assignment]
-        try:
+        with fastconv.direct():  # plain conv1d under autocast
             return mixed()
-        finally:
-            fastconv.channels_last_bfloat16 = saved  # type: ignore[assignment]
 
     mixed(), channels_first()
     rounds: dict[str, list[float]] = {"bfloat16 conv1d": [], "bfloat16 channels-last": []}

@@ -166,8 +166,9 @@ class SemantiCodecModel(nn.Module):
         self._staged[part] = layouts
         release_free_heap()
 
-    def _entries(self, prefix: str) -> dict[str, Tensor]:
-        return {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefix)}
+    def _entries(self, prefixes: str | tuple[str, ...]) -> dict[str, Tensor]:
+        """The parameters and buffers (themselves, not copies) whose keys start with ``prefixes``."""
+        return {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefixes)}
 
     def valid_tokens(self, fbank: Tensor) -> Tensor:
         """``[W]`` tokens of each fbank window ``[W, 1024, 128]`` that hold audio (padding detector)."""
@@ -332,7 +333,7 @@ class SemantiCodecModel(nn.Module):
         device and strides becomes the entry itself instead of being copied (for tensors the caller
         gives up, such as a memory-mapped checkpoint's, which then stays file-backed).
         """
-        own = {k: v for k, v in self.state_dict(keep_vars=True).items() if k.startswith(prefixes)}
+        own = self._entries(prefixes)
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:

@@ -123,7 +123,7 @@ class StreamingEncoder:
     ) -> None:
         if mode not in ("exact", "low_latency"):
             raise ValueError(f"mode must be 'exact' or 'low_latency', got {mode!r}")
-        if not (batch_windows == 1 or (mode == "exact" and batch_windows > 1)):
+        if batch_windows < 1 or (mode == "low_latency" and batch_windows != 1):
             raise ValueError(f"batch_windows must be >= 1 in exact mode and 1 in low-latency mode, got {batch_windows}")
         if codec.compat != "default":
             raise ValueError("streaming needs a codec with compat='default' (the official windowing is not streamable)")

@@ -213,10 +213,16 @@ def conv1d_channels_last(
 
 
 class _ChannelsLastWeights:
-    """Mixin: the module's ``weight`` (and ``bias``) in bfloat16, the weight channels-last (a 1-D
-    one as ``[O, I, 1, k]``), made once and again only when the parameters change (their version)."""
+    """Mixin of the convolutions with a channels-last bfloat16 path: whether an input takes it, and
+    the module's ``weight`` (and ``bias``) in bfloat16 for it, the weight channels-last (a 1-D one
+    as ``[O, I, 1, k]``), made once and again only when the parameters change (their version)."""
 
     _cached: tuple[tuple[int, ...], Tensor, Tensor | None] | None = None
+
+    def _runs_channels_last(self, x: Tensor) -> bool:
+        """Whether this convolution of ``x`` takes the channels-last bfloat16 path
+        (:func:`channels_last_bfloat16`, zero padding given as numbers)."""
+        return channels_last_bfloat16(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple)  # type: ignore[attr-defined]
 
     def _bfloat16_parameters(self) -> tuple[Tensor, Tensor | None]:
         weight: Tensor = self.weight  # type: ignore[attr-defined]
@@ -240,7 +246,7 @@ class Conv1d(_ChannelsLastWeights, nn.Conv1d):
     zero padding only); same parameters and state-dict keys."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if channels_last_bfloat16(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
+        if self._runs_channels_last(x):
             weight, bias = self._bfloat16_parameters()
             return conv1d_channels_last(x, weight, bias, self.stride[0], self.padding[0], self.dilation[0], self.groups)
         same = (self.dilation[0] * (self.kernel_size[0] - 1) // 2,)
@@ -255,7 +261,7 @@ class ConvTranspose1d(_ChannelsLastWeights, nn.ConvTranspose1d):
     bfloat16 autocast (:func:`channels_last_bfloat16`); same parameters and state-dict keys."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if channels_last_bfloat16(x) and output_size is None:
+        if self._runs_channels_last(x) and output_size is None:
             weight, bias = self._bfloat16_parameters()
             y = F.conv_transpose2d(
                 _as_channels_last(x), weight, bias, (1, self.stride[0]), (0, self.padding[0]),
@@ -272,7 +278,7 @@ class Conv2d(_ChannelsLastWeights, nn.Conv2d):
     keys."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if channels_last_bfloat16(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
+        if self._runs_channels_last(x):
             weight, bias = self._bfloat16_parameters()
             return F.conv2d(_as_channels_last(x), weight, bias, self.stride, self.padding, self.dilation, self.groups)
         plain = self.stride == self.padding == self.dilation == (1, 1) and self.groups == 1
